@@ -1,0 +1,71 @@
+"""``python -m testbed.simulator --kubeconfig PATH [...]``: run until SIGTERM/SIGINT.
+
+The first stdout line is ``listening HOST:PORT`` (flushed), so a parent process
+can start it with ``--listen 127.0.0.1:0`` and read the port.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+
+from .core import Simulator
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="python -m testbed.simulator",
+        description="Simulated Istio data plane: VirtualService weights -> Istio metrics.",
+    )
+    p.add_argument("--kubeconfig", default=os.environ.get("KUBECONFIG"), help="kubeconfig path")
+    p.add_argument("--namespace", default=None, help="watch only this namespace (default: all)")
+    p.add_argument("--rps", type=float, default=100.0, help="requests/s per VirtualService")
+    p.add_argument("--seed", type=int, default=None, help="random seed (reproducible draws)")
+    p.add_argument("--listen", default="127.0.0.1:0", help="HOST:PORT for /metrics (0 = any)")
+    p.add_argument("--tick", type=float, default=0.2, help="seconds between draws")
+    p.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING, ...")
+    return p.parse_args(argv)
+
+
+async def run(args: argparse.Namespace) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    sim = Simulator(
+        kubeconfig=args.kubeconfig,
+        namespace=args.namespace,
+        rps=args.rps,
+        seed=args.seed,
+        listen=args.listen,
+        tick=args.tick,
+    )
+    await sim.start()
+    try:
+        print(f"listening {sim.address}", flush=True)
+        await stop.wait()
+    finally:
+        await sim.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        asyncio.run(run(args))
+    except (ValueError, TimeoutError) as e:
+        logging.getLogger("testbed.simulator").error("%s", e)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

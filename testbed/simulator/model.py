@@ -1,0 +1,443 @@
+"""Pure routing logic: raw Kubernetes/Istio objects -> a routing plan.
+
+Nothing here talks to the API server or draws random numbers, so it is unit-tested
+with plain dicts. The plan is rebuilt only when a watched object changes; each tick
+then just draws requests against it (see ``traffic.py``).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+Obj = Mapping[str, Any]
+Warn = Callable[[str], None]
+
+ANNOTATION_PREFIX = "simulator.rollouts.dev/"
+RPS_ANNOTATION = ANNOTATION_PREFIX + "rps"
+CLUSTER_DOMAIN = "svc.cluster.local"
+
+# Istio's standard metric labels, in exposition order. Source labels are fixed: all
+# traffic enters through the ingress gateway.
+LABEL_NAMES: tuple[str, ...] = (
+    "reporter",
+    "source_workload",
+    "source_workload_namespace",
+    "source_principal",
+    "source_app",
+    "source_version",
+    "source_canonical_service",
+    "source_canonical_revision",
+    "source_cluster",
+    "destination_workload",
+    "destination_workload_namespace",
+    "destination_principal",
+    "destination_app",
+    "destination_version",
+    "destination_service",
+    "destination_service_name",
+    "destination_service_namespace",
+    "destination_canonical_service",
+    "destination_canonical_revision",
+    "destination_cluster",
+    "request_protocol",
+    "response_code",
+    "response_flags",
+    "connection_security_policy",
+)
+
+SOURCE_LABELS: dict[str, str] = {
+    "reporter": "destination",
+    "source_workload": "istio-ingressgateway",
+    "source_workload_namespace": "istio-system",
+    "source_principal": (
+        "spiffe://cluster.local/ns/istio-system/sa/istio-ingressgateway-service-account"
+    ),
+    "source_app": "istio-ingressgateway",
+    "source_version": "unknown",
+    "source_canonical_service": "istio-ingressgateway",
+    "source_canonical_revision": "latest",
+    "source_cluster": "Kubernetes",
+    "destination_cluster": "Kubernetes",
+    "request_protocol": "http",
+    "connection_security_policy": "mutual_tls",
+}
+
+UNKNOWN_WORKLOAD: dict[str, str] = {
+    "destination_workload": "unknown",
+    "destination_workload_namespace": "unknown",
+    "destination_principal": "unknown",
+    "destination_app": "unknown",
+    "destination_version": "unknown",
+    "destination_canonical_service": "unknown",
+    "destination_canonical_revision": "unknown",
+}
+
+
+# --------------------------------------------------------------------------- behaviour
+
+
+@dataclass(frozen=True)
+class Behaviour:
+    """How a pod answers, declared by ``simulator.rollouts.dev/*`` pod annotations."""
+
+    error_rate: float = 0.0
+    latency_ms: float = 50.0
+    latency_sigma: float = 0.5
+    tail_fraction: float = 0.0
+    tail_extra_ms: float = 0.0
+
+
+# annotation suffix -> (field, lower bound, upper bound); bounds inclusive
+_BEHAVIOUR_FIELDS: dict[str, tuple[str, float, float]] = {
+    "error-rate": ("error_rate", 0.0, 1.0),
+    "latency-ms": ("latency_ms", 0.0, math.inf),
+    "latency-sigma": ("latency_sigma", 0.0, 10.0),
+    "tail-fraction": ("tail_fraction", 0.0, 1.0),
+    "tail-extra-ms": ("tail_extra_ms", 0.0, math.inf),
+}
+
+
+def parse_float(raw: object, lo: float, hi: float) -> float | None:
+    """A finite float in [lo, hi], or None when ``raw`` is not one."""
+    try:
+        value = float(str(raw).strip())
+    except ValueError:
+        return None
+    if not math.isfinite(value) or value < lo or value > hi:
+        return None
+    return value
+
+
+def parse_behaviour(annotations: Mapping[str, str] | None, where: str, warn: Warn) -> Behaviour:
+    """Behaviour from annotations; invalid values are reported and replaced by defaults."""
+    values: dict[str, float] = {}
+    for suffix, (attr, lo, hi) in _BEHAVIOUR_FIELDS.items():
+        raw = (annotations or {}).get(ANNOTATION_PREFIX + suffix)
+        if raw is None:
+            continue
+        value = parse_float(raw, lo, hi)
+        if value is None:
+            warn(
+                f"{where}: invalid {ANNOTATION_PREFIX}{suffix}={raw!r} "
+                f"(want a number in [{lo:g}, {hi:g}]), using the default"
+            )
+            continue
+        values[attr] = value
+    return Behaviour(**values)
+
+
+def parse_rps(
+    annotations: Mapping[str, str] | None, default: float, where: str, warn: Warn
+) -> float:
+    raw = (annotations or {}).get(RPS_ANNOTATION)
+    if raw is None:
+        return default
+    value = parse_float(raw, 0.0, 1e7)
+    if value is None:
+        warn(f"{where}: invalid {RPS_ANNOTATION}={raw!r}, using {default:g}")
+        return default
+    return value
+
+
+# --------------------------------------------------------------------------- objects
+
+
+def meta(obj: Obj) -> Mapping[str, Any]:
+    m = obj.get("metadata")
+    return m if isinstance(m, Mapping) else {}
+
+
+def _str_map(value: object) -> dict[str, str]:
+    if not isinstance(value, Mapping):
+        return {}
+    return {str(k): str(v) for k, v in value.items()}
+
+
+def labels_of(obj: Obj) -> dict[str, str]:
+    return _str_map(meta(obj).get("labels"))
+
+
+def annotations_of(obj: Obj) -> dict[str, str]:
+    return _str_map(meta(obj).get("annotations"))
+
+
+def key_of(obj: Obj) -> tuple[str, str]:
+    m = meta(obj)
+    return str(m.get("namespace") or ""), str(m.get("name") or "")
+
+
+def pod_is_ready(pod: Obj) -> bool:
+    """Ready=True and not terminating: what Envoy's EDS would list as healthy."""
+    if meta(pod).get("deletionTimestamp"):
+        return False
+    status = pod.get("status") or {}
+    for cond in status.get("conditions") or []:
+        if isinstance(cond, Mapping) and cond.get("type") == "Ready":
+            return cond.get("status") == "True"
+    return False
+
+
+def workload_name(pod: Obj) -> str:
+    """Istio's destination_workload: the Deployment/Rollout name behind a pod.
+
+    A ReplicaSet is named ``<workload>-<hash>`` and its pods carry the same hash label
+    (``rollouts-pod-template-hash`` for Argo-style Rollouts, ``pod-template-hash`` for
+    Deployments), copied from the ReplicaSet template, so no ReplicaSet watch is needed.
+    """
+    m = meta(pod)
+    owners = [o for o in m.get("ownerReferences") or [] if isinstance(o, Mapping)]
+    owner = next((o for o in owners if o.get("controller")), owners[0] if owners else None)
+    if owner is None:
+        return str(m.get("name") or "unknown")
+    name = str(owner.get("name") or "unknown")
+    if owner.get("kind") == "ReplicaSet":
+        labels = labels_of(pod)
+        for hash_label in ("rollouts-pod-template-hash", "pod-template-hash"):
+            h = labels.get(hash_label)
+            if h and name.endswith("-" + h):
+                return name[: -len(h) - 1]
+    return name
+
+
+def workload_labels(pod: Obj) -> dict[str, str]:
+    """The destination_* labels Istio derives from a pod."""
+    ns, _ = key_of(pod)
+    labels = labels_of(pod)
+    workload = workload_name(pod)
+    sa = str((pod.get("spec") or {}).get("serviceAccountName") or "default")
+    canonical_service = (
+        labels.get("service.istio.io/canonical-name")
+        or labels.get("app.kubernetes.io/name")
+        or labels.get("app")
+        or workload
+    )
+    canonical_revision = (
+        labels.get("service.istio.io/canonical-revision")
+        or labels.get("app.kubernetes.io/version")
+        or labels.get("version")
+        or "latest"
+    )
+    return {
+        "destination_workload": workload,
+        "destination_workload_namespace": ns,
+        "destination_principal": f"spiffe://cluster.local/ns/{ns}/sa/{sa}",
+        "destination_app": labels.get("app") or "unknown",
+        "destination_version": labels.get("version") or "unknown",
+        "destination_canonical_service": canonical_service,
+        "destination_canonical_revision": canonical_revision,
+    }
+
+
+def resolve_host(host: str, namespace: str) -> tuple[str, str] | None:
+    """(service, namespace) for ``svc``, ``svc.ns``, ``svc.ns.svc`` or the FQDN.
+
+    A short name is relative to the VirtualService's namespace, as in Istio. Anything
+    else (an external host, a wildcard) is not a cluster Service: None.
+    """
+    host = host.strip().rstrip(".")
+    if not host or "*" in host:
+        return None
+    parts = host.split(".")
+    if len(parts) == 1:
+        return parts[0], namespace
+    if len(parts) == 2 or (len(parts) == 3 and parts[2] == "svc"):
+        return parts[0], parts[1]
+    if len(parts) == 5 and ".".join(parts[2:]) == CLUSTER_DOMAIN:
+        return parts[0], parts[1]
+    return None
+
+
+def selector_matches(selector: Mapping[str, str], labels: Mapping[str, str]) -> bool:
+    return all(labels.get(k) == v for k, v in selector.items())
+
+
+# --------------------------------------------------------------------------- routes
+
+
+@dataclass(frozen=True)
+class RouteDestination:
+    host: str
+    subset: str | None
+    weight: float
+
+
+def first_route_destinations(vs: Obj) -> list[RouteDestination]:
+    """Destinations of the VirtualService's first ``http`` route, with effective weights.
+
+    Only the first route gets traffic: the simulated client sends requests that match
+    it. One destination without a weight gets everything; with several, a missing
+    weight is 0 (Istio's rule), and if all are 0 the split is even.
+    """
+    http = (vs.get("spec") or {}).get("http") or []
+    if not http or not isinstance(http[0], Mapping):
+        return []
+    out: list[RouteDestination] = []
+    for entry in http[0].get("route") or []:
+        if not isinstance(entry, Mapping):
+            continue
+        dest = entry.get("destination") or {}
+        host = dest.get("host")
+        if not host:
+            continue
+        subset = dest.get("subset") or None
+        w = parse_float(entry.get("weight", 0), 0.0, math.inf)
+        out.append(RouteDestination(str(host), str(subset) if subset else None, w or 0.0))
+    if not out:
+        return out
+    if len(out) == 1 or all(d.weight == 0 for d in out):
+        # Both cases: traffic is shared evenly (one destination gets it all).
+        return [RouteDestination(d.host, d.subset, 1.0) for d in out]
+    return out
+
+
+# --------------------------------------------------------------------------- plan
+
+
+@dataclass(frozen=True)
+class PodGroup:
+    """Ready pods with identical metric labels and behaviour; weighted by pod count."""
+
+    labels: tuple[tuple[str, str], ...]  # destination workload labels
+    behaviour: Behaviour
+    pods: int
+
+
+@dataclass(frozen=True)
+class DestinationPlan:
+    service_labels: tuple[tuple[str, str], ...]  # destination_service* labels
+    weight: float
+    groups: tuple[PodGroup, ...]
+    # Envoy's response flag when there is nothing to send to: "NC" (no cluster:
+    # unknown Service or subset) or "UH" (no healthy upstream: no ready pod).
+    failure_flag: str | None = None
+
+
+@dataclass(frozen=True)
+class RoutePlan:
+    namespace: str
+    name: str
+    rps: float
+    destinations: tuple[DestinationPlan, ...]
+
+
+@dataclass
+class ClusterState:
+    """Raw objects by kind, keyed (namespace, name); filled by the watches."""
+
+    virtual_services: dict[tuple[str, str], Obj] = field(default_factory=dict)
+    destination_rules: dict[tuple[str, str], Obj] = field(default_factory=dict)
+    services: dict[tuple[str, str], Obj] = field(default_factory=dict)
+    pods: dict[tuple[str, str], Obj] = field(default_factory=dict)
+
+
+def _service_labels(host: str, resolved: tuple[str, str] | None, vs_ns: str) -> dict[str, str]:
+    if resolved is None:
+        name, _, rest = host.partition(".")
+        return {
+            "destination_service": host,
+            "destination_service_name": name or host,
+            "destination_service_namespace": rest.partition(".")[0] or vs_ns,
+        }
+    svc, ns = resolved
+    return {
+        "destination_service": f"{svc}.{ns}.{CLUSTER_DOMAIN}",
+        "destination_service_name": svc,
+        "destination_service_namespace": ns,
+    }
+
+
+def find_subset(state: ClusterState, svc: str, ns: str, subset: str) -> dict[str, str] | None:
+    """Labels of ``subset`` from the DestinationRule for svc.ns (the oldest, as Istio)."""
+    fqdn = f"{svc}.{ns}.{CLUSTER_DOMAIN}"
+    rules = []
+    for (dr_ns, _), dr in state.destination_rules.items():
+        host = str((dr.get("spec") or {}).get("host") or "")
+        resolved = resolve_host(host, dr_ns)
+        if resolved and f"{resolved[0]}.{resolved[1]}.{CLUSTER_DOMAIN}" == fqdn:
+            # Prefer a rule in the service's own namespace, then the oldest.
+            rules.append((dr_ns != ns, str(meta(dr).get("creationTimestamp") or ""), dr))
+    for _, _, dr in sorted(rules, key=lambda r: (r[0], r[1])):
+        for s in (dr.get("spec") or {}).get("subsets") or []:
+            if isinstance(s, Mapping) and s.get("name") == subset:
+                return _str_map(s.get("labels"))
+    return None
+
+
+class PlanBuilder:
+    """Turns a ClusterState into RoutePlans; warns once per distinct problem."""
+
+    def __init__(self, default_rps: float, warn: Warn | None = None) -> None:
+        self.default_rps = default_rps
+        self._warned: set[str] = set()
+        self._warn_sink = warn or log.warning
+
+    def warn(self, message: str) -> None:
+        # Plans are rebuilt on every change; repeat warnings would flood the log.
+        if message not in self._warned:
+            if len(self._warned) > 10_000:  # bounded under pod churn
+                self._warned.clear()
+            self._warned.add(message)
+            self._warn_sink(message)
+
+    def build(self, state: ClusterState) -> list[RoutePlan]:
+        pods_by_ns: dict[str, list[Obj]] = {}
+        for (ns, _), pod in sorted(state.pods.items()):
+            if pod_is_ready(pod):
+                pods_by_ns.setdefault(ns, []).append(pod)
+        plans = []
+        for (ns, name), vs in sorted(state.virtual_services.items()):
+            rps = parse_rps(
+                annotations_of(vs), self.default_rps, f"VirtualService {ns}/{name}", self.warn
+            )
+            dests = tuple(
+                self._destination(state, pods_by_ns, d, ns) for d in first_route_destinations(vs)
+            )
+            plans.append(RoutePlan(ns, name, rps, dests))
+        return plans
+
+    def _destination(
+        self,
+        state: ClusterState,
+        pods_by_ns: Mapping[str, list[Obj]],
+        dest: RouteDestination,
+        vs_ns: str,
+    ) -> DestinationPlan:
+        resolved = resolve_host(dest.host, vs_ns)
+        svc_labels = tuple(_service_labels(dest.host, resolved, vs_ns).items())
+        if resolved is None:
+            return DestinationPlan(svc_labels, dest.weight, (), "NC")
+        svc_name, svc_ns = resolved
+        service = state.services.get((svc_ns, svc_name))  # stores are keyed (ns, name)
+        if service is None:
+            return DestinationPlan(svc_labels, dest.weight, (), "NC")
+        selector = _str_map((service.get("spec") or {}).get("selector"))
+        if not selector:
+            # A Service without a selector has hand-made Endpoints; not simulated.
+            return DestinationPlan(svc_labels, dest.weight, (), "UH")
+        if dest.subset is not None:
+            subset_labels = find_subset(state, svc_name, svc_ns, dest.subset)
+            if subset_labels is None:
+                return DestinationPlan(svc_labels, dest.weight, (), "NC")
+            if any(selector.get(k, v) != v for k, v in subset_labels.items()):
+                # Contradicts the Service selector: the AND selects no pod.
+                return DestinationPlan(svc_labels, dest.weight, (), "UH")
+            selector = {**selector, **subset_labels}
+        groups = self._groups(pods_by_ns.get(svc_ns, []), selector)
+        return DestinationPlan(svc_labels, dest.weight, groups, None if groups else "UH")
+
+    def _groups(self, pods: Iterable[Obj], selector: Mapping[str, str]) -> tuple[PodGroup, ...]:
+        counts: dict[tuple[tuple[tuple[str, str], ...], Behaviour], int] = {}
+        for pod in pods:
+            if not selector_matches(selector, labels_of(pod)):
+                continue
+            ns, name = key_of(pod)
+            behaviour = parse_behaviour(annotations_of(pod), f"pod {ns}/{name}", self.warn)
+            key = (tuple(workload_labels(pod).items()), behaviour)
+            counts[key] = counts.get(key, 0) + 1
+        return tuple(PodGroup(lbl, b, n) for (lbl, b), n in counts.items())
