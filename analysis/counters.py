@@ -1,0 +1,213 @@
+"""Counter snapshots -> per-interval increments.
+
+Prometheus gives cumulative counters. The tests need integer counts per interval, so we
+difference raw counters ourselves instead of using ``rate()``/``increase()``, which
+extrapolate to non-integers.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+__all__ = [
+    "ArmIncrement",
+    "ArmSnapshot",
+    "CounterTracker",
+    "Increment",
+    "Snapshot",
+    "to_increments",
+]
+
+# Counters are integers; anything further from an integer than this came from rate()
+# or a broken exporter.
+_INT_TOL = 1e-6
+
+
+@dataclass(frozen=True)
+class ArmSnapshot:
+    """Cumulative counters of one arm (canary or baseline) at one scrape.
+
+    ``buckets`` maps a histogram's upper bound ``le`` (ms or s; only consistency matters,
+    ``math.inf`` for ``+Inf``) to its cumulative count, as Prometheus' ``_bucket`` series.
+    Any value may be NaN or None: the scrape is then treated as missing.
+    """
+
+    requests: float | None
+    bad: float | None = 0.0
+    buckets: Mapping[float, float | None] | None = None
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Both arms' counters at one time (seconds, any epoch). ``None`` arm = missing scrape."""
+
+    timestamp: float
+    canary: ArmSnapshot | None
+    baseline: ArmSnapshot | None
+
+
+@dataclass(frozen=True)
+class ArmIncrement:
+    """Integer counts of one arm over one interval.
+
+    ``le`` are the finite histogram bounds (sorted) and ``le_counts`` the number of
+    requests at most that slow; ``hist_count`` is the histogram's total (``+Inf``).
+    """
+
+    requests: int
+    bad: int
+    le: tuple[float, ...] = ()
+    le_counts: tuple[int, ...] = ()
+    hist_count: int = 0
+
+    def slower_than(self) -> tuple[int, ...]:
+        """Requests slower than each bound (the exceedance counts the latency test uses)."""
+        return tuple(self.hist_count - c for c in self.le_counts)
+
+
+@dataclass(frozen=True)
+class Increment:
+    """Counts of both arms between two valid scrapes ``start`` < ``end``."""
+
+    start: float
+    end: float
+    canary: ArmIncrement
+    baseline: ArmIncrement
+
+    @property
+    def duration(self) -> float:
+        return self.end - self.start
+
+    @property
+    def exposure(self) -> float:
+        """Measured canary share of requests, rho = n_c / (n_c + n_b); NaN without traffic."""
+        n = self.canary.requests + self.baseline.requests
+        return self.canary.requests / n if n > 0 else math.nan
+
+
+def _missing(x: float | None) -> bool:
+    return x is None or (isinstance(x, float) and math.isnan(x))
+
+
+def _arm_missing(arm: ArmSnapshot | None) -> bool:
+    if arm is None or _missing(arm.requests) or _missing(arm.bad):
+        return True
+    return arm.buckets is not None and any(_missing(v) for v in arm.buckets.values())
+
+
+@dataclass(frozen=True)
+class _Clean:
+    requests: float
+    bad: float
+    le: tuple[float, ...]
+    cum: tuple[float, ...]  # cumulative counts per finite bound
+    total: float  # +Inf bucket (or requests when there is no histogram)
+
+
+def _as_count(x: float, what: str) -> float:
+    if math.isinf(x):
+        raise ValueError(f"{what} is infinite")
+    if x < 0:
+        raise ValueError(f"{what} is negative ({x}); counters never go below zero")
+    return x
+
+
+def _clean(arm: ArmSnapshot, name: str) -> _Clean:
+    assert arm.requests is not None and arm.bad is not None
+    req = _as_count(float(arm.requests), f"{name} requests")
+    bad = _as_count(float(arm.bad), f"{name} bad events")
+    if bad > req + _INT_TOL:
+        raise ValueError(f"{name} bad events ({bad:g}) exceed requests ({req:g})")
+    if arm.buckets is None:
+        return _Clean(req, bad, (), (), req)
+    items = sorted((float(k), float(v)) for k, v in arm.buckets.items() if v is not None)
+    if not items or not math.isinf(items[-1][0]):
+        raise ValueError(f"{name} histogram has no +Inf bucket")
+    prev = 0.0
+    for le, v in items:
+        _as_count(v, f"{name} bucket le={le:g}")
+        if v < prev - _INT_TOL:
+            raise ValueError(
+                f"{name} histogram buckets are not cumulative: le={le:g} has {v:g} < {prev:g}"
+            )
+        prev = v
+    finite = items[:-1]
+    return _Clean(req, bad, tuple(k for k, _ in finite), tuple(v for _, v in finite), items[-1][1])
+
+
+def _to_int(x: float, what: str) -> int:
+    r = round(x)
+    if abs(x - r) > _INT_TOL:
+        raise ValueError(
+            f"{what} increment {x:g} is not an integer: pass raw counters, not rate()/increase()"
+        )
+    return int(r)
+
+
+def _arm_increment(old: _Clean, new: _Clean, name: str) -> ArmIncrement:
+    if new.le != old.le:
+        raise ValueError(f"{name} histogram bucket bounds changed between scrapes")
+    olds = (old.requests, old.bad, old.total, *old.cum)
+    news = (new.requests, new.bad, new.total, *new.cum)
+    # A decrease in any counter of an arm means the process restarted, which resets all
+    # its counters together; like Prometheus' rate(), count the new value as the increase.
+    reset = any(n < o - _INT_TOL for o, n in zip(olds, news, strict=True))
+    diffs = news if reset else tuple(n - o for o, n in zip(olds, news, strict=True))
+    req = _to_int(diffs[0], f"{name} requests")
+    bad = _to_int(diffs[1], f"{name} bad events")
+    total = _to_int(diffs[2], f"{name} histogram count")
+    cum = tuple(_to_int(d, f"{name} bucket") for d in diffs[3:])
+    if bad > req:
+        raise ValueError(f"{name}: {bad} bad events but only {req} requests in one interval")
+    if any(b < a for a, b in itertools.pairwise(cum)) or (cum and cum[-1] > total):
+        raise ValueError(f"{name} histogram bucket increments are not monotonic in le")
+    return ArmIncrement(req, bad, new.le, cum, total)
+
+
+@dataclass
+class CounterTracker:
+    """Streaming snapshot -> increment conversion for one rollout step.
+
+    ``push`` returns the increment since the last valid snapshot, or ``None`` for the first
+    snapshot and for missing scrapes (the next increment then spans the gap).
+    """
+
+    _last_t: float | None = None
+    _last: tuple[_Clean, _Clean] | None = field(default=None, repr=False)
+
+    def push(self, snap: Snapshot) -> Increment | None:
+        t = float(snap.timestamp)
+        if math.isnan(t) or math.isinf(t):
+            raise ValueError(f"invalid timestamp {snap.timestamp!r}")
+        if self._last_t is not None and t <= self._last_t:
+            raise ValueError(f"timestamps must increase: {t:g} after {self._last_t:g}")
+        if _arm_missing(snap.canary) or _arm_missing(snap.baseline):
+            return None  # missing scrape: keep the previous snapshot as the reference
+        assert snap.canary is not None and snap.baseline is not None
+        cur = (_clean(snap.canary, "canary"), _clean(snap.baseline, "baseline"))
+        if cur[0].le != cur[1].le:
+            raise ValueError("canary and baseline histograms have different bucket bounds")
+        prev, prev_t = self._last, self._last_t
+        self._last, self._last_t = cur, t
+        if prev is None or prev_t is None:
+            return None
+        return Increment(
+            prev_t,
+            t,
+            _arm_increment(prev[0], cur[0], "canary"),
+            _arm_increment(prev[1], cur[1], "baseline"),
+        )
+
+
+def to_increments(snapshots: Sequence[Snapshot]) -> list[Increment]:
+    """All increments of a snapshot series (see :class:`CounterTracker`)."""
+    tracker = CounterTracker()
+    out: list[Increment] = []
+    for s in snapshots:
+        inc = tracker.push(s)
+        if inc is not None:
+            out.append(inc)
+    return out
