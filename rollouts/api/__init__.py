@@ -1,0 +1,1 @@
+"""Typed models of the project's CRDs and the constants every layer shares (pure)."""

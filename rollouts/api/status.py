@@ -1,0 +1,188 @@
+"""The Rollout status: all progress lives here so a restarted controller resumes from it.
+
+Parsing is tolerant: a status edited by hand into nonsense is read as far as it makes
+sense and never crashes the controller. Unknown keys are kept and written back.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+
+def fmt_time(t: datetime) -> str:
+    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_time(v: Any) -> datetime | None:
+    if not isinstance(v, str):
+        return None
+    try:
+        t = datetime.fromisoformat(v.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return t if t.tzinfo else t.replace(tzinfo=UTC)
+
+
+def _int_or_none(v: Any) -> int | None:
+    return v if isinstance(v, int) and not isinstance(v, bool) else None
+
+
+def _str_or_none(v: Any) -> str | None:
+    return v if isinstance(v, str) and v else None
+
+
+def _dict_or_none(v: Any) -> dict[str, Any] | None:
+    return v if isinstance(v, dict) else None
+
+
+# Keys this module owns; everything else in status is carried through untouched.
+_KNOWN = {
+    "observedGeneration", "phase", "message", "currentPodHash", "stableRS", "currentStepIndex",
+    "currentStepHash", "pauseConditions", "controllerPause", "abort", "abortedAt", "abortedBy",
+    "abortReason", "promoteFull", "canary", "conditions", "replicas", "updatedReplicas",
+    "readyReplicas", "availableReplicas", "selector", "pendingAction", "lastAction",
+    "scaleDownAt", "progressAt", "userPause", "restartedAt",
+}
+
+
+@dataclass
+class RolloutStatus:
+    observed_generation: int | None = None
+    phase: str | None = None
+    message: str = ""
+    current_pod_hash: str | None = None
+    stable_rs: str | None = None
+    current_step_index: int | None = None
+    current_step_hash: str | None = None
+    pause_conditions: list[dict[str, Any]] = field(default_factory=list)
+    controller_pause: bool = False
+    abort: bool = False
+    aborted_at: str | None = None
+    aborted_by: str | None = None
+    abort_reason: str | None = None
+    promote_full: bool = False
+    canary_weight: int = 0
+    conditions: list[dict[str, Any]] = field(default_factory=list)
+    replicas: int = 0
+    updated_replicas: int = 0
+    ready_replicas: int = 0
+    available_replicas: int = 0
+    selector: str = ""
+    pending_action: dict[str, Any] | None = None
+    last_action: dict[str, Any] | None = None
+    scale_down_at: dict[str, str] = field(default_factory=dict)
+    progress_at: str | None = None
+    user_pause: dict[str, Any] | None = None
+    restarted_at: str | None = None
+    # what the weights block names, kept for the status readers (CLI, Argo-style tools)
+    canary_service: str | None = None
+    stable_service: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @staticmethod
+    def from_dict(raw: Any) -> RolloutStatus:
+        d: dict[str, Any] = raw if isinstance(raw, dict) else {}
+        weights = (_dict_or_none(d.get("canary")) or {}).get("weights")
+        weights = weights if isinstance(weights, dict) else {}
+        cw = _dict_or_none(weights.get("canary")) or {}
+        sw = _dict_or_none(weights.get("stable")) or {}
+        pcs = d.get("pauseConditions")
+        conds = d.get("conditions")
+        sda = d.get("scaleDownAt")
+        return RolloutStatus(
+            observed_generation=_int_or_none(d.get("observedGeneration")),
+            phase=_str_or_none(d.get("phase")),
+            message=d.get("message") if isinstance(d.get("message"), str) else "",
+            current_pod_hash=_str_or_none(d.get("currentPodHash")),
+            stable_rs=_str_or_none(d.get("stableRS")),
+            current_step_index=_int_or_none(d.get("currentStepIndex")),
+            current_step_hash=_str_or_none(d.get("currentStepHash")),
+            pause_conditions=[p for p in pcs if isinstance(p, dict)] if isinstance(pcs, list) else [],
+            controller_pause=d.get("controllerPause") is True,
+            abort=d.get("abort") is True,
+            aborted_at=_str_or_none(d.get("abortedAt")),
+            aborted_by=_str_or_none(d.get("abortedBy")),
+            abort_reason=_str_or_none(d.get("abortReason")),
+            promote_full=d.get("promoteFull") is True,
+            canary_weight=_int_or_none(cw.get("weight")) or 0,
+            conditions=[c for c in conds if isinstance(c, dict)] if isinstance(conds, list) else [],
+            replicas=_int_or_none(d.get("replicas")) or 0,
+            updated_replicas=_int_or_none(d.get("updatedReplicas")) or 0,
+            ready_replicas=_int_or_none(d.get("readyReplicas")) or 0,
+            available_replicas=_int_or_none(d.get("availableReplicas")) or 0,
+            selector=d.get("selector") if isinstance(d.get("selector"), str) else "",
+            pending_action=_dict_or_none(d.get("pendingAction")),
+            last_action=_dict_or_none(d.get("lastAction")),
+            scale_down_at={str(k): v for k, v in sda.items() if isinstance(v, str)}
+            if isinstance(sda, dict) else {},
+            progress_at=_str_or_none(d.get("progressAt")),
+            user_pause=_dict_or_none(d.get("userPause")),
+            restarted_at=_str_or_none(d.get("restartedAt")),
+            canary_service=_str_or_none(cw.get("serviceName")),
+            stable_service=_str_or_none(sw.get("serviceName")),
+            extra={k: copy.deepcopy(v) for k, v in d.items() if k not in _KNOWN},
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = dict(copy.deepcopy(self.extra))
+        out.update({
+            "observedGeneration": self.observed_generation,
+            "phase": self.phase,
+            "message": self.message,
+            "currentPodHash": self.current_pod_hash,
+            "stableRS": self.stable_rs,
+            "currentStepIndex": self.current_step_index,
+            "currentStepHash": self.current_step_hash,
+            "pauseConditions": self.pause_conditions or None,
+            "controllerPause": self.controller_pause or None,
+            "abort": self.abort or None,
+            "abortedAt": self.aborted_at,
+            "abortedBy": self.aborted_by,
+            "abortReason": self.abort_reason,
+            "promoteFull": self.promote_full or None,
+            "canary": {"weights": {
+                "canary": {"weight": self.canary_weight, "podTemplateHash": self.current_pod_hash,
+                           "serviceName": self.canary_service},
+                "stable": {"weight": 100 - self.canary_weight, "podTemplateHash": self.stable_rs,
+                           "serviceName": self.stable_service},
+            }},
+            "conditions": self.conditions or None,
+            "replicas": self.replicas,
+            "updatedReplicas": self.updated_replicas,
+            "readyReplicas": self.ready_replicas,
+            "availableReplicas": self.available_replicas,
+            "selector": self.selector,
+            "pendingAction": self.pending_action,
+            "lastAction": self.last_action,
+            "scaleDownAt": self.scale_down_at or None,
+            "progressAt": self.progress_at,
+            "userPause": self.user_pause,
+            "restartedAt": self.restarted_at,
+        })
+        return {k: v for k, v in out.items() if v is not None}
+
+    def copy(self) -> RolloutStatus:
+        return copy.deepcopy(self)
+
+    def condition(self, ctype: str) -> dict[str, Any] | None:
+        return next((c for c in self.conditions if c.get("type") == ctype), None)
+
+    def set_condition(self, ctype: str, status: bool, reason: str, message: str,
+                      now: datetime) -> None:
+        s = "True" if status else "False"
+        cur = self.condition(ctype)
+        if cur is not None and cur.get("status") == s and cur.get("reason") == reason \
+                and cur.get("message") == message:
+            return
+        ts = fmt_time(now)
+        new = {"type": ctype, "status": s, "reason": reason, "message": message,
+               "lastUpdateTime": ts,
+               "lastTransitionTime": cur.get("lastTransitionTime", ts)
+               if cur is not None and cur.get("status") == s else ts}
+        self.conditions = [c for c in self.conditions if c.get("type") != ctype] + [new]
+
+    def remove_condition(self, ctype: str) -> None:
+        self.conditions = [c for c in self.conditions if c.get("type") != ctype]
