@@ -27,9 +27,13 @@ Public API
     judges:     SequentialJudge(config=None, *, errors=True, latency=False)
                     .observe(Snapshot) -> Verdict; .update(Increment) -> Verdict; .verdict
                 SequentialConfig(alpha=0.05, error_r0=1.2, ..., early_promotion=False, ...)
-                MannWhitneyJudge(metrics, config).judge({name: (canary, baseline)}) -> Verdict
-                ThresholdJudge(conditions, failure_limit, ...).update(Increment) -> Verdict
+                MannWhitneyJudge([MetricConfig(...)], MannWhitneyConfig())
+                    .judge({name: (canary_series, baseline_series)}) -> Verdict
+                classify(canary, baseline, MetricConfig, MannWhitneyConfig) -> MetricResult
+                ThresholdJudge([Condition(...)], failure_limit=0, interval_s=60,
+                    consecutive=False).update(Increment) -> Verdict
     verdicts:   Verdict, MetricVerdict, Decision, Phase
+    helpers:    histogram_quantile (Prometheus interpolation), hodges_lehmann_interval
     low level:  RatioEProcess (one rate ratio), LatencyEProcess (histogram),
                 log_evalue_paths (vectorised, for simulations)
 
@@ -45,25 +49,44 @@ from .counters import (
     to_increments,
 )
 from .eprocess import RatioEProcess, default_alternatives, log_evalue_paths
+from .histogram import histogram_quantile
 from .latency import LatencyEProcess
+from .mannwhitney import (
+    Classification,
+    MannWhitneyConfig,
+    MannWhitneyJudge,
+    MetricConfig,
+    classify,
+    hodges_lehmann_interval,
+)
 from .sequential import SequentialConfig, SequentialJudge
+from .threshold import Condition, ThresholdJudge
 from .verdict import Decision, MetricVerdict, Phase, Verdict
 
 __all__ = [
     "ArmIncrement",
     "ArmSnapshot",
+    "Classification",
+    "Condition",
     "CounterTracker",
     "Decision",
     "Increment",
     "LatencyEProcess",
+    "MannWhitneyConfig",
+    "MannWhitneyJudge",
+    "MetricConfig",
     "MetricVerdict",
     "Phase",
     "RatioEProcess",
     "SequentialConfig",
     "SequentialJudge",
     "Snapshot",
+    "ThresholdJudge",
     "Verdict",
+    "classify",
     "default_alternatives",
+    "histogram_quantile",
+    "hodges_lehmann_interval",
     "log_evalue_paths",
     "to_increments",
 ]
