@@ -30,8 +30,8 @@ class SequentialConfig:
     alpha: float = 0.05
     error_r0: float = 1.2
     error_grid: tuple[float, float, int] = (1.25, 5.0, 8)
-    latency_r0: float = 1.05
-    latency_grid: tuple[float, float, int] = (1.1, 3.0, 8)
+    latency_r0: float = 1.0
+    latency_grid: tuple[float, float, int] = (1.05, 3.0, 8)
     alpha_cs: float = 0.05
     early_promotion: bool = False
     r_tol: float = 1.5
