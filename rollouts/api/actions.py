@@ -26,25 +26,35 @@ class Action:
     requested_at: str
     full: bool = False
     id: str = ""
+    # The revision (status.currentPodHash) the user looked at; when set, the action is
+    # rejected if the rollout has moved to another revision since (a promote meant for
+    # the previous canary must not skip a step of the next one).
+    pod_hash: str = ""
 
     def to_dict(self) -> dict[str, Any]:
-        return {"action": self.action, "full": self.full, "user": self.user,
-                "requestedAt": self.requested_at, "id": self.id}
+        d: dict[str, Any] = {"action": self.action, "full": self.full, "user": self.user,
+                             "requestedAt": self.requested_at, "id": self.id}
+        if self.pod_hash:
+            d["podHash"] = self.pod_hash
+        return d
 
     @staticmethod
-    def from_dict(d: dict[str, Any]) -> Action | None:
-        a = d.get("action")
-        if a not in ACTIONS:
+    def from_dict(d: Any) -> Action | None:
+        if not isinstance(d, dict):
             return None
-        return Action(action=str(a), user=str(d.get("user") or "unknown"),
+        a = d.get("action")
+        if not isinstance(a, str) or a not in ACTIONS:
+            return None
+        return Action(action=a, user=str(d.get("user") or "unknown"),
                       requested_at=str(d.get("requestedAt") or ""), full=d.get("full") is True,
-                      id=str(d.get("id") or ""))
+                      id=str(d.get("id") or ""), pod_hash=str(d.get("podHash") or ""))
 
 
-def new_action(action: str, user: str, now: datetime, full: bool = False) -> Action:
+def new_action(action: str, user: str, now: datetime, full: bool = False,
+               pod_hash: str = "") -> Action:
     if action not in ACTIONS:
         raise ValueError(f"unknown action {action!r}; expected one of {', '.join(ACTIONS)}")
-    return Action(action, user, fmt_time(now), full, uuid.uuid4().hex[:12])
+    return Action(action, user, fmt_time(now), full, uuid.uuid4().hex[:12], pod_hash)
 
 
 def canary_in_progress(status: RolloutStatus) -> bool:
@@ -55,9 +65,13 @@ def canary_in_progress(status: RolloutStatus) -> bool:
 def check_action(spec: RolloutSpec | None, status: RolloutStatus, action: Action) -> str | None:
     """None when ``action`` applies to this rollout now, else why not (HTTP 409)."""
     a = action.action
-    if status.pending_action is not None and status.pending_action.get("id") != action.id:
-        return (f"another action ({status.pending_action.get('action')}) is pending; "
+    pending = status.pending_action
+    if pending is not None and str(pending.get("id") or "") != action.id:
+        return (f"another action ({pending.get('action')}) is pending; "
                 "wait for the controller to apply it")
+    if action.pod_hash and action.pod_hash != status.current_pod_hash:
+        return (f"the rollout has moved to revision {status.current_pod_hash or 'unknown'} since "
+                f"the {a} was requested for {action.pod_hash}")
     if a == "retry":
         return None if status.abort else "retry applies only to an aborted rollout"
     if not canary_in_progress(status):

@@ -19,6 +19,9 @@ from rollouts.api.constants import (
     DEFAULT_SCALE_DOWN_DELAY_S,
 )
 from rollouts.api.duration import parse_duration
+from rollouts.api.status import parse_time
+
+INT32_MAX = 2**31 - 1  # every integer field is an int32 in the CRD (and in Argo)
 
 
 @dataclass(frozen=True)
@@ -105,15 +108,15 @@ class SpecErrors(Exception):
 
 
 def _int(d: dict[str, Any], key: str, default: int, errors: list[str], path: str,
-         lo: int = 0, hi: int | None = None) -> int:
+         lo: int = 0, hi: int = INT32_MAX) -> int:
     v = d.get(key, default)
     if v is None:
         return default
     if isinstance(v, bool) or not isinstance(v, int):
         errors.append(f"{path}.{key} must be an integer, got {v!r}")
         return default
-    if v < lo or (hi is not None and v > hi):
-        rng = f"{lo}..{hi}" if hi is not None else f">= {lo}"
+    if v < lo or v > hi:
+        rng = f">= {lo}" if v < lo and hi == INT32_MAX else f"{lo}..{hi}"
         errors.append(f"{path}.{key} must be {rng}, got {v}")
         return default
     return v
@@ -153,7 +156,7 @@ def _int_or_percent(d: dict[str, Any], key: str, default: int | str, path: str,
     v = d.get(key, default)
     if isinstance(v, int) and not isinstance(v, bool) and v >= 0:
         return v
-    if isinstance(v, str) and v.endswith("%") and v[:-1].isdigit():
+    if isinstance(v, str) and v.endswith("%") and v[:-1].isascii() and v[:-1].isdigit():
         return v
     errors.append(f"{path}.{key} must be a non-negative integer or a percentage, got {v!r}")
     return default
@@ -181,6 +184,9 @@ def _parse_steps(raw: Any, errors: list[str]) -> tuple[Step, ...]:
             errors.append(f"{p} must have exactly one of setWeight, pause, analysis")
             continue
         if "setWeight" in s:
+            if s["setWeight"] is None:
+                errors.append(f"{p}.setWeight must be an integer 0..100, got null")
+                continue
             steps.append(Step(i, set_weight=_int(s, "setWeight", 0, errors, p, 0, 100)))
         elif "pause" in s:
             pause = _dict(s["pause"], f"{p}.pause", errors)
@@ -207,6 +213,8 @@ def _parse_istio(canary: dict[str, Any], errors: list[str]) -> IstioRouting:
     single, many = istio.get("virtualService"), istio.get("virtualServices")
     if (single is None) == (many is None):
         errors.append(f"{path}.istio: set exactly one of virtualService and virtualServices")
+    if many is not None and (not isinstance(many, list) or not many):
+        errors.append(f"{path}.istio.virtualServices must be a non-empty list")
     raw_refs = [single] if single is not None else (many if isinstance(many, list) else [])
     for j, r in enumerate(raw_refs):
         rp = f"{path}.istio.virtualService" if single is not None else f"{path}.istio.virtualServices[{j}]"
@@ -216,7 +224,7 @@ def _parse_istio(canary: dict[str, Any], errors: list[str]) -> IstioRouting:
         if not name:
             errors.append(f"{rp}.name is required")
             continue
-        if not isinstance(routes, list) or not all(isinstance(x, str) for x in routes):
+        if not isinstance(routes, list) or not all(isinstance(x, str) and x for x in routes):
             errors.append(f"{rp}.routes must be a list of route names")
             routes = []
         refs.append(VirtualServiceRef(name, tuple(routes)))
@@ -303,8 +311,8 @@ def parse_spec(raw_spec: Any) -> tuple[RolloutSpec | None, list[str]]:
         background_analysis=canary_raw.get("analysis"),
     )
     restart_at = spec.get("restartAt")
-    if restart_at is not None and not isinstance(restart_at, str):
-        errors.append("spec.restartAt must be an RFC 3339 time")
+    if restart_at is not None and parse_time(restart_at) is None:
+        errors.append(f"spec.restartAt must be an RFC 3339 time, got {restart_at!r}")
         restart_at = None
     result = RolloutSpec(
         replicas=replicas,

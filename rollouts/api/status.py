@@ -38,6 +38,16 @@ def _dict_or_none(v: Any) -> dict[str, Any] | None:
     return v if isinstance(v, dict) else None
 
 
+def _str_or_empty(v: Any) -> str:
+    return v if isinstance(v, str) else ""
+
+
+def _weight(v: Any) -> int:
+    """A stored canary weight, clamped to 0..100 (a hand-edited 150 must not scale to 150 %)."""
+    w = _int_or_none(v)
+    return 0 if w is None else min(max(w, 0), 100)
+
+
 # Keys this module owns; everything else in status is carried through untouched.
 _KNOWN = {
     "observedGeneration", "phase", "message", "currentPodHash", "stableRS", "currentStepIndex",
@@ -81,11 +91,14 @@ class RolloutStatus:
     canary_service: str | None = None
     stable_service: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    # keys under status.canary other than weights (e.g. written by the analysis layer)
+    canary_extra: dict[str, Any] = field(default_factory=dict)
 
     @staticmethod
     def from_dict(raw: Any) -> RolloutStatus:
         d: dict[str, Any] = raw if isinstance(raw, dict) else {}
-        weights = (_dict_or_none(d.get("canary")) or {}).get("weights")
+        canary = _dict_or_none(d.get("canary")) or {}
+        weights = canary.get("weights")
         weights = weights if isinstance(weights, dict) else {}
         cw = _dict_or_none(weights.get("canary")) or {}
         sw = _dict_or_none(weights.get("stable")) or {}
@@ -95,7 +108,7 @@ class RolloutStatus:
         return RolloutStatus(
             observed_generation=_int_or_none(d.get("observedGeneration")),
             phase=_str_or_none(d.get("phase")),
-            message=d.get("message") if isinstance(d.get("message"), str) else "",
+            message=_str_or_empty(d.get("message")),
             current_pod_hash=_str_or_none(d.get("currentPodHash")),
             stable_rs=_str_or_none(d.get("stableRS")),
             current_step_index=_int_or_none(d.get("currentStepIndex")),
@@ -107,13 +120,13 @@ class RolloutStatus:
             aborted_by=_str_or_none(d.get("abortedBy")),
             abort_reason=_str_or_none(d.get("abortReason")),
             promote_full=d.get("promoteFull") is True,
-            canary_weight=_int_or_none(cw.get("weight")) or 0,
+            canary_weight=_weight(cw.get("weight")),
             conditions=[c for c in conds if isinstance(c, dict)] if isinstance(conds, list) else [],
             replicas=_int_or_none(d.get("replicas")) or 0,
             updated_replicas=_int_or_none(d.get("updatedReplicas")) or 0,
             ready_replicas=_int_or_none(d.get("readyReplicas")) or 0,
             available_replicas=_int_or_none(d.get("availableReplicas")) or 0,
-            selector=d.get("selector") if isinstance(d.get("selector"), str) else "",
+            selector=_str_or_empty(d.get("selector")),
             pending_action=_dict_or_none(d.get("pendingAction")),
             last_action=_dict_or_none(d.get("lastAction")),
             scale_down_at={str(k): v for k, v in sda.items() if isinstance(v, str)}
@@ -124,6 +137,7 @@ class RolloutStatus:
             canary_service=_str_or_none(cw.get("serviceName")),
             stable_service=_str_or_none(sw.get("serviceName")),
             extra={k: copy.deepcopy(v) for k, v in d.items() if k not in _KNOWN},
+            canary_extra={k: copy.deepcopy(v) for k, v in canary.items() if k != "weights"},
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -143,7 +157,7 @@ class RolloutStatus:
             "abortedBy": self.aborted_by,
             "abortReason": self.abort_reason,
             "promoteFull": self.promote_full or None,
-            "canary": {"weights": {
+            "canary": {**copy.deepcopy(self.canary_extra), "weights": {
                 "canary": {"weight": self.canary_weight, "podTemplateHash": self.current_pod_hash,
                            "serviceName": self.canary_service},
                 "stable": {"weight": 100 - self.canary_weight, "podTemplateHash": self.stable_rs,
@@ -182,7 +196,16 @@ class RolloutStatus:
                "lastUpdateTime": ts,
                "lastTransitionTime": cur.get("lastTransitionTime", ts)
                if cur is not None and cur.get("status") == s else ts}
-        self.conditions = [c for c in self.conditions if c.get("type") != ctype] + [new]
+        # replaced in place: a changed order alone must not look like a status change
+        out: list[dict[str, Any]] = []
+        placed = False
+        for c in self.conditions:
+            if c.get("type") != ctype:
+                out.append(c)
+            elif not placed:  # the first of (hand-made) duplicates is replaced, others dropped
+                out.append(new)
+                placed = True
+        self.conditions = out if placed else [*out, new]
 
     def remove_condition(self, ctype: str) -> None:
         self.conditions = [c for c in self.conditions if c.get("type") != ctype]

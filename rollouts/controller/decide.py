@@ -8,7 +8,12 @@ controller recomputes the same decision from the stored status (pause deadlines 
 from stored start times, never from in-memory timers).
 
 The reconciler runs the actions in order and writes the status only if all succeeded,
-so ``status`` never claims a traffic weight that was not written.
+so ``status`` never claims a traffic weight that was not written. Every decision on a
+valid spec carries exactly one ``SetTraffic`` equal to what the new status claims
+(stable_rs, current_pod_hash, canary_weight); a decision on an invalid spec carries no
+action at all. Actions come in a safe order: new and scaled-up ReplicaSets first, then
+the traffic change, then scale-downs (pods leave only after traffic left them), then
+deletions of old revisions.
 """
 
 from __future__ import annotations
@@ -118,7 +123,8 @@ class Decision:
 
 
 def _digest(obj: Any) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    return hashlib.sha256(
+        json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str).encode()).hexdigest()
 
 
 def template_hash(template: dict[str, Any]) -> str:
@@ -127,15 +133,37 @@ def template_hash(template: dict[str, Any]) -> str:
 
 
 def steps_hash(spec: RolloutSpec) -> str:
-    return _digest(spec.raw.get("strategy", {}).get("canary", {}).get("steps") or [])[:10]
+    """Hash of the parsed steps: ``30`` and ``"30s"`` are the same step, so no restart."""
+    canon: list[Any] = []
+    for s in spec.canary.steps:
+        if s.set_weight is not None:
+            canon.append(["setWeight", s.set_weight])
+        elif s.pause_seconds is not None:
+            canon.append(["pause", None if math.isinf(s.pause_seconds) else s.pause_seconds])
+        else:
+            canon.append(["analysis", s.analysis])
+    return _digest(canon)[:10]
 
 
 def replicas_for_weight(replicas: int, weight: int) -> int:
-    return math.ceil(replicas * weight / 100)
+    """Pods that can carry ``weight`` % of the traffic of ``replicas`` pods (rounded up)."""
+    return -(-max(replicas, 0) * max(weight, 0) // 100)
+
+
+def _stable_replicas(spec: RolloutSpec, canary_weight: int) -> int:
+    """With dynamicStableScale the stable keeps only what its share needs, else all."""
+    if spec.canary.dynamic_stable_scale:
+        return replicas_for_weight(spec.replicas, 100 - canary_weight)
+    return spec.replicas
 
 
 def _seconds_until(deadline: datetime, now: datetime) -> float:
     return (deadline - now).total_seconds()
+
+
+def _available(rss: dict[str, ReplicaSetObs], h: str) -> int:
+    r = rss.get(h)
+    return r.available if r else 0
 
 
 # --- the decision --------------------------------------------------------------------
@@ -148,9 +176,8 @@ def decide(ro: RolloutInput, obs: Observations, now: datetime) -> Decision:
     errors = [*ro.spec_errors, *obs.environment_errors]
     if ro.spec is None or obs.template is None or errors:
         return _invalid(d, errors or ["the pod template could not be resolved"], now)
-    had_invalid = st.condition(Cond.INVALID_SPEC) is not None
-    st.remove_condition(Cond.INVALID_SPEC)
-    if had_invalid:
+    if st.condition(Cond.INVALID_SPEC) is not None:
+        st.remove_condition(Cond.INVALID_SPEC)
         d.normal(Reason.ROLLOUT_UPDATED, "spec is valid again")
 
     spec = ro.spec
@@ -165,15 +192,16 @@ def decide(ro: RolloutInput, obs: Observations, now: datetime) -> Decision:
     _recover_stable(st, rss, h)
     if st.stable_rs is None:
         # First deploy: no previous version to protect, so the steps are skipped.
+        if ro.status.current_pod_hash != h:
+            d.normal(Reason.NEW_RS, f"first revision {h} deployed without steps")
         st.stable_rs = st.current_pod_hash = h
         st.current_step_index = n
         st.current_step_hash = steps_hash(spec)
         st.canary_weight = 0
         st.progress_at = fmt_time(now)
-        d.normal(Reason.NEW_RS, f"first revision {h} deployed without steps")
     elif st.current_pod_hash != h:
         _new_revision(d, spec, h, now)
-    elif st.current_step_hash != steps_hash(spec) and h != st.stable_rs:
+    elif h != st.stable_rs and st.current_step_hash != steps_hash(spec):
         d.normal(Reason.ROLLOUT_UPDATED, "steps changed: restarting the canary at step 0")
         _restart_steps(st, spec, now)
 
@@ -190,13 +218,14 @@ def decide(ro: RolloutInput, obs: Observations, now: datetime) -> Decision:
     _scale_old(d, spec, rss, desired, now)
     _emit_replica_actions(d, rss, desired, h)
     _replica_counts(st, rss, h)
-    _prune_history(d, spec, rss, desired, {stable, h})
+    _prune_history(d, spec, rss, desired, {stable, h, st.stable_rs})
     if st.phase != ro.status.phase and st.phase == Phase.HEALTHY:
         d.normal(Reason.HEALTHY, "rollout is healthy")
     return d
 
 
 def _invalid(d: Decision, errors: list[str], now: datetime) -> Decision:
+    """Report, and touch nothing on the cluster: traffic stays where status says it is."""
     st = d.status
     msg = "; ".join(errors)
     cur = st.condition(Cond.INVALID_SPEC)
@@ -211,41 +240,52 @@ def _invalid(d: Decision, errors: list[str], now: datetime) -> Decision:
 
 
 def _recover_stable(st: RolloutStatus, rss: dict[str, ReplicaSetObs], h: str) -> None:
-    """If status was lost (or names a deleted ReplicaSet), adopt what runs on the cluster."""
-    if st.stable_rs is not None and (st.stable_rs in rss or not rss):
+    """If status was lost (or names a deleted ReplicaSet), adopt what runs on the cluster.
+
+    The ReplicaSet with the most available pods is what serves users now, so it becomes
+    the stable one (on a tie, the one that is not the current template, then the newest
+    revision): traffic never moves to a revision that cannot carry it. With no
+    ReplicaSet at all there is nothing to protect and the template deploys directly.
+    """
+    if st.stable_rs is not None and st.stable_rs in rss:
         return
     if not rss:
         st.stable_rs = None
         return
-    candidates = [r for r in rss.values() if r.hash != h] or list(rss.values())
-    best = max(candidates, key=lambda r: (r.available, r.revision))
+    best = max(rss.values(), key=lambda r: (r.available, r.hash != h, r.revision))
     st.stable_rs = best.hash
-    if st.current_pod_hash is None:
+    if st.current_pod_hash is None or st.current_pod_hash not in rss:
         st.current_pod_hash = best.hash
 
 
 def _restart_steps(st: RolloutStatus, spec: RolloutSpec, now: datetime) -> None:
+    """Step 0 with no traffic on the canary (the new steps decide the weight)."""
     st.current_step_index = 0
     st.current_step_hash = steps_hash(spec)
     st.pause_conditions = []
     st.controller_pause = False
     st.promote_full = False
+    st.canary_weight = 0
     st.progress_at = fmt_time(now)
     st.remove_condition(Cond.PAUSED)
+
+
+def _clear_abort(st: RolloutStatus) -> None:
+    st.abort = False
+    st.aborted_at = st.aborted_by = st.abort_reason = None
 
 
 def _new_revision(d: Decision, spec: RolloutSpec, h: str, now: datetime) -> None:
     st = d.status
     old = st.current_pod_hash
-    if old and old != st.stable_rs:
-        st.scale_down_at[old] = fmt_time(now)  # the superseded canary leaves at once
+    if old and old != st.stable_rs and old != h:
+        # The superseded canary loses its traffic in this decision and leaves at once.
+        st.scale_down_at[old] = fmt_time(now)
     st.current_pod_hash = h
-    st.abort = False
-    st.aborted_at = st.aborted_by = st.abort_reason = None
+    _clear_abort(st)
     st.user_pause = None
     st.scale_down_at.pop(h, None)
     _restart_steps(st, spec, now)
-    st.canary_weight = 0
     if h == st.stable_rs:
         st.current_step_index = len(spec.canary.steps)
         d.normal(Reason.ROLLOUT_UPDATED, f"template is back to the stable revision {h}")
@@ -273,15 +313,19 @@ def _apply_pending_action(d: Decision, spec: RolloutSpec, now: datetime) -> None
         _reject(d, raw, why, now)
         return
     n = len(spec.canary.steps)
-    idx = min(st.current_step_index or 0, n)
+    idx = min(max(st.current_step_index or 0, 0), n)
     who = act.user
     if act.action == "promote" and act.full:
         st.promote_full = True
+        st.user_pause = None
         d.normal(Reason.PROMOTED_FULL, f"full promotion requested by {who}: skipping all remaining steps")
     elif act.action == "promote":
-        # Ends a pause; on any other step skips it (Argo's meaning of promote).
+        # Ends a pause; on any other step skips it (Argo's meaning of promote). Like Argo's
+        # promote, it also lifts a pause set by a user.
         st.pause_conditions = []
+        st.user_pause = None
         st.current_step_index = min(idx + 1, n)
+        st.progress_at = fmt_time(now)
         step = spec.canary.steps[idx].describe() if idx < n else "promotion"
         d.normal(Reason.PROMOTED, f"promoted by {who}: step {idx} ({step}) ended")
     elif act.action == "abort":
@@ -290,10 +334,8 @@ def _apply_pending_action(d: Decision, spec: RolloutSpec, now: datetime) -> None
         st.aborted_by = who
         st.abort_reason = f"aborted by {who}"
         d.warning(Reason.ABORTED, f"rollout aborted by {who}: traffic back to stable")
-        _schedule_abort_scale_down(st, spec, now)
     elif act.action == "retry":
-        st.abort = False
-        st.aborted_at = st.aborted_by = st.abort_reason = None
+        _clear_abort(st)
         if st.current_pod_hash:
             st.scale_down_at.pop(st.current_pod_hash, None)
         _restart_steps(st, spec, now)
@@ -304,21 +346,22 @@ def _apply_pending_action(d: Decision, spec: RolloutSpec, now: datetime) -> None
         d.normal(Reason.PAUSED, f"paused by {who}")
     elif act.action == "resume":
         st.user_pause = None
+        st.progress_at = fmt_time(now)  # time spent paused never counts towards the deadline
         d.normal(Reason.RESUMED, f"resumed by {who}")
     st.last_action = {**act.to_dict(), "result": "Applied", "processedAt": fmt_time(now),
                       "stepIndex": idx}
     st.pending_action = None
 
 
-def _schedule_abort_scale_down(st: RolloutStatus, spec: RolloutSpec, now: datetime) -> None:
-    if st.current_pod_hash and st.current_pod_hash != st.stable_rs:
-        at = now + timedelta(seconds=spec.canary.abort_scale_down_delay_seconds)
-        st.scale_down_at[st.current_pod_hash] = fmt_time(at)
-
-
-def _available(rss: dict[str, ReplicaSetObs], h: str) -> int:
-    r = rss.get(h)
-    return r.available if r else 0
+def _set_healthy(st: RolloutStatus, h: str, now: datetime) -> None:
+    st.phase = Phase.HEALTHY
+    st.message = ""
+    st.progress_at = None
+    st.remove_condition(Cond.PAUSED)
+    st.set_condition(Cond.PROGRESSING, True, "NewReplicaSetAvailable",
+                     f"revision {h} is fully rolled out", now)
+    st.set_condition(Cond.AVAILABLE, True, Reason.AVAILABLE, "rollout has minimum availability", now)
+    st.set_condition(Cond.COMPLETED, True, Reason.COMPLETED, "rollout completed", now)
 
 
 def _healthy(d: Decision, spec: RolloutSpec, rss: dict[str, ReplicaSetObs], h: str,
@@ -331,37 +374,32 @@ def _healthy(d: Decision, spec: RolloutSpec, rss: dict[str, ReplicaSetObs], h: s
     st.pause_conditions = []
     st.controller_pause = False
     st.promote_full = False
-    st.abort = False
-    st.aborted_at = st.aborted_by = st.abort_reason = None
+    _clear_abort(st)
     st.user_pause = None
     st.remove_condition(Cond.PAUSED)
     d.actions.append(SetTraffic(h, h, 0))
     avail = _available(rss, h)
     if avail >= spec.replicas and h in rss:
-        st.phase = Phase.HEALTHY
-        st.message = ""
-        st.progress_at = fmt_time(now)
-        st.set_condition(Cond.PROGRESSING, True, "NewReplicaSetAvailable",
-                         f"revision {h} is fully rolled out", now)
-        st.set_condition(Cond.AVAILABLE, True, Reason.AVAILABLE, "rollout has minimum availability",
-                         now)
-        st.set_condition(Cond.COMPLETED, True, Reason.COMPLETED, "rollout completed", now)
-    else:
-        st.phase = Phase.PROGRESSING
-        st.message = f"waiting for stable ReplicaSet {h}: {avail}/{spec.replicas} available"
-        st.set_condition(Cond.AVAILABLE, False, Reason.NOT_AVAILABLE, st.message, now)
-        _check_deadline(d, spec, now)
+        _set_healthy(st, h, now)
+        return
+    st.phase = Phase.PROGRESSING
+    st.message = f"waiting for stable ReplicaSet {h}: {avail}/{spec.replicas} available"
+    st.set_condition(Cond.AVAILABLE, False, Reason.NOT_AVAILABLE, st.message, now)
+    if not _check_deadline(d, spec, now):
+        st.set_condition(Cond.PROGRESSING, True, Reason.ROLLOUT_UPDATED, st.message, now)
 
 
 def _canary(d: Decision, spec: RolloutSpec, rss: dict[str, ReplicaSetObs], h: str, stable: str,
             desired: dict[str, int], now: datetime) -> None:
     st = d.status
     replicas = spec.replicas
+    dynamic = spec.canary.dynamic_stable_scale
     st.remove_condition(Cond.COMPLETED)
-    stable_avail = _available(rss, stable)
-    st.set_condition(Cond.AVAILABLE, stable_avail >= replicas,
-                     Reason.AVAILABLE if stable_avail >= replicas else Reason.NOT_AVAILABLE,
-                     f"stable ReplicaSet {stable}: {stable_avail}/{replicas} available", now)
+    stable_avail, canary_avail = _available(rss, stable), _available(rss, h)
+    ok = stable_avail + canary_avail >= replicas
+    st.set_condition(Cond.AVAILABLE, ok, Reason.AVAILABLE if ok else Reason.NOT_AVAILABLE,
+                     f"{stable_avail + canary_avail}/{replicas} pods available (stable {stable}: "
+                     f"{stable_avail}, canary {h}: {canary_avail})", now)
 
     if st.abort:
         _aborted(d, spec, rss, h, stable, desired, now)
@@ -371,6 +409,9 @@ def _canary(d: Decision, spec: RolloutSpec, rss: dict[str, ReplicaSetObs], h: st
     n = len(steps)
     idx = n if st.promote_full else min(max(st.current_step_index or 0, 0), n)
     weight = st.canary_weight
+    # the lowest canary weight traffic is heading to: a dynamically scaled stable is sized
+    # for its share at that weight (scale-downs run after the traffic change)
+    heading_to = 100
     paused_msg: str | None = None
     waiting_msg: str | None = None
     hold = st.user_pause is not None or spec.paused
@@ -378,33 +419,39 @@ def _canary(d: Decision, spec: RolloutSpec, rss: dict[str, ReplicaSetObs], h: st
     while idx < n and not hold:
         step = steps[idx]
         if step.set_weight is not None:
-            need = replicas_for_weight(replicas, step.set_weight)
+            w = step.set_weight
+            need = replicas_for_weight(replicas, w)
             desired[h] = max(need, replicas_for_weight(replicas, weight))
-            if _available(rss, h) < need:
-                waiting_msg = (f"step {idx}/{n} setWeight {step.set_weight}: waiting for canary "
-                               f"pods ({_available(rss, h)}/{need} available)")
+            if canary_avail < need:
+                waiting_msg = (f"step {idx}/{n} setWeight {w}: waiting for canary pods "
+                               f"({canary_avail}/{need} available)")
                 break
-            if weight != step.set_weight:
-                d.normal(Reason.WEIGHT_UPDATED,
-                         f"canary weight {weight} -> {step.set_weight} (step {idx})")
-            weight = step.set_weight
+            if dynamic and w < weight:
+                # Traffic goes back to a stable that was scaled down: scale it up first.
+                heading_to = min(heading_to, w)
+                stable_need = _stable_replicas(spec, w)
+                if stable_avail < stable_need:
+                    waiting_msg = (f"step {idx}/{n} setWeight {w}: waiting for stable pods before "
+                                   f"shifting traffic back ({stable_avail}/{stable_need} available)")
+                    break
+            if weight != w:
+                d.normal(Reason.WEIGHT_UPDATED, f"canary weight {weight} -> {w} (step {idx})")
+            weight = w
             _step_done(d, idx, n, step, now)
             idx += 1
-        elif step.is_pause:
+        elif step.pause_seconds is not None:
             pc = next((p for p in st.pause_conditions if p.get("reason") == Reason.CANARY_PAUSE), None)
             start = parse_time(pc.get("startTime")) if pc else None
             if start is None:
                 start = now
                 st.pause_conditions = [{"reason": Reason.CANARY_PAUSE, "startTime": fmt_time(now)}]
                 d.normal(Reason.PAUSED, f"paused at step {idx}: {step.describe()}")
-            assert step.pause_seconds is not None
             if math.isinf(step.pause_seconds):
                 paused_msg = f"paused at step {idx}/{n}: waiting for promote"
                 break
             end = start + timedelta(seconds=step.pause_seconds)
             if now < end:
-                paused_msg = (f"paused at step {idx}/{n}: {math.ceil(_seconds_until(end, now))}s "
-                              "left")
+                paused_msg = f"paused at step {idx}/{n}: {math.ceil(_seconds_until(end, now))}s left"
                 d.wake_in(_seconds_until(end, now))
                 break
             st.pause_conditions = []
@@ -418,33 +465,42 @@ def _canary(d: Decision, spec: RolloutSpec, rss: dict[str, ReplicaSetObs], h: st
     st.current_step_index = idx
     st.canary_weight = weight
     desired.setdefault(h, replicas_for_weight(replicas, weight))
-    stable_target = (replicas - replicas_for_weight(replicas, weight)
-                     if spec.canary.dynamic_stable_scale else replicas)
-    # Never shrink stable below what the traffic it carries needs.
-    desired[stable] = max(stable_target, 0)
+    desired[stable] = _stable_replicas(spec, min(weight, heading_to))
 
     if idx >= n and not hold:
-        _promote_if_ready(d, spec, rss, h, stable, desired, weight, now)
+        _promote_if_ready(d, spec, rss, h, stable, desired, now)
         return
-    d.actions.append(SetTraffic(stable, h, weight))
     if hold:
-        who = st.user_pause.get("user") if st.user_pause else None
-        paused_msg = f"paused by {who}" if who else "paused by spec.paused"
+        if st.user_pause is not None:
+            paused_msg = f"paused by {st.user_pause.get('user') or 'a user'}"
+        else:
+            paused_msg = "paused by spec.paused"
     if paused_msg is not None:
+        by_spec = hold and st.user_pause is None
+        reason = (Reason.PAUSED_BY_SPEC if by_spec
+                  else Reason.PAUSED if hold else Reason.CANARY_PAUSE)
+        prev = st.condition(Cond.PAUSED)
+        if by_spec and (prev is None or prev.get("reason") != Reason.PAUSED_BY_SPEC):
+            d.normal(Reason.PAUSED_BY_SPEC, "paused by spec.paused")
         st.phase = Phase.PAUSED
         st.message = paused_msg
         st.controller_pause = not hold
-        st.set_condition(Cond.PAUSED, True, Reason.PAUSED_BY_SPEC if hold and not st.user_pause
-                         else Reason.CANARY_PAUSE, paused_msg, now)
-        st.progress_at = fmt_time(now)  # time spent paused never counts towards the deadline
+        st.set_condition(Cond.PAUSED, True, reason, paused_msg, now)
+        st.progress_at = None  # time spent paused never counts towards the deadline
+        d.actions.append(SetTraffic(stable, h, weight))
         return
     st.remove_condition(Cond.PAUSED)
     st.controller_pause = False
     st.phase = Phase.PROGRESSING
     st.message = waiting_msg or f"at step {idx}/{n}"
-    st.set_condition(Cond.PROGRESSING, True, Reason.ROLLOUT_UPDATED, st.message, now)
-    if waiting_msg is not None:
-        _check_deadline(d, spec, now)
+    if _check_deadline(d, spec, now):
+        if st.abort:
+            desired.pop(h, None)
+            _aborted(d, spec, rss, h, stable, desired, now)
+            return
+    else:
+        st.set_condition(Cond.PROGRESSING, True, Reason.ROLLOUT_UPDATED, st.message, now)
+    d.actions.append(SetTraffic(stable, h, weight))
 
 
 def _step_done(d: Decision, idx: int, n: int, step: Step, now: datetime) -> None:
@@ -453,34 +509,37 @@ def _step_done(d: Decision, idx: int, n: int, step: Step, now: datetime) -> None
 
 
 def _promote_if_ready(d: Decision, spec: RolloutSpec, rss: dict[str, ReplicaSetObs], h: str,
-                      stable: str, desired: dict[str, int], weight: int, now: datetime) -> None:
+                      stable: str, desired: dict[str, int], now: datetime) -> None:
     st = d.status
     desired[h] = spec.replicas
     avail = _available(rss, h)
+    st.remove_condition(Cond.PAUSED)
+    st.controller_pause = False
+    st.pause_conditions = []
     if avail < spec.replicas or h not in rss:
-        d.actions.append(SetTraffic(stable, h, weight))
         st.phase = Phase.PROGRESSING
-        st.message = f"all steps done: scaling canary to {spec.replicas} before promotion ({avail} available)"
-        st.remove_condition(Cond.PAUSED)
-        _check_deadline(d, spec, now)
+        st.message = (f"all steps done: scaling canary to {spec.replicas} before promotion "
+                      f"({avail} available)")
+        if _check_deadline(d, spec, now):
+            if st.abort:
+                desired.pop(h, None)
+                _aborted(d, spec, rss, h, stable, desired, now)
+                return
+        else:
+            st.set_condition(Cond.PROGRESSING, True, Reason.ROLLOUT_UPDATED, st.message, now)
+        d.actions.append(SetTraffic(stable, h, st.canary_weight))
         return
-    # Promotion: stable Service/subset to the new revision and all traffic to it.
+    # Promotion: stable Service/subset to the new revision and all traffic to it; the
+    # previous stable keeps its pods for scaleDownDelaySeconds (in-flight requests, and a
+    # quick way back).
     d.actions.append(SetTraffic(h, h, 0))
+    desired.pop(stable, None)
     st.scale_down_at[stable] = fmt_time(now + timedelta(seconds=spec.canary.scale_down_delay_seconds))
     st.stable_rs = h
     st.canary_weight = 0
-    st.pause_conditions = []
     st.promote_full = False
-    st.controller_pause = False
     st.current_step_index = len(spec.canary.steps)
-    st.progress_at = fmt_time(now)
-    st.phase = Phase.HEALTHY
-    st.message = ""
-    st.remove_condition(Cond.PAUSED)
-    st.set_condition(Cond.PROGRESSING, True, "NewReplicaSetAvailable",
-                     f"revision {h} is fully rolled out", now)
-    st.set_condition(Cond.COMPLETED, True, Reason.COMPLETED, "rollout completed", now)
-    st.set_condition(Cond.AVAILABLE, True, Reason.AVAILABLE, "rollout has minimum availability", now)
+    _set_healthy(st, h, now)
     d.normal(Reason.COMPLETED, f"revision {h} promoted to stable; previous stable {stable} "
              f"scales down in {spec.canary.scale_down_delay_seconds}s")
 
@@ -488,26 +547,49 @@ def _promote_if_ready(d: Decision, spec: RolloutSpec, rss: dict[str, ReplicaSetO
 def _aborted(d: Decision, spec: RolloutSpec, rss: dict[str, ReplicaSetObs], h: str, stable: str,
              desired: dict[str, int], now: datetime) -> None:
     st = d.status
-    desired[stable] = spec.replicas
-    if spec.canary.dynamic_stable_scale and _available(rss, stable) < spec.replicas \
-            and st.canary_weight > 0:
-        # Stable was shrunk for the canary: it must be able to carry the traffic first.
-        d.actions.append(SetTraffic(stable, h, st.canary_weight))
-        d.wake_in(2)
-    else:
-        st.canary_weight = 0
-        d.actions.append(SetTraffic(stable, h, 0))
-    if h not in st.scale_down_at:
-        _schedule_abort_scale_down(st, spec, now)
+    replicas = spec.replicas
+    desired[stable] = replicas
+    weight = 0
+    if spec.canary.dynamic_stable_scale and st.canary_weight > 0 and replicas > 0:
+        # The stable was scaled down for the canary: it takes traffic back only as fast
+        # as its pods come back, instead of being flooded at once.
+        carries = 100 * _available(rss, stable) // replicas
+        weight = min(st.canary_weight, max(0, 100 - carries))
+    if weight != st.canary_weight:
+        d.normal(Reason.WEIGHT_UPDATED, f"canary weight {st.canary_weight} -> {weight} (aborted)")
+    st.canary_weight = weight
+    d.actions.append(SetTraffic(stable, h, weight))
+    rs = rss.get(h)
+    delay = spec.canary.abort_scale_down_delay_seconds
+    if weight > 0 or delay == 0:
+        # Still carrying traffic (its scale-down delay starts once traffic has left), or
+        # abortScaleDownDelaySeconds: 0, which (as in Argo) leaves the canary running.
+        st.scale_down_at.pop(h, None)
+        if rs is not None:
+            desired[h] = max(rs.replicas, replicas_for_weight(replicas, weight))
+        if weight > 0:
+            d.wake_in(5)
+    elif h not in st.scale_down_at:
+        st.scale_down_at[h] = fmt_time(now + timedelta(seconds=delay))
     st.pause_conditions = []
     st.controller_pause = False
+    st.progress_at = None
     st.phase = Phase.DEGRADED
-    st.message = f"RolloutAborted: {st.abort_reason or 'aborted'}"
+    st.message = f"{Reason.ABORTED}: {st.abort_reason or 'aborted'}"
+    if weight > 0:
+        st.message += f" ({weight}% still on the canary until the stable has scaled back up)"
     st.remove_condition(Cond.PAUSED)
-    st.set_condition(Cond.PROGRESSING, False, Reason.ABORTED, st.message, now)
+    reason = (Reason.PROGRESS_DEADLINE if (st.abort_reason or "").startswith(Reason.PROGRESS_DEADLINE)
+              else Reason.ABORTED)
+    st.set_condition(Cond.PROGRESSING, False, reason, st.message, now)
 
 
-def _check_deadline(d: Decision, spec: RolloutSpec, now: datetime) -> None:
+def _check_deadline(d: Decision, spec: RolloutSpec, now: datetime) -> bool:
+    """True when no progress was made for progressDeadlineSeconds (reported once).
+
+    With progressDeadlineAbort a canary in progress is aborted too (``status.abort``);
+    the caller then switches to the abort path.
+    """
     st = d.status
     since = parse_time(st.progress_at)
     if since is None:
@@ -516,7 +598,7 @@ def _check_deadline(d: Decision, spec: RolloutSpec, now: datetime) -> None:
     deadline = since + timedelta(seconds=spec.progress_deadline_seconds)
     if now < deadline:
         d.wake_in(_seconds_until(deadline, now))
-        return
+        return False
     msg = f"no progress for {spec.progress_deadline_seconds}s: {st.message}"
     cur = st.condition(Cond.PROGRESSING)
     if cur is None or cur.get("reason") != Reason.PROGRESS_DEADLINE:
@@ -528,13 +610,9 @@ def _check_deadline(d: Decision, spec: RolloutSpec, now: datetime) -> None:
         st.abort = True
         st.aborted_at = fmt_time(now)
         st.aborted_by = "controller"
-        st.abort_reason = "progress deadline exceeded"
-        st.canary_weight = 0
-        _schedule_abort_scale_down(st, spec, now)
+        st.abort_reason = st.message
         d.warning(Reason.ABORTED, "rollout aborted: progress deadline exceeded")
-        d.actions[:] = [a for a in d.actions if not isinstance(a, SetTraffic)]
-        assert st.stable_rs is not None and st.current_pod_hash is not None
-        d.actions.append(SetTraffic(st.stable_rs, st.current_pod_hash, 0))
+    return True
 
 
 def _scale_old(d: Decision, spec: RolloutSpec, rss: dict[str, ReplicaSetObs],
@@ -544,11 +622,10 @@ def _scale_old(d: Decision, spec: RolloutSpec, rss: dict[str, ReplicaSetObs],
     for hsh, rs in rss.items():
         if hsh in desired:
             continue
-        deadline = parse_time(st.scale_down_at.get(hsh))
         if rs.replicas == 0:
             st.scale_down_at.pop(hsh, None)
-            desired.pop(hsh, None)
             continue
+        deadline = parse_time(st.scale_down_at.get(hsh))
         if deadline is None:
             deadline = now + timedelta(seconds=spec.canary.scale_down_delay_seconds)
             st.scale_down_at[hsh] = fmt_time(deadline)
@@ -559,24 +636,28 @@ def _scale_old(d: Decision, spec: RolloutSpec, rss: dict[str, ReplicaSetObs],
             desired[hsh] = rs.replicas
             d.wake_in(_seconds_until(deadline, now))
     for hsh in list(st.scale_down_at):
-        if hsh not in rss:
+        if hsh not in rss or (hsh in (st.stable_rs, st.current_pod_hash) and not st.abort):
             st.scale_down_at.pop(hsh)
 
 
 def _emit_replica_actions(d: Decision, rss: dict[str, ReplicaSetObs], desired: dict[str, int],
                           h: str) -> None:
-    creates: list[CreateReplicaSet] = []
-    scales: list[ScaleReplicaSet] = []
+    creates: list[ClusterAction] = []
+    ups: list[ClusterAction] = []
+    downs: list[ClusterAction] = []
     for hsh, count in desired.items():
         rs = rss.get(hsh)
         if rs is None:
             if hsh == h:
                 rev = max((r.revision for r in rss.values()), default=0) + 1
                 creates.append(CreateReplicaSet(hsh, count, rev))
-        elif rs.replicas != count:
-            scales.append(ScaleReplicaSet(hsh, count))
-    # Replica changes go first: traffic only moves to pods that the steps saw ready.
-    d.actions[:0] = [*creates, *scales]
+        elif count > rs.replicas:
+            ups.append(ScaleReplicaSet(hsh, count))
+        elif count < rs.replicas:
+            downs.append(ScaleReplicaSet(hsh, count))
+    # Pods come up before traffic moves (the steps only shift traffic to pods they saw
+    # available) and go away only after traffic has left them.
+    d.actions[:] = [*creates, *ups, *d.actions, *downs]
 
 
 def _replica_counts(st: RolloutStatus, rss: dict[str, ReplicaSetObs], h: str) -> None:
@@ -587,9 +668,9 @@ def _replica_counts(st: RolloutStatus, rss: dict[str, ReplicaSetObs], h: str) ->
 
 
 def _prune_history(d: Decision, spec: RolloutSpec, rss: dict[str, ReplicaSetObs],
-                   desired: dict[str, int], keep: set[str]) -> None:
+                   desired: dict[str, int], keep: set[str | None]) -> None:
     idle = sorted((r for r in rss.values() if r.hash not in keep and r.replicas == 0
-                   and desired.get(r.hash, 0) == 0), key=lambda r: r.revision)
+                   and desired.get(r.hash, 0) == 0), key=lambda r: (r.revision, r.hash))
     excess = len(idle) - spec.revision_history_limit
     for r in idle[:max(excess, 0)]:
         d.actions.append(DeleteReplicaSet(r.hash))

@@ -1,0 +1,1055 @@
+"""Unit tests of the canary step logic (``decide``), driven through a simulated cluster.
+
+A tiny in-memory cluster runs ``decide`` in a loop, the way the reconciler does.
+
+ReplicaSets are lists of pods with the time each becomes available; actions are applied
+in order; status is stored as the JSON dict the API server would hold (so every
+reconcile is also a restart: nothing survives in memory). Every decision is checked
+against the contract of ``decide`` (one SetTraffic matching status, safe ordering,
+weights only on available pods, purity).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from rollouts.api.actions import new_action
+from rollouts.api.spec import parse_spec
+from rollouts.api.status import RolloutStatus
+from rollouts.controller.decide import (
+    ClusterAction,
+    CreateReplicaSet,
+    Decision,
+    DeleteReplicaSet,
+    Event,
+    Observations,
+    ReplicaSetObs,
+    RolloutInput,
+    ScaleReplicaSet,
+    SetTraffic,
+    decide,
+    replicas_for_weight,
+    template_hash,
+)
+
+T0 = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
+NEVER = math.inf
+
+STEPS: list[dict[str, Any]] = [
+    {"setWeight": 20},
+    {"pause": {"duration": "10s"}},
+    {"setWeight": 50},
+    {"pause": {}},
+    {"setWeight": 80},
+]
+
+
+def template(image: str) -> dict[str, Any]:
+    return {"metadata": {"labels": {"app": "shop"}},
+            "spec": {"containers": [{"name": "shop", "image": image}]}}
+
+
+def h(image: str) -> str:
+    return template_hash(template(image))
+
+
+def rollout_spec(image: str = "shop:1", replicas: int = 5, steps: list[Any] | None = None,
+                 **canary: Any) -> dict[str, Any]:
+    c: dict[str, Any] = {
+        "canaryService": "shop-canary",
+        "stableService": "shop-stable",
+        "trafficRouting": {"istio": {"virtualService": {"name": "shop", "routes": ["primary"]}}},
+        "steps": STEPS if steps is None else steps,
+    }
+    c.update(canary)
+    return {"replicas": replicas, "selector": {"matchLabels": {"app": "shop"}},
+            "template": template(image), "strategy": {"canary": c}}
+
+
+@dataclass
+class FakeRS:
+    hash: str
+    revision: int
+    pods: list[float] = field(default_factory=list)  # second at which each pod is available
+
+    @property
+    def replicas(self) -> int:
+        return len(self.pods)
+
+    def available(self, t: float) -> int:
+        return sum(1 for p in self.pods if p <= t)
+
+
+class Cluster:
+    def __init__(self, spec: dict[str, Any], pod_delay: float = 0.0) -> None:
+        self.spec = spec
+        self.generation = 1
+        self.status: dict[str, Any] = {}
+        self.rss: dict[str, FakeRS] = {}
+        self.t = 0.0
+        self.pod_delay = pod_delay
+        self.delay_for: dict[str, float] = {}  # per-hash pod delay (NEVER: pods never ready)
+        self.traffic: SetTraffic | None = None
+        self.weights: list[tuple[float, int]] = []  # (t, canary weight) at each change
+        self.log: list[tuple[float, ClusterAction]] = []
+        self.events: list[Event] = []
+        self.env_errors: tuple[str, ...] = ()
+        self.last: Decision | None = None
+
+    # --- the world ------------------------------------------------------------------
+
+    @property
+    def now(self) -> datetime:
+        return T0 + timedelta(seconds=self.t)
+
+    def st(self) -> RolloutStatus:
+        return RolloutStatus.from_dict(self.status)
+
+    def edit(self, fn: Callable[[dict[str, Any]], None]) -> None:
+        """Change the spec like `kubectl edit` (bumps metadata.generation)."""
+        fn(self.spec)
+        self.generation += 1
+
+    def set_image(self, image: str) -> None:
+        self.edit(lambda s: s.update(template=template(image)))
+
+    def record(self, action: str, user: str = "alice", full: bool = False) -> None:
+        """What the CLI/HTTP API do: record the intent in status.pendingAction."""
+        self.status["pendingAction"] = new_action(action, user, self.now, full).to_dict()
+
+    def advance(self, seconds: float) -> None:
+        self.t += seconds
+
+    def observe(self) -> Observations:
+        tmpl = self.spec.get("template") if isinstance(self.spec, dict) else None
+        return Observations(
+            template=tmpl if isinstance(tmpl, dict) else None,
+            replica_sets={k: ReplicaSetObs(k, f"shop-{k}", r.replicas, r.available(self.t),
+                                           r.available(self.t), r.revision)
+                          for k, r in self.rss.items()},
+            environment_errors=self.env_errors)
+
+    def canary_weight(self) -> int:
+        return self.traffic.canary_weight if self.traffic else 0
+
+    def replicas(self, hsh: str) -> int:
+        return self.rss[hsh].replicas if hsh in self.rss else 0
+
+    # --- the controller -------------------------------------------------------------
+
+    def reconcile(self) -> Decision:
+        spec, errors = parse_spec(self.spec)
+        before = copy.deepcopy(self.status)
+        status = RolloutStatus.from_dict(json.loads(json.dumps(self.status)))
+        ro = RolloutInput("shop-ns", "shop", self.generation, spec, tuple(errors), status)
+        obs = self.observe()
+        d = decide(ro, obs, self.now)
+        again = decide(ro, obs, self.now)
+        assert again == d, "decide must be a pure function of its inputs"
+        assert self.status == before, "decide must not mutate its input"
+        self._check(ro, obs, d)
+        for a in d.actions:
+            self._apply(a)
+        self.status = json.loads(json.dumps(d.status.to_dict()))
+        self.events.extend(d.events)
+        self.last = d
+        return d
+
+    def _apply(self, a: ClusterAction) -> None:
+        self.log.append((self.t, a))
+        if isinstance(a, CreateReplicaSet):
+            assert a.hash not in self.rss
+            self.rss[a.hash] = FakeRS(a.hash, a.revision)
+            self._scale(self.rss[a.hash], a.replicas)
+        elif isinstance(a, ScaleReplicaSet):
+            self._scale(self.rss[a.hash], a.replicas)
+        elif isinstance(a, DeleteReplicaSet):
+            del self.rss[a.hash]
+        else:
+            if self.traffic is None or self.traffic.canary_weight != a.canary_weight:
+                self.weights.append((self.t, a.canary_weight))
+            self.traffic = a
+
+    def _scale(self, rs: FakeRS, n: int) -> None:
+        if n > rs.replicas:
+            ready = self.t + self.delay_for.get(rs.hash, self.pod_delay)
+            rs.pods += [ready] * (n - rs.replicas)
+        else:  # not-ready pods go first, like a ReplicaSet does
+            rs.pods = sorted(rs.pods)[:n]
+
+    def _check(self, ro: RolloutInput, obs: Observations, d: Decision) -> None:
+        json.dumps(d.status.to_dict())
+        if ro.spec is None or obs.template is None or ro.spec_errors or obs.environment_errors:
+            assert d.actions == [], "an invalid rollout must not touch the cluster"
+            assert d.status.canary_weight == ro.status.canary_weight
+            return
+        traffic = [a for a in d.actions if isinstance(a, SetTraffic)]
+        assert len(traffic) == 1, d.actions
+        st = d.status
+        assert traffic[0] == SetTraffic(st.stable_rs or "", st.current_pod_hash or "", st.canary_weight), \
+            "status must claim exactly the traffic the actions set"
+        assert 0 <= st.canary_weight <= 100
+        i = d.actions.index(traffic[0])
+        rss = obs.replica_sets
+        for j, a in enumerate(d.actions):
+            if isinstance(a, CreateReplicaSet):
+                assert j < i
+            elif isinstance(a, ScaleReplicaSet):
+                up = a.replicas > rss[a.hash].replicas
+                assert (j < i) == up, f"scale-ups before traffic, scale-downs after: {d.actions}"
+            elif isinstance(a, DeleteReplicaSet):
+                assert j > i and a.hash not in (st.stable_rs, st.current_pod_hash)
+                assert rss[a.hash].replicas == 0
+        prev = ro.status
+        t = traffic[0]
+        same_canary = t.canary_hash == prev.current_pod_hash
+        if (t.canary_weight > prev.canary_weight and same_canary and t.stable_hash != t.canary_hash) \
+                or (t.canary_weight and not same_canary):
+            need = replicas_for_weight(ro.spec.replicas, t.canary_weight)
+            assert need == 0 or (t.canary_hash in rss and rss[t.canary_hash].available >= need), \
+                "traffic may only move to canary pods that are available"
+        if t.stable_hash == t.canary_hash and prev.stable_rs in rss and t.stable_hash != prev.stable_rs:
+            assert rss[t.stable_hash].available >= ro.spec.replicas, "promotion needs a full canary"
+
+    # --- driving --------------------------------------------------------------------
+
+    def run(self, seconds: float, dt: float = 1.0) -> None:
+        end = self.t + seconds
+        while self.t < end - 1e-9:
+            self.reconcile()
+            self.advance(dt)
+
+    def run_until(self, pred: Callable[[], bool], limit: float = 600.0, dt: float = 1.0) -> float:
+        """Reconcile every dt seconds until pred() holds after a reconcile; the time then."""
+        end = self.t + limit
+        while self.t <= end:
+            self.reconcile()
+            if pred():
+                return self.t
+            self.advance(dt)
+        raise AssertionError(f"condition not reached in {limit}s; status: {self.status}")
+
+    def deploy_stable(self) -> str:
+        """First deploy, run until Healthy; the stable hash."""
+        self.run_until(lambda: self.status.get("phase") == "Healthy")
+        return str(self.status["stableRS"])
+
+    def events_with(self, reason: str) -> list[Event]:
+        return [e for e in self.events if e.reason == reason]
+
+    def condition(self, ctype: str) -> dict[str, Any] | None:
+        return self.st().condition(ctype)
+
+    def actions_since(self, t: float) -> list[ClusterAction]:
+        return [a for (at, a) in self.log if at >= t]
+
+
+# --- first deploy and scaling ---------------------------------------------------------
+
+
+def test_first_deploy_skips_steps_and_goes_healthy() -> None:
+    c = Cluster(rollout_spec(), pod_delay=3)
+    d = c.reconcile()
+    v1 = h("shop:1")
+    assert d.actions == [CreateReplicaSet(v1, 5, 1), SetTraffic(v1, v1, 0)]
+    assert c.status["phase"] == "Progressing"
+    assert c.status["stableRS"] == c.status["currentPodHash"] == v1
+    assert c.status["currentStepIndex"] == len(STEPS)  # no steps for the first revision
+    assert [e.reason for e in d.events] == ["NewReplicaSetCreated"]
+    c.run_until(lambda: c.status["phase"] == "Healthy")
+    assert c.t == 3
+    st = c.st()
+    assert st.canary_weight == 0 and not st.pause_conditions
+    assert st.condition("Completed")["status"] == "True"  # type: ignore[index]
+    assert st.condition("Available")["status"] == "True"  # type: ignore[index]
+    assert c.status["canary"]["weights"]["stable"] == {
+        "weight": 100, "podTemplateHash": v1, "serviceName": "shop-stable"}
+    assert len(c.events_with("RolloutHealthy")) == 1
+    assert c.status["replicas"] == c.status["availableReplicas"] == c.status["updatedReplicas"] == 5
+    assert c.status["selector"] == "app=shop"
+    assert c.status["observedGeneration"] == 1
+    # steady state: nothing but the idempotent traffic write, no new events
+    n_events = len(c.events)
+    c.run(30)
+    assert len(c.events) == n_events
+    assert c.last is not None and c.last.actions == [SetTraffic(v1, v1, 0)]
+    assert c.last.requeue_after is None
+
+
+def test_hpa_changing_replicas_rescales_the_stable_replicaset() -> None:
+    c = Cluster(rollout_spec(), pod_delay=2)
+    v1 = c.deploy_stable()
+    c.edit(lambda s: s.update(replicas=8))
+    d = c.reconcile()
+    assert d.actions == [ScaleReplicaSet(v1, 8), SetTraffic(v1, v1, 0)]
+    assert c.status["phase"] == "Progressing" and c.status["observedGeneration"] == 2
+    assert "5/8 available" in c.status["message"]
+    c.run_until(lambda: c.status["phase"] == "Healthy")
+    assert c.replicas(v1) == 8
+    c.edit(lambda s: s.update(replicas=3))
+    d = c.reconcile()
+    assert d.actions == [SetTraffic(v1, v1, 0), ScaleReplicaSet(v1, 3)]
+    assert c.status["phase"] == "Healthy" and c.replicas(v1) == 3
+    assert c.status["currentStepIndex"] == len(STEPS)  # a scale is not a new revision
+
+
+# --- the canary steps -------------------------------------------------------------------
+
+
+def test_steps_weights_replicas_pauses_promote_and_scale_down() -> None:
+    c = Cluster(rollout_spec(), pod_delay=3)
+    v1 = c.deploy_stable()
+    c.set_image("shop:2")
+    v2 = h("shop:2")
+    start = c.t
+    d = c.reconcile()
+    # a canary ReplicaSet big enough for the first weight; no traffic before it is ready
+    assert d.actions == [CreateReplicaSet(v2, 1, 2), SetTraffic(v1, v2, 0)]
+    assert c.status["phase"] == "Progressing" and c.status["currentStepIndex"] == 0
+    assert "waiting for canary pods (0/1 available)" in c.status["message"]
+    assert "new revision" in d.events[0].message
+
+    # 20 % as soon as the one canary pod is available, then the 10 s pause
+    t20 = c.run_until(lambda: c.canary_weight() == 20)
+    assert t20 == start + 3
+    assert c.replicas(v2) == 1 and c.replicas(v1) == 5
+    assert c.status["currentStepIndex"] == 1 and c.status["phase"] == "Paused"
+    assert c.status["pauseConditions"][0]["reason"] == "CanaryPauseStep"
+    assert c.last is not None and c.last.requeue_after == 10
+    assert c.status["canary"]["weights"]["canary"] == {
+        "weight": 20, "podTemplateHash": v2, "serviceName": "shop-canary"}
+
+    # the pause ends after 10 s: the canary scales to ceil(5 * 50 %) = 3 before 50 % is set
+    t_scale = c.run_until(lambda: c.replicas(v2) == 3)
+    assert t_scale == t20 + 10
+    assert c.canary_weight() == 20 and c.status["currentStepIndex"] == 2
+    t50 = c.run_until(lambda: c.canary_weight() == 50)
+    assert t50 == t_scale + 3
+
+    # and it stops at the indefinite pause
+    assert c.status["currentStepIndex"] == 3 and c.status["phase"] == "Paused"
+    assert "waiting for promote" in c.status["message"]
+    assert c.condition("Paused")["reason"] == "CanaryPauseStep"  # type: ignore[index]
+    c.run(1000, dt=10)
+    assert c.canary_weight() == 50 and c.status["currentStepIndex"] == 3
+    assert [w for _, w in c.weights] == [0, 20, 50]
+
+    # promote: 80 % once ceil(5 * 80 %) = 4 canary pods are available, then promotion
+    c.record("promote", "bob")
+    d = c.reconcile()
+    assert c.status["lastAction"]["result"] == "Applied" and "pendingAction" not in c.status
+    assert c.status["lastAction"]["user"] == "bob" and c.status["lastAction"]["stepIndex"] == 3
+    assert any(e.reason == "RolloutPromoted" for e in d.events)
+    assert ScaleReplicaSet(v2, 4) in d.actions and c.canary_weight() == 50
+    c.run_until(lambda: c.canary_weight() == 80)
+    assert c.rss[v2].available(c.t) == 4  # 80 % went to 4 available canary pods
+    # that was the last step: the canary scales to 5 (in the same decision) before promotion
+    assert c.replicas(v2) == 5 and c.status["stableRS"] == v1
+    t_promoted = c.run_until(lambda: c.status["stableRS"] == v2)
+    assert c.replicas(v2) == 5 and c.traffic == SetTraffic(v2, v2, 0)
+    assert [w for _, w in c.weights] == [0, 20, 50, 80, 0]
+    st = c.st()
+    assert st.phase == "Healthy" and st.current_step_index == len(STEPS)
+    assert st.condition("Completed")["status"] == "True"  # type: ignore[index]
+    assert not st.pause_conditions and st.message == ""
+    assert len(c.events_with("RolloutCompleted")) == 1
+    # every step once: four completed by the controller, the pause {} ended by the promote
+    assert len(c.events_with("RolloutStepCompleted")) == len(STEPS) - 1
+    assert len(c.events_with("RolloutPromoted")) == 1
+
+    # the old ReplicaSet keeps its pods for scaleDownDelaySeconds (30 s by default)
+    t_down = c.run_until(lambda: c.replicas(v1) == 0)
+    assert t_down == t_promoted + 30
+    assert c.traffic == SetTraffic(v2, v2, 0)
+    assert v1 in c.rss  # kept for history (revisionHistoryLimit 10)
+
+
+def test_canary_replicas_always_match_the_weight_they_carry() -> None:
+    c = Cluster(rollout_spec(replicas=7, steps=[{"setWeight": 10}, {"setWeight": 33},
+                                               {"setWeight": 34}, {"setWeight": 100}]), pod_delay=1)
+    c.deploy_stable()
+    c.set_image("shop:2")
+    v2 = h("shop:2")
+    seen: list[tuple[int, int]] = []  # (weight, available canary pods when it was set)
+    for _ in range(40):
+        obs = c.observe()
+        c.reconcile()
+        assert c.traffic is not None
+        if c.traffic.canary_hash == v2 and c.traffic.stable_hash != v2 and (
+                not seen or seen[-1][0] != c.traffic.canary_weight):
+            rs = obs.replica_sets.get(v2)
+            seen.append((c.traffic.canary_weight, rs.available if rs else 0))
+        c.advance(1)
+    # 33 and 34 both need 3 pods, so both pass in one decision; 100 on 7 available pods
+    # is the last step, so promotion follows in the same decision
+    assert seen == [(0, 0), (10, 1), (34, 3)]
+    targets = [a.replicas for _, a in c.log
+               if isinstance(a, CreateReplicaSet | ScaleReplicaSet) and a.hash == v2]
+    assert targets == [1, 3, 7]  # ceil(7 * w / 100) for 10, 33 (and 34), then all for 100
+    assert c.traffic == SetTraffic(v2, v2, 0)
+    assert c.status["stableRS"] == v2 and c.status["phase"] == "Healthy"
+
+
+def test_a_weight_is_applied_only_once_the_canary_is_available() -> None:
+    c = Cluster(rollout_spec(), pod_delay=0)
+    c.deploy_stable()
+    c.delay_for[h("shop:2")] = 25
+    c.set_image("shop:2")
+    c.run(24)
+    assert c.canary_weight() == 0 and c.status["currentStepIndex"] == 0
+    assert c.status["phase"] == "Progressing"
+    c.run_until(lambda: c.canary_weight() == 20, limit=2)
+
+
+def test_restart_in_the_middle_of_a_timed_pause_keeps_the_original_deadline() -> None:
+    c = Cluster(rollout_spec(), pod_delay=1)
+    c.deploy_stable()
+    c.set_image("shop:2")
+    t20 = c.run_until(lambda: c.canary_weight() == 20)
+    started = c.status["pauseConditions"][0]["startTime"]
+    c.run(4)
+    # The controller is killed: only the stored status survives (as JSON), and nobody
+    # reconciles for 5 s. A new controller process starts from that status.
+    stored = json.dumps(c.status)
+    c.advance(5)
+    c.status = json.loads(stored)
+    d = c.reconcile()
+    assert c.status["currentStepIndex"] == 1 and c.status["phase"] == "Paused"
+    assert c.status["pauseConditions"][0]["startTime"] == started
+    assert d.requeue_after == pytest.approx(t20 + 10 - c.t)
+    assert "1s left" in c.status["message"]
+    t_end = c.run_until(lambda: c.status["currentStepIndex"] >= 2)
+    assert t_end == t20 + 10
+    # no step skipped or repeated
+    done = [e.message for e in c.events_with("RolloutStepCompleted")]
+    assert done == ["step 1/5 completed: setWeight 20", "step 2/5 completed: pause 10s"]
+    assert len(c.events_with("RolloutPaused")) == 1
+
+
+def test_a_sub_second_restart_never_repeats_or_skips_a_step() -> None:
+    # Reconciling at odd times (restarts, resyncs) gives the same steps, once each.
+    c = Cluster(rollout_spec(steps=[{"setWeight": 20}, {"pause": {"duration": 7}}, {"setWeight": 40},
+                                    {"pause": {"duration": "3s"}}, {"setWeight": 60}]), pod_delay=0.3)
+    c.deploy_stable()
+    c.set_image("shop:2")
+    c.run_until(lambda: c.status.get("stableRS") == h("shop:2"), dt=0.7)
+    assert [w for _, w in c.weights] == [0, 20, 40, 60, 0]
+    assert len(c.events_with("RolloutStepCompleted")) == 5
+
+
+# --- abort, retry, promote, pause -------------------------------------------------------
+
+
+def _at_step_2(pod_delay: float = 0, **canary: Any) -> tuple[Cluster, str, str]:
+    c = Cluster(rollout_spec(**canary), pod_delay=pod_delay)
+    v1 = c.deploy_stable()
+    c.set_image("shop:2")
+    c.run_until(lambda: c.status["currentStepIndex"] == 2)
+    return c, v1, h("shop:2")
+
+
+def test_abort_returns_all_traffic_to_stable_in_the_same_decision() -> None:
+    c, v1, v2 = _at_step_2()
+    c.run_until(lambda: c.canary_weight() == 50)
+    c.record("abort", "carol")
+    t_abort = c.t
+    d = c.reconcile()
+    assert [a for a in d.actions if isinstance(a, SetTraffic)] == [SetTraffic(v1, v2, 0)]
+    assert not any(isinstance(a, ScaleReplicaSet) and a.hash == v2 for a in d.actions)
+    st = c.st()
+    assert st.phase == "Degraded" and st.abort and st.aborted_by == "carol"
+    assert st.message == "RolloutAborted: aborted by carol"
+    assert st.condition("Progressing")["reason"] == "RolloutAborted"  # type: ignore[index]
+    assert st.condition("Progressing")["status"] == "False"  # type: ignore[index]
+    assert st.last_action is not None and st.last_action["result"] == "Applied"
+    assert [e.type for e in d.events if e.reason == "RolloutAborted"] == ["Warning"]
+    assert c.replicas(v2) == 3
+    # the canary is scaled down after abortScaleDownDelaySeconds (30 s by default)
+    t_down = c.run_until(lambda: c.replicas(v2) == 0)
+    assert t_down == t_abort + 30
+    assert c.canary_weight() == 0 and c.status["phase"] == "Degraded"
+    assert c.replicas(v1) == 5
+
+    # promote while aborted is rejected, and changes nothing
+    c.record("promote", "dave")
+    d = c.reconcile()
+    assert c.status["lastAction"]["result"] == "Rejected"
+    assert "retry it first" in c.status["lastAction"]["message"]
+    assert "pendingAction" not in c.status
+    assert [(e.type, e.reason) for e in d.events] == [("Warning", "ActionRejected")]
+    assert c.status["phase"] == "Degraded" and c.canary_weight() == 0
+
+    # retry restarts the steps at 0 for the same revision
+    c.record("retry", "carol")
+    d = c.reconcile()
+    st = c.st()
+    assert not st.abort and st.current_step_index == 0 and st.phase == "Progressing"
+    assert CreateReplicaSet(v2, 1, 2) not in d.actions and ScaleReplicaSet(v2, 1) in d.actions
+    assert any(e.reason == "RolloutRetried" for e in d.events)
+    c.run_until(lambda: c.canary_weight() == 20)
+    assert c.status["currentStepIndex"] == 1 and c.status["phase"] == "Paused"
+
+
+def test_abort_with_custom_delay_and_zero_delay() -> None:
+    c, _, v2 = _at_step_2(abortScaleDownDelaySeconds=5)
+    c.record("abort")
+    t0 = c.t
+    assert c.run_until(lambda: c.replicas(v2) == 0) == t0 + 5
+
+    # abortScaleDownDelaySeconds: 0 leaves the canary running (Argo's meaning)
+    c, _, v2 = _at_step_2(abortScaleDownDelaySeconds=0)
+    c.run_until(lambda: c.canary_weight() == 50)
+    c.record("abort")
+    c.run(300)
+    assert c.replicas(v2) == 3 and c.canary_weight() == 0
+    assert v2 not in c.status.get("scaleDownAt", {})
+
+
+def test_abort_when_healthy_is_rejected() -> None:
+    c = Cluster(rollout_spec())
+    c.deploy_stable()
+    c.record("abort", "eve")
+    d = c.reconcile()
+    assert c.status["lastAction"]["result"] == "Rejected"
+    assert "no canary is in progress" in c.status["lastAction"]["message"]
+    assert d.events[0].type == "Warning" and d.events[0].reason == "ActionRejected"
+    assert c.status["phase"] == "Healthy" and "abort" not in c.status
+
+
+def test_promote_full_skips_all_remaining_steps() -> None:
+    c = Cluster(rollout_spec(), pod_delay=2)
+    v1 = c.deploy_stable()
+    c.set_image("shop:2")
+    v2 = h("shop:2")
+    c.run_until(lambda: c.status["currentStepIndex"] == 1)
+    c.record("promote", full=True)
+    d = c.reconcile()
+    assert ScaleReplicaSet(v2, 5) in d.actions
+    assert c.st().promote_full and c.status["phase"] == "Progressing"
+    assert any(e.reason == "RolloutPromotedFull" for e in d.events)
+    c.run_until(lambda: c.status["stableRS"] == v2)
+    assert [w for _, w in c.weights] == [0, 20, 0]
+    assert c.traffic == SetTraffic(v2, v2, 0) and c.status["phase"] == "Healthy"
+    assert not c.st().promote_full
+    assert c.replicas(v1) == 5  # still within scaleDownDelaySeconds
+
+
+def test_promote_on_a_set_weight_step_skips_it() -> None:
+    c = Cluster(rollout_spec(), pod_delay=0)
+    c.deploy_stable()
+    c.delay_for[h("shop:2")] = 100  # canary pods are slow: step 0 waits
+    c.set_image("shop:2")
+    c.run(5)
+    assert c.status["currentStepIndex"] == 0
+    c.record("promote")
+    c.reconcile()
+    # setWeight 20 was skipped: on to the pause, still without traffic on the canary
+    assert c.status["currentStepIndex"] == 1 and c.canary_weight() == 0
+    assert c.status["phase"] == "Paused"
+    assert c.status["lastAction"]["stepIndex"] == 0
+
+
+def test_promote_ends_a_timed_pause_early() -> None:
+    c2 = Cluster(rollout_spec())
+    c2.deploy_stable()
+    c2.set_image("shop:2")
+    c2.run_until(lambda: c2.status["currentStepIndex"] == 1)
+    t = c2.t
+    c2.record("promote")
+    c2.run_until(lambda: c2.canary_weight() == 50)
+    assert c2.t == t + 1  # no wait for the rest of the pause: just the scale-up to 3 pods
+
+
+def test_user_pause_and_resume() -> None:
+    c = Cluster(rollout_spec())
+    c.deploy_stable()
+    c.set_image("shop:2")
+    c.run_until(lambda: c.status["currentStepIndex"] == 1)
+    c.record("pause", "frank")
+    d = c.reconcile()
+    assert c.status["phase"] == "Paused" and c.status["message"] == "paused by frank"
+    assert c.condition("Paused")["reason"] == "RolloutPaused"  # type: ignore[index]
+    assert any(e.reason == "RolloutPaused" and "frank" in e.message for e in d.events)
+    c.run(60)  # the 10 s pause would have ended; the user pause holds
+    assert c.status["currentStepIndex"] == 1 and c.canary_weight() == 20
+    # a second pause is rejected, resume continues
+    c.record("pause", "frank")
+    c.reconcile()
+    assert c.status["lastAction"]["result"] == "Rejected"
+    c.record("resume", "frank")
+    d = c.reconcile()
+    assert any(e.reason == "RolloutResumed" for e in d.events)
+    assert c.status["currentStepIndex"] == 2 and ScaleReplicaSet(h("shop:2"), 3) in d.actions
+    c.run_until(lambda: c.canary_weight() == 50)
+    assert c.status["currentStepIndex"] == 3
+    assert "userPause" not in c.status
+
+
+def test_resume_without_a_user_pause_is_rejected() -> None:
+    c, _, _ = _at_step_2()
+    c.record("resume")
+    c.reconcile()
+    assert c.status["lastAction"]["result"] == "Rejected"
+    assert "not paused by a user" in c.status["lastAction"]["message"]
+
+
+def test_spec_paused_holds_the_steps() -> None:
+    c = Cluster(rollout_spec())
+    c.deploy_stable()
+    c.edit(lambda s: s.update(paused=True))
+    c.set_image("shop:2")
+    c.run(30)
+    assert c.status["phase"] == "Paused" and c.status["message"] == "paused by spec.paused"
+    assert c.condition("Paused")["reason"] == "PausedBySpec"  # type: ignore[index]
+    assert c.canary_weight() == 0 and c.status["currentStepIndex"] == 0
+    assert len(c.events_with("PausedBySpec")) == 1
+    c.record("resume")
+    c.reconcile()
+    assert "spec.paused" in c.status["lastAction"]["message"]
+    c.edit(lambda s: s.update(paused=False))
+    c.run_until(lambda: c.canary_weight() == 20)
+    assert c.condition("Paused")["reason"] == "CanaryPauseStep"  # type: ignore[index]
+
+
+def test_spec_paused_does_not_hold_a_first_deploy() -> None:
+    c = Cluster({**rollout_spec(), "paused": True})
+    c.deploy_stable()
+    assert c.status["phase"] == "Healthy"
+
+
+def test_promote_lifts_a_user_pause() -> None:
+    c = Cluster(rollout_spec())
+    c.deploy_stable()
+    c.set_image("shop:2")
+    c.run_until(lambda: c.status["currentStepIndex"] == 3)
+    c.record("pause")
+    c.reconcile()
+    c.record("promote")
+    c.run_until(lambda: c.status["stableRS"] == h("shop:2"))
+
+
+def test_action_for_an_old_revision_is_rejected() -> None:
+    c = Cluster(rollout_spec())
+    c.deploy_stable()
+    c.set_image("shop:2")
+    c.run_until(lambda: c.status["currentStepIndex"] == 3)
+    stale = new_action("promote", "gina", c.now)
+    c.set_image("shop:3")
+    c.reconcile()
+    c.status["pendingAction"] = {**stale.to_dict(), "podHash": h("shop:2")}
+    c.reconcile()
+    assert c.status["lastAction"]["result"] == "Rejected"
+    assert "moved to revision" in c.status["lastAction"]["message"]
+
+
+def test_pending_action_without_id_is_applied() -> None:
+    c, _, _ = _at_step_2()
+    c.status["pendingAction"] = {"action": "abort", "user": "hank"}
+    c.reconcile()
+    assert c.status["lastAction"]["result"] == "Applied" and c.status["abort"] is True
+
+
+def test_unknown_pending_action_is_rejected() -> None:
+    c, _, _ = _at_step_2()
+    c.status["pendingAction"] = {"action": "explode", "user": "ivan"}
+    c.reconcile()
+    assert c.status["lastAction"]["result"] == "Rejected"
+    assert "unknown action" in c.status["lastAction"]["message"]
+
+
+# --- spec changes during a rollout ------------------------------------------------------
+
+
+def test_template_change_mid_rollout_restarts_the_steps() -> None:
+    c, v1, v2 = _at_step_2(pod_delay=2)
+    c.run_until(lambda: c.canary_weight() == 50)
+    c.set_image("shop:3")
+    v3 = h("shop:3")
+    d = c.reconcile()
+    traffic = next(a for a in d.actions if isinstance(a, SetTraffic))
+    assert traffic == SetTraffic(v1, v3, 0)  # the old canary loses its traffic at once...
+    assert d.actions.index(ScaleReplicaSet(v2, 0)) > d.actions.index(traffic)  # ...then its pods
+    assert d.actions[0] == CreateReplicaSet(v3, 1, 3)
+    st = c.st()
+    assert st.current_pod_hash == v3 and st.current_step_index == 0 and st.stable_rs == v1
+    assert st.phase == "Progressing" and not st.pause_conditions
+    c.run_until(lambda: c.canary_weight() == 20)
+    assert c.traffic == SetTraffic(v1, v3, 20) and c.status["currentStepIndex"] == 1
+    c.run_until(lambda: c.status["currentStepIndex"] == 3)
+    assert [w for _, w in c.weights] == [0, 20, 50, 0, 20, 50]
+
+    # back to the stable template: Healthy again without any step
+    c.set_image("shop:1")
+    d = c.reconcile()
+    assert next(a for a in d.actions if isinstance(a, SetTraffic)) == SetTraffic(v1, v1, 0)
+    assert c.status["phase"] == "Healthy" and c.status["currentStepIndex"] == len(STEPS)
+    assert ScaleReplicaSet(v3, 0) in d.actions
+    assert "back to the stable revision" in " ".join(e.message for e in d.events)
+    c.run(60)
+    assert c.replicas(v1) == 5 and c.replicas(v2) == c.replicas(v3) == 0
+
+
+def test_changing_the_steps_mid_rollout_restarts_them() -> None:
+    c, v1, v2 = _at_step_2()
+    c.run_until(lambda: c.canary_weight() == 50)
+    c.edit(lambda s: s["strategy"]["canary"].update(steps=[{"pause": {}}, {"setWeight": 30}]))
+    d = c.reconcile()
+    assert any("steps changed" in e.message for e in d.events)
+    assert c.status["currentStepIndex"] == 0 and c.status["phase"] == "Paused"
+    assert c.traffic == SetTraffic(v1, v2, 0)
+    # an equivalent spelling of the same steps is not a change
+    c.edit(lambda s: s["strategy"]["canary"].update(steps=[{"pause": None}, {"setWeight": 30}]))
+    c.reconcile()
+    assert c.status["phase"] == "Paused" and not any("steps changed" in e.message for e in c.last.events)  # type: ignore[union-attr]
+
+
+def test_progress_deadline_exceeded_is_reported_once() -> None:
+    c = Cluster(rollout_spec(), pod_delay=0)
+    c.edit(lambda s: s.update(progressDeadlineSeconds=60))
+    c.deploy_stable()
+    c.delay_for[h("shop:2")] = NEVER
+    c.set_image("shop:2")
+    t0 = c.t
+    d = c.reconcile()
+    assert d.requeue_after == 60
+    t_fail = c.run_until(lambda: c.status["phase"] == "Degraded")
+    assert t_fail == t0 + 60
+    st = c.st()
+    cond = st.condition("Progressing")
+    assert cond is not None and cond["status"] == "False" and cond["reason"] == "ProgressDeadlineExceeded"
+    assert st.message.startswith("ProgressDeadlineExceeded: no progress for 60s")
+    assert not st.abort and c.canary_weight() == 0
+    c.run(120)
+    assert len(c.events_with("ProgressDeadlineExceeded")) == 1
+    assert c.condition("Progressing") == cond  # no churn: unchanged condition, unchanged status
+    # the canary becomes ready after all: the rollout recovers by itself
+    c.rss[h("shop:2")].pods = [c.t]
+    c.run_until(lambda: c.canary_weight() == 20)
+    assert c.status["phase"] == "Paused"
+
+
+def test_progress_deadline_abort_sends_traffic_back() -> None:
+    c, v1, v2 = _at_step_2(pod_delay=0)
+    c.edit(lambda s: s.update(progressDeadlineSeconds=30, progressDeadlineAbort=True))
+    c.run_until(lambda: c.canary_weight() == 50)
+    c.record("promote")  # to setWeight 80, whose extra pods never become ready
+    c.delay_for[v2] = NEVER
+    t0 = c.t
+    t_abort = c.run_until(lambda: c.status.get("abort") is True)
+    assert t_abort == t0 + 30
+    assert c.traffic == SetTraffic(v1, v2, 0)
+    st = c.st()
+    assert st.phase == "Degraded" and st.aborted_by == "controller"
+    assert "ProgressDeadlineExceeded" in st.message
+    assert st.condition("Progressing")["reason"] == "ProgressDeadlineExceeded"  # type: ignore[index]
+    reasons = [e.reason for e in c.last.events]  # type: ignore[union-attr]
+    assert reasons[:2] == ["ProgressDeadlineExceeded", "RolloutAborted"]
+    assert c.run_until(lambda: c.replicas(v2) == 0) == t_abort + 30
+    assert len(c.events_with("RolloutAborted")) == 1
+
+
+def test_progress_deadline_on_the_first_deploy_does_not_abort() -> None:
+    c = Cluster({**rollout_spec(), "progressDeadlineSeconds": 10, "progressDeadlineAbort": True})
+    c.delay_for[h("shop:1")] = NEVER
+    c.run(20)
+    assert c.status["phase"] == "Degraded" and "abort" not in c.status
+    assert c.traffic == SetTraffic(h("shop:1"), h("shop:1"), 0)
+
+
+# --- invalid input ----------------------------------------------------------------------
+
+
+def test_invalid_spec_changes_nothing_and_warns_once() -> None:
+    c, v1, v2 = _at_step_2()
+    c.run_until(lambda: c.canary_weight() == 50)
+    log_len = len(c.log)
+    c.edit(lambda s: s["strategy"]["canary"]["steps"].append({"setWeight": 150}))
+    for _ in range(5):
+        d = c.reconcile()
+        assert d.actions == []
+        c.advance(10)
+    assert len(c.log) == log_len and c.traffic == SetTraffic(v1, v2, 50)
+    st = c.st()
+    cond = st.condition("InvalidSpec")
+    assert cond is not None and cond["status"] == "True"
+    assert "spec.strategy.canary.steps[5].setWeight must be 0..100" in cond["message"]
+    assert st.phase == "Degraded" and st.message.startswith("InvalidSpec: ")
+    assert st.canary_weight == 50 and st.observed_generation == c.generation
+    warnings = c.events_with("InvalidSpec")
+    assert len(warnings) == 1 and warnings[0].type == "Warning"
+    # an action while invalid is rejected: nothing can be done safely
+    c.record("abort")
+    d = c.reconcile()
+    assert d.actions == [] and c.status["lastAction"]["result"] == "Rejected"
+    # valid again: the condition goes, the rollout continues where it was
+    c.edit(lambda s: s["strategy"]["canary"]["steps"].pop())
+    d = c.reconcile()
+    assert c.condition("InvalidSpec") is None
+    assert any(e.message == "spec is valid again" for e in d.events)
+    assert c.status["phase"] == "Paused" and c.status["currentStepIndex"] == 3
+    assert c.traffic == SetTraffic(v1, v2, 50)
+
+
+def test_environment_errors_are_invalid_spec_too() -> None:
+    c = Cluster(rollout_spec())
+    c.deploy_stable()
+    c.env_errors = ("Service shop-canary not found",)
+    d = c.reconcile()
+    assert d.actions == [] and c.status["phase"] == "Degraded"
+    assert c.condition("InvalidSpec")["message"] == "Service shop-canary not found"  # type: ignore[index]
+    c.reconcile()
+    c.env_errors = ("Service shop-canary not found", "route primary not found in VirtualService shop")
+    c.reconcile()
+    assert len(c.events_with("InvalidSpec")) == 2  # a new problem is a new warning
+    c.env_errors = ()
+    c.reconcile()
+    assert c.condition("InvalidSpec") is None and c.status["phase"] == "Healthy"
+
+
+def test_unresolvable_template_is_invalid() -> None:
+    c = Cluster(rollout_spec())
+    c.deploy_stable()
+    spec, _ = parse_spec(c.spec)
+    d = decide(RolloutInput("ns", "shop", 2, spec, (), c.st()), Observations(None), c.now)
+    assert d.actions == [] and d.status.condition("InvalidSpec") is not None
+
+
+def test_invalid_spec_on_creation_creates_nothing() -> None:
+    bad = rollout_spec()
+    del bad["strategy"]["canary"]["trafficRouting"]
+    c = Cluster(bad)
+    c.run(5)
+    assert c.rss == {} and c.traffic is None
+    assert len(c.events_with("InvalidSpec")) == 1
+    assert "spec.strategy.canary.trafficRouting.istio is required" in c.status["message"]
+
+
+# --- lost or broken status --------------------------------------------------------------
+
+
+def test_lost_status_adopts_the_replicaset_serving_users_as_stable() -> None:
+    c, v1, v2 = _at_step_2(pod_delay=0)
+    c.run_until(lambda: c.canary_weight() == 50)
+    c.status = {}  # e.g. the Rollout was deleted with --cascade=orphan and re-applied
+    d = c.reconcile()
+    traffic = next(a for a in d.actions if isinstance(a, SetTraffic))
+    assert traffic.stable_hash == v1 and traffic.canary_hash == v2
+    assert c.status["stableRS"] == v1 and c.status["currentStepIndex"] >= 1
+    assert c.replicas(v1) == 5
+    c.run(1000, dt=10)
+    assert c.status["stableRS"] == v1 and c.canary_weight() == 50  # at the pause {} again
+
+
+def test_lost_status_after_promotion_keeps_the_promoted_revision() -> None:
+    c = Cluster(rollout_spec(scaleDownDelaySeconds=0, steps=[]))
+    v1 = c.deploy_stable()
+    c.set_image("shop:2")
+    v2 = h("shop:2")
+    c.run_until(lambda: c.replicas(v1) == 0)
+    c.status = {}
+    d = c.reconcile()
+    assert next(a for a in d.actions if isinstance(a, SetTraffic)) == SetTraffic(v2, v2, 0)
+    assert c.status["phase"] == "Healthy"
+
+
+def test_status_naming_a_deleted_stable_replicaset_recovers() -> None:
+    c, v1, v2 = _at_step_2()
+    c.run_until(lambda: c.canary_weight() == 50)
+    c.status["stableRS"] = "deadbeef00"
+    c.reconcile()
+    assert c.status["stableRS"] == v1 and c.status["currentPodHash"] == v2
+
+
+def test_all_replicasets_gone_redeploys_the_template_directly() -> None:
+    c, _, v2 = _at_step_2()
+    c.rss.clear()
+    d = c.reconcile()
+    assert d.actions[0] == CreateReplicaSet(v2, 5, 1)
+    assert c.status["stableRS"] == v2
+
+
+GARBAGE: list[Any] = [None, "x", "", -1, 0, 7, 10**12, 1.5, True, [], [1, "a"], {}, {"a": 1},
+                      [{"reason": 1, "startTime": 5}], {"type": None}, "2024-99-99T00:00:00Z"]
+STATUS_KEYS = ["observedGeneration", "phase", "message", "currentPodHash", "stableRS",
+               "currentStepIndex", "currentStepHash", "pauseConditions", "controllerPause", "abort",
+               "abortedAt", "abortedBy", "abortReason", "promoteFull", "canary", "conditions",
+               "replicas", "selector", "pendingAction", "lastAction", "scaleDownAt", "progressAt",
+               "userPause", "restartedAt", "unknownField"]
+
+
+def test_malformed_status_never_raises() -> None:
+    rng = random.Random(1234)
+    base = Cluster(rollout_spec())
+    base.deploy_stable()
+    base.set_image("shop:2")
+    base.run_until(lambda: base.status["currentStepIndex"] == 1)
+    extra_values: dict[str, list[Any]] = {
+        "canary": [{"weights": {"canary": {"weight": "50"}, "stable": []}}, {"weights": 3},
+                   {"weights": {"canary": {"weight": 500}}}, {"weights": {"canary": {"weight": -5}}}],
+        "pauseConditions": [[{"reason": "CanaryPauseStep", "startTime": "yesterday"}], ["x", None]],
+        "conditions": [[{"type": "Paused", "status": "True", "lastTransitionTime": 3}], [None, 5],
+                       [{"type": "InvalidSpec"}, {"type": "InvalidSpec"}]],
+        "scaleDownAt": [{h("shop:1"): "soon"}, {"x": 5}],
+        "pendingAction": [{"action": "promote", "full": "yes", "user": ["a"]},
+                          {"action": ["abort"]}, {"action": "retry", "id": 5}],
+        "currentStepIndex": [-3, 999],
+    }
+    for _ in range(400):
+        status = copy.deepcopy(base.status)
+        for key in rng.sample(STATUS_KEYS, rng.randint(1, 6)):
+            status[key] = rng.choice(GARBAGE + extra_values.get(key, []))
+        c = Cluster(rollout_spec(), pod_delay=0)
+        c.rss, c.t, c.traffic = copy.deepcopy(base.rss), base.t, base.traffic
+        c.status = status
+        c.run(3)  # includes the contract checks of every decision
+    # a hand-edited weight of 500 is read as 100, never 500
+    assert RolloutStatus.from_dict({"canary": {"weights": {"canary": {"weight": 500}}}}).canary_weight == 100
+
+
+def test_unknown_status_keys_survive_a_reconcile() -> None:
+    c = Cluster(rollout_spec())
+    c.deploy_stable()
+    c.status["analysisRuns"] = {"current": "run-1"}
+    c.status["canary"]["currentStepAnalysisRunStatus"] = {"name": "run-1"}
+    c.reconcile()
+    assert c.status["analysisRuns"] == {"current": "run-1"}
+    assert c.status["canary"]["currentStepAnalysisRunStatus"] == {"name": "run-1"}
+
+
+# --- dynamicStableScale -----------------------------------------------------------------
+
+
+def test_dynamic_stable_scale_shrinks_stable_after_traffic_moved() -> None:
+    c = Cluster(rollout_spec(dynamicStableScale=True,
+                             steps=[{"setWeight": 20}, {"setWeight": 50}, {"pause": {}}]), pod_delay=1)
+    v1 = c.deploy_stable()
+    c.set_image("shop:2")
+    v2 = h("shop:2")
+    c.run_until(lambda: c.canary_weight() == 20)
+    d = c.last
+    assert d is not None
+    i = d.actions.index(SetTraffic(v1, v2, 20))
+    assert d.actions.index(ScaleReplicaSet(v1, 4)) > i  # stable keeps 4 = ceil(5 * 80 %)
+    c.run_until(lambda: c.canary_weight() == 50)
+    assert c.replicas(v1) == 3 and c.replicas(v2) == 3  # ceil(2.5) each: never under capacity
+    assert c.status["phase"] == "Paused"
+
+    # abort: stable scales back up first; traffic follows as its pods come back
+    c.delay_for[v1] = 5
+    c.record("abort")
+    t_abort = c.t
+    d = c.reconcile()
+    assert d.actions[0] == ScaleReplicaSet(v1, 5)
+    assert c.canary_weight() == 40  # 3 of 5 stable pods carry 60 %
+    assert "still on the canary" in c.status["message"] and c.status["phase"] == "Degraded"
+    assert d.requeue_after is not None and d.requeue_after <= 5
+    t0 = c.run_until(lambda: c.canary_weight() == 0)
+    assert t0 == t_abort + 5
+    assert c.replicas(v2) == 3  # the canary kept its pods while it carried traffic...
+    assert c.run_until(lambda: c.replicas(v2) == 0) == t0 + 30  # ...and leaves 30 s after
+    assert [w for _, w in c.weights] == [0, 20, 50, 40, 0]
+
+
+def test_dynamic_stable_scale_promotion() -> None:
+    c = Cluster(rollout_spec(dynamicStableScale=True, scaleDownDelaySeconds=10,
+                             steps=[{"setWeight": 80}]))
+    v1 = c.deploy_stable()
+    c.set_image("shop:2")
+    v2 = h("shop:2")
+    t = c.run_until(lambda: c.status["stableRS"] == v2)
+    assert c.replicas(v2) == 5 and c.replicas(v1) == 1
+    assert c.run_until(lambda: c.replicas(v1) == 0) == t + 10
+
+
+def test_dynamic_stable_scale_lowering_the_weight_waits_for_stable_pods() -> None:
+    c = Cluster(rollout_spec(dynamicStableScale=True, steps=[
+        {"setWeight": 60}, {"pause": {"duration": 5}}, {"setWeight": 20}, {"pause": {}}]), pod_delay=0)
+    v1 = c.deploy_stable()
+    v2 = h("shop:2")
+    c.delay_for[v1] = 4
+    c.set_image("shop:2")
+    c.run_until(lambda: c.canary_weight() == 60)
+    assert c.replicas(v1) == 2  # ceil(5 * 40 %)
+    t_pause_end = c.run_until(lambda: c.status["currentStepIndex"] == 2)
+    # going back to 20 % needs 4 stable pods first
+    assert c.replicas(v1) == 4 and c.canary_weight() == 60
+    assert "waiting for stable pods" in c.status["message"]
+    t20 = c.run_until(lambda: c.canary_weight() == 20)
+    assert t20 == t_pause_end + 4
+    assert c.replicas(v2) == 3  # canary shrinks only after traffic left: ceil(5 * 20 %) = 1 next
+    c.reconcile()
+    assert c.replicas(v2) == 1 and c.replicas(v1) == 4
+
+
+# --- history ----------------------------------------------------------------------------
+
+
+def test_revision_history_limit_prunes_old_idle_replicasets() -> None:
+    c = Cluster(rollout_spec(steps=[], scaleDownDelaySeconds=0))
+    c.edit(lambda s: s.update(revisionHistoryLimit=2))
+    hashes = [c.deploy_stable()]
+    for i in range(2, 7):
+        c.set_image(f"shop:{i}")
+        c.run_until(lambda i=i: c.status["stableRS"] == h(f"shop:{i}")  # type: ignore[misc]
+                    and c.replicas(hashes[-1]) == 0)
+        hashes.append(h(f"shop:{i}"))
+    c.run(3)
+    # the stable revision plus the two most recent idle ones
+    assert set(c.rss) == set(hashes[-3:])
+    deleted = [a.hash for _, a in c.log if isinstance(a, DeleteReplicaSet)]
+    assert deleted == hashes[:3]  # oldest first
+    assert [c.rss[k].revision for k in hashes[-3:]] == [4, 5, 6]
+
+
+def test_superseded_canaries_scale_down_and_are_kept_within_history() -> None:
+    c = Cluster(rollout_spec())
+    v1 = c.deploy_stable()
+    for i in range(2, 5):
+        c.set_image(f"shop:{i}")
+        c.run(3)
+    c.run(5)
+    assert c.replicas(v1) == 5 and c.replicas(h("shop:2")) == c.replicas(h("shop:3")) == 0
+    assert c.status["currentPodHash"] == h("shop:4")
+    assert len(c.rss) == 4
+
+
+# --- small pieces -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("replicas", "weight", "pods"), [
+    (5, 20, 1), (5, 50, 3), (5, 80, 4), (5, 0, 0), (5, 100, 5), (3, 33, 1), (3, 34, 2),
+    (10, 1, 1), (0, 50, 0), (1, 1, 1), (7, 100, 7)])
+def test_replicas_for_weight_rounds_up(replicas: int, weight: int, pods: int) -> None:
+    assert replicas_for_weight(replicas, weight) == pods
+
+
+def test_template_hash_is_stable_and_order_independent() -> None:
+    a = {"metadata": {"labels": {"a": "1", "b": "2"}}, "spec": {"containers": []}}
+    b = {"spec": {"containers": []}, "metadata": {"labels": {"b": "2", "a": "1"}}}
+    assert template_hash(a) == template_hash(b)
+    assert len(template_hash(a)) == 10
+    assert template_hash(template("x:1")) != template_hash(template("x:2"))
+
+
+def test_zero_replicas_rollout() -> None:
+    c = Cluster(rollout_spec(replicas=0, steps=[{"setWeight": 50}]))
+    c.run_until(lambda: c.status["phase"] == "Healthy")
+    c.set_image("shop:2")
+    c.run_until(lambda: c.status["stableRS"] == h("shop:2"))
+
+
+def test_requeue_for_scale_down_deadline() -> None:
+    c = Cluster(rollout_spec(steps=[]))
+    c.deploy_stable()
+    c.set_image("shop:2")
+    c.run_until(lambda: c.status["stableRS"] == h("shop:2"))
+    assert c.last is not None and c.last.requeue_after == 30
