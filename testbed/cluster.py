@@ -39,6 +39,8 @@ ISTIO_KINDS = ("VirtualService", "DestinationRule")
 
 
 class TestBedError(RuntimeError):
+    __test__ = False
+
     """A test-bed process failed to start or become ready; the message names it."""
 
 
@@ -112,6 +114,8 @@ def _http_ok(url: str, token: str | None = None, timeout: float = 2.0) -> bool:
 class TestBed:
     """One running test bed. ``start()`` then ``stop()``; usable as a context manager."""
 
+    __test__ = False  # not a pytest test class
+
     def __init__(self, workdir: Path | None = None, nodes: int = FAKE_NODES) -> None:
         RUN_ROOT.mkdir(parents=True, exist_ok=True)
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="bed-", dir=RUN_ROOT))
@@ -121,6 +125,16 @@ class TestBed:
         self._procs: list[tuple[Proc, subprocess.Popen[bytes]]] = []
 
     # -- public -----------------------------------------------------------------
+    @classmethod
+    def attach(cls, workdir: Path) -> TestBed:
+        """A handle on a bed started elsewhere (``python -m testbed up``); stop() is a no-op."""
+        bed = cls(workdir=workdir)
+        bed.state = State.load(workdir)
+        bed.attached = True
+        return bed
+
+    attached = False
+
     def __enter__(self) -> TestBed:
         self.start()
         return self
@@ -158,6 +172,8 @@ class TestBed:
         return self.state
 
     def stop(self) -> None:
+        if self.attached:
+            return
         procs = list(self._procs)
         if not procs and (self.workdir / "state.json").exists():
             stop_state(State.load(self.workdir))

@@ -1,0 +1,177 @@
+"""Wiring: informers -> work queue -> reconcile workers, leader election, health server."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import uvicorn
+from fastapi import FastAPI
+from fastapi.responses import PlainTextResponse
+
+from rollouts.api.constants import POD_TEMPLATE_HASH_LABEL
+from rollouts.controller.reconciler import ROLLOUTS, Reconciler
+from rollouts.kube.client import JSON, REPLICASETS, Kube, make_api_client
+from rollouts.kube.events import EventRecorder
+from rollouts.kube.informer import Informer, key_of
+from rollouts.kube.leader import LeaderElector
+from rollouts.kube.workqueue import WorkQueue
+
+log = logging.getLogger("rollouts.controller")
+
+
+@dataclass
+class ControllerOptions:
+    kubeconfig: str | None = None
+    context: str | None = None
+    namespace: str | None = None  # None: all namespaces
+    workers: int = 4
+    leader_elect: bool = False
+    lease_namespace: str = "default"
+    lease_name: str = "rollouts-controller"
+    listen: str = "127.0.0.1:8080"
+    resync_seconds: float = 30.0
+
+
+class _QuietServer(uvicorn.Server):
+    """uvicorn without its own signal handling: the manager owns SIGTERM/SIGINT."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+class Controller:
+    def __init__(self, opts: ControllerOptions) -> None:
+        self.opts = opts
+        self.queue = WorkQueue()
+        self.ready = False
+        self.reconciles_total = 0
+        self.reconcile_errors_total = 0
+
+    def _enqueue_rollout(self, _kind: str, obj: JSON) -> None:
+        self.queue.add(key_of(obj))
+
+    def _enqueue_owner(self, _kind: str, rs: JSON) -> None:
+        md = rs.get("metadata") or {}
+        for o in md.get("ownerReferences") or []:
+            if o.get("kind") == "Rollout" and o.get("controller"):
+                self.queue.add(f"{md.get('namespace')}/{o.get('name')}")
+
+    async def _worker(self, reconciler: Reconciler) -> None:
+        while True:
+            key, _waited = await self.queue.get()
+            started = time.monotonic()
+            try:
+                requeue = await reconciler.reconcile(key)
+                self.queue.forget(key)
+                if requeue is not None:
+                    self.queue.add_after(key, requeue)
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:  # one bad object must never stop the others
+                self.reconcile_errors_total += 1
+                log.warning("reconcile %s failed: %s: %s", key, type(e).__name__, e)
+                self.queue.add_rate_limited(key)
+            finally:
+                self.reconciles_total += 1
+                self.queue.done(key)
+                log.debug("reconciled %s in %.3fs", key, time.monotonic() - started)
+
+    async def _resync(self, informer: Informer) -> None:
+        while True:
+            await asyncio.sleep(self.opts.resync_seconds)
+            for obj in informer.values():
+                self.queue.add(key_of(obj))
+
+    def http_app(self) -> FastAPI:
+        app = FastAPI(title="rollouts controller", docs_url=None, redoc_url=None)
+
+        @app.get("/healthz", response_class=PlainTextResponse)
+        async def healthz() -> str:
+            return "ok"
+
+        @app.get("/readyz", response_class=PlainTextResponse)
+        async def readyz() -> PlainTextResponse:
+            return PlainTextResponse("ok" if self.ready else "not ready",
+                                     status_code=200 if self.ready else 503)
+
+        return app
+
+    async def run(self) -> int:
+        api = await make_api_client(self.opts.kubeconfig, self.opts.context)
+        kube = Kube(api)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        host, _, port = self.opts.listen.rpartition(":")
+        server = _QuietServer(uvicorn.Config(self.http_app(), host=host or "127.0.0.1",
+                                             port=int(port), log_level="warning", lifespan="off"))
+        tasks: list[asyncio.Task[object]] = [asyncio.create_task(server.serve())]
+        elector = None
+        exit_code = 0
+        try:
+            if self.opts.leader_elect:
+                elector = LeaderElector(kube, self.opts.lease_namespace, self.opts.lease_name)
+                tasks.append(asyncio.create_task(elector.run()))
+                log.info("waiting to become leader (%s/%s)", self.opts.lease_namespace,
+                         self.opts.lease_name)
+                got = asyncio.create_task(elector.is_leader.wait())
+                stopped = asyncio.create_task(stop.wait())
+                await asyncio.wait({got, stopped}, return_when=asyncio.FIRST_COMPLETED)
+                got.cancel()
+                stopped.cancel()
+                if stop.is_set():
+                    return 0
+            rollouts = Informer(kube, ROLLOUTS, self.opts.namespace)
+            replicasets = Informer(kube, REPLICASETS, self.opts.namespace,
+                                   label_selector=POD_TEMPLATE_HASH_LABEL)
+            rollouts.add_handler(self._enqueue_rollout)
+            replicasets.add_handler(self._enqueue_owner)
+            tasks += [asyncio.create_task(rollouts.run()), asyncio.create_task(replicasets.run())]
+            await asyncio.wait_for(asyncio.gather(rollouts.synced.wait(), replicasets.synced.wait()),
+                                   timeout=60)
+            reconciler = Reconciler(kube, rollouts, replicasets, EventRecorder(kube))
+            tasks += [asyncio.create_task(self._worker(reconciler)) for _ in range(self.opts.workers)]
+            tasks.append(asyncio.create_task(self._resync(rollouts)))
+            self.ready = True
+            log.info("controller started (namespace: %s)", self.opts.namespace or "all")
+            waiters: list[asyncio.Task[object]] = [asyncio.create_task(stop.wait())]
+            if elector is not None:
+                waiters.append(asyncio.create_task(elector.lost.wait()))
+            waiters += [t for t in tasks if t is not tasks[0]]
+            done, _ = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+            if elector is not None and elector.lost.is_set():
+                exit_code = 2  # stop acting at once; the process supervisor restarts us
+            for t in done:
+                if t in tasks and not t.cancelled() and t.exception() is not None:
+                    log.error("controller task died: %r", t.exception())
+                    exit_code = 1
+            for w in waiters:
+                if w not in tasks:
+                    w.cancel()
+        finally:
+            self.ready = False
+            self.queue.shutdown()
+            server.should_exit = True
+            for t in tasks[1:]:
+                t.cancel()
+            await asyncio.gather(*tasks[1:], return_exceptions=True)
+            if elector is not None and exit_code != 2:
+                await elector.release()
+            with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
+                await asyncio.wait_for(tasks[0], 5)
+            await api.close()
+        return exit_code
+
+
+def run_controller(opts: ControllerOptions) -> int:
+    logging.basicConfig(level=logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return asyncio.run(Controller(opts).run())

@@ -1,0 +1,220 @@
+"""reconcile(key): observe, decide (pure), act in order, then write status once.
+
+Level-based and idempotent: every call recomputes from the cached Rollout, its
+ReplicaSets and the routing objects. Status is written with the resourceVersion read, so
+a concurrent writer (a user's promote, another controller) makes us retry rather than
+overwrite; it is written only after every action succeeded, so it never describes
+traffic that was not set.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from rollouts.api.constants import (
+    API_VERSION,
+    GROUP,
+    POD_TEMPLATE_HASH_LABEL,
+    REVISION_ANNOTATION,
+    ROLLOUT_PLURAL,
+    VERSION,
+)
+from rollouts.api.spec import RolloutSpec, parse_spec
+from rollouts.api.status import RolloutStatus
+from rollouts.controller.decide import (
+    CreateReplicaSet,
+    DeleteReplicaSet,
+    Observations,
+    ReplicaSetObs,
+    RolloutInput,
+    ScaleReplicaSet,
+    SetTraffic,
+    decide,
+)
+from rollouts.kube.client import DEPLOYMENTS, JSON, REPLICASETS, Kube, KubeError, Resource
+from rollouts.kube.events import EventRecorder
+from rollouts.kube.informer import Informer
+from rollouts.traffic.istio import IstioRouter
+
+log = logging.getLogger(__name__)
+ROLLOUTS = Resource(GROUP, VERSION, ROLLOUT_PLURAL)
+HASH = POD_TEMPLATE_HASH_LABEL
+
+
+def owned_replica_sets(rs_objs: list[JSON], rollout_uid: str) -> dict[str, JSON]:
+    out: dict[str, JSON] = {}
+    for rs in rs_objs:
+        md = rs.get("metadata") or {}
+        if md.get("deletionTimestamp"):
+            continue
+        if any(o.get("uid") == rollout_uid and o.get("controller") for o in md.get("ownerReferences") or []):
+            h = (md.get("labels") or {}).get(HASH)
+            if h:
+                out[h] = rs
+    return out
+
+
+def rs_observation(rs: JSON) -> ReplicaSetObs:
+    md, spec, st = rs.get("metadata") or {}, rs.get("spec") or {}, rs.get("status") or {}
+    try:
+        rev = int((md.get("annotations") or {}).get(REVISION_ANNOTATION, "0"))
+    except ValueError:
+        rev = 0
+    # Until the ReplicaSet controller has seen the latest spec, its counts are stale.
+    fresh = st.get("observedGeneration", 0) >= md.get("generation", 0)
+    return ReplicaSetObs(
+        hash=md["labels"][HASH], name=md["name"], replicas=int(spec.get("replicas", 1)),
+        ready=int(st.get("readyReplicas") or 0) if fresh else 0,
+        available=min(int(st.get("availableReplicas") or 0), int(spec.get("replicas", 1)))
+        if fresh else 0,
+        revision=rev,
+    )
+
+
+class Reconciler:
+    def __init__(self, kube: Kube, rollouts: Informer, replicasets: Informer,
+                 recorder: EventRecorder, clock: Callable[[], datetime] | None = None) -> None:
+        self.kube = kube
+        self.rollouts = rollouts
+        self.replicasets = replicasets
+        self.router = IstioRouter(kube)
+        self.recorder = recorder
+        self.clock = clock or (lambda: datetime.now(UTC))
+
+    async def reconcile(self, key: str) -> float | None:
+        obj = self.rollouts.get(key)
+        if obj is None:
+            return None
+        md = obj.get("metadata") or {}
+        if md.get("deletionTimestamp"):
+            return None  # ReplicaSets go with it through ownerReferences
+        ns, name = md["namespace"], md["name"]
+        spec, spec_errors = parse_spec(obj.get("spec"))
+        status = RolloutStatus.from_dict(obj.get("status"))
+        env_errors: list[str] = []
+        template: JSON | None = None
+        if spec is not None:
+            template = await self._template(ns, spec, env_errors)
+            env_errors += [f"spec.strategy.canary.steps[{s.index}].analysis: analysis steps are "
+                           "not supported by this controller version" for s in spec.canary.steps
+                           if s.analysis is not None]
+            if spec.canary.background_analysis is not None:
+                env_errors.append("spec.strategy.canary.analysis: background analysis is not "
+                                  "supported by this controller version")
+            if template is not None:
+                labels = (template.get("metadata") or {}).get("labels") or {}
+                missing = {k: v for k, v in spec.selector.items() if labels.get(k) != v}
+                if missing:
+                    env_errors.append("spec.selector does not match the pod template labels")
+                else:
+                    env_errors += await self.router.check(ns, spec, labels)
+        owned = owned_replica_sets(
+            [r for r in self.replicasets.values() if r["metadata"].get("namespace") == ns],
+            md.get("uid", ""))
+        obs = Observations(template, {h: rs_observation(r) for h, r in owned.items()},
+                           tuple(env_errors))
+        ro = RolloutInput(ns, name, int(md.get("generation") or 0), spec, tuple(spec_errors), status)
+        decision = decide(ro, obs, self.clock())
+
+        if decision.actions:
+            assert spec is not None and template is not None
+            log.debug("%s: %s", key, decision.actions)
+            previous = await self.router.current_weight(ns, spec)
+            if previous is None:
+                previous = status.canary_weight
+            for action in decision.actions:
+                await self._act(obj, spec, template, owned, action, previous)
+                if isinstance(action, SetTraffic):
+                    previous = action.canary_weight
+
+        new_status = decision.status.to_dict()
+        if new_status != (obj.get("status") or {}):
+            body = copy.deepcopy(obj)
+            body["status"] = new_status
+            try:
+                updated = await self.kube.replace(ROLLOUTS.path(ns, name, "status"), body)
+            except KubeError as e:
+                if e.conflict:
+                    return 0.2  # someone wrote since we read: recompute from the new version
+                if e.not_found:
+                    return None
+                raise
+            self.rollouts.store[key] = updated  # read-your-writes before the watch catches up
+        for ev in decision.events:
+            log.info("%s: %s %s: %s", key, ev.type, ev.reason, ev.message)
+            await self.recorder.emit(obj, ev.type, ev.reason, ev.message)
+        return decision.requeue_after
+
+    async def _template(self, ns: str, spec: RolloutSpec, errors: list[str]) -> JSON | None:
+        if spec.template is not None:
+            return spec.template
+        assert spec.workload_ref is not None
+        dep = await self.kube.get_or_none(DEPLOYMENTS.path(ns, spec.workload_ref.name))
+        if dep is None:
+            errors.append(f"spec.workloadRef: Deployment {spec.workload_ref.name} not found")
+            return None
+        tmpl = (dep.get("spec") or {}).get("template")
+        if not isinstance(tmpl, dict):
+            errors.append(f"Deployment {spec.workload_ref.name} has no pod template")
+            return None
+        return tmpl
+
+    async def _act(self, obj: JSON, spec: RolloutSpec, template: JSON, owned: dict[str, JSON],
+                   action: Any, previous_weight: int) -> None:
+        md = obj["metadata"]
+        ns = md["namespace"]
+        if isinstance(action, CreateReplicaSet):
+            body = build_replica_set(obj, spec, template, action)
+            try:
+                await self.kube.create(REPLICASETS.path(ns), body)
+            except KubeError as e:
+                if not e.conflict:
+                    raise
+                existing = await self.kube.get(REPLICASETS.path(ns, body["metadata"]["name"]))
+                if md["uid"] not in [o.get("uid") for o in existing["metadata"].get("ownerReferences") or []]:
+                    raise KubeError(409, f"ReplicaSet {body['metadata']['name']} exists and is not "
+                                    "owned by this Rollout") from e
+        elif isinstance(action, ScaleReplicaSet):
+            rs = owned.get(action.hash)
+            if rs is not None:
+                await self.kube.merge_patch(REPLICASETS.path(ns, rs["metadata"]["name"]),
+                                            {"spec": {"replicas": action.replicas}})
+        elif isinstance(action, DeleteReplicaSet):
+            rs = owned.get(action.hash)
+            if rs is not None:
+                await self.kube.delete(REPLICASETS.path(ns, rs["metadata"]["name"]))
+        elif isinstance(action, SetTraffic):
+            await self.router.apply(ns, spec, action.stable_hash, action.canary_hash,
+                                    action.canary_weight, previous_weight)
+
+
+def build_replica_set(rollout: JSON, spec: RolloutSpec, template: JSON,
+                      action: CreateReplicaSet) -> JSON:
+    md = rollout["metadata"]
+    tmpl = copy.deepcopy(template)
+    tmeta = tmpl.setdefault("metadata", {})
+    tmeta["labels"] = {**(tmeta.get("labels") or {}), HASH: action.hash}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "ReplicaSet",
+        "metadata": {
+            "name": f"{md['name']}-{action.hash}",
+            "namespace": md["namespace"],
+            "labels": {**(tmeta.get("labels") or {})},
+            "annotations": {REVISION_ANNOTATION: str(action.revision)},
+            "ownerReferences": [{
+                "apiVersion": API_VERSION, "kind": "Rollout", "name": md["name"],
+                "uid": md["uid"], "controller": True, "blockOwnerDeletion": True,
+            }],
+        },
+        "spec": {
+            "replicas": action.replicas,
+            "minReadySeconds": spec.min_ready_seconds,
+            "selector": {"matchLabels": {**spec.selector, HASH: action.hash}},
+            "template": tmpl,
+        },
+    }

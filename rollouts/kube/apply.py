@@ -1,0 +1,51 @@
+"""Server-side apply of manifests for the kinds this project ships and uses."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rollouts.api.constants import GROUP, VERSION
+from rollouts.kube.client import JSON, Kube, Resource
+
+KINDS: dict[str, Resource] = {
+    "Namespace": Resource("", "v1", "namespaces", namespaced=False),
+    "ServiceAccount": Resource("", "v1", "serviceaccounts"),
+    "Service": Resource("", "v1", "services"),
+    "ConfigMap": Resource("", "v1", "configmaps"),
+    "Secret": Resource("", "v1", "secrets"),
+    "Deployment": Resource("apps", "v1", "deployments"),
+    "ClusterRole": Resource("rbac.authorization.k8s.io", "v1", "clusterroles", namespaced=False),
+    "ClusterRoleBinding": Resource("rbac.authorization.k8s.io", "v1", "clusterrolebindings",
+                                   namespaced=False),
+    "Role": Resource("rbac.authorization.k8s.io", "v1", "roles"),
+    "RoleBinding": Resource("rbac.authorization.k8s.io", "v1", "rolebindings"),
+    "CustomResourceDefinition": Resource("apiextensions.k8s.io", "v1", "customresourcedefinitions",
+                                         namespaced=False),
+    "Rollout": Resource(GROUP, VERSION, "rollouts"),
+    "VirtualService": Resource("networking.istio.io", "v1", "virtualservices"),
+    "DestinationRule": Resource("networking.istio.io", "v1", "destinationrules"),
+}
+
+
+def resource_for(obj: JSON) -> Resource:
+    kind = obj.get("kind")
+    if kind not in KINDS:
+        raise ValueError(f"don't know how to apply kind {kind!r}")
+    res = KINDS[str(kind)]
+    api_version = str(obj.get("apiVersion", ""))
+    group, _, version = api_version.rpartition("/")
+    return Resource(group, version or res.version, res.plural, res.namespaced)
+
+
+async def apply(kube: Kube, obj: JSON, namespace: str | None = None,
+                field_manager: str = "rollouts-apply") -> Any:
+    res = resource_for(obj)
+    md = obj.setdefault("metadata", {})
+    ns = None
+    if res.namespaced:
+        ns = md.get("namespace") or namespace or "default"
+        md["namespace"] = ns
+    path = res.path(ns, md["name"])
+    return await kube.request("PATCH", path, body=obj,
+                              query={"fieldManager": field_manager, "force": "true"},
+                              content_type="application/apply-patch+yaml")

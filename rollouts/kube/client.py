@@ -1,0 +1,184 @@
+"""A small raw-JSON client over kubernetes_asyncio's ApiClient.
+
+Typed model deserialisation is slow and the controller reads only a few fields, so every
+call here sends and returns plain dicts. Errors become ``KubeError`` with the API
+server's status code and message, whatever the verb.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+from kubernetes_asyncio import client, config
+
+JSON = dict[str, Any]
+
+
+class KubeError(Exception):
+    def __init__(self, status: int, message: str, body: Any = None) -> None:
+        super().__init__(f"HTTP {status}: {message}")
+        self.status = status
+        self.message = message
+        self.body = body
+
+    @property
+    def not_found(self) -> bool:
+        return self.status == 404
+
+    @property
+    def conflict(self) -> bool:
+        return self.status == 409
+
+    @property
+    def gone(self) -> bool:
+        return self.status == 410
+
+
+@dataclass(frozen=True)
+class Resource:
+    group: str  # "" for the core API
+    version: str
+    plural: str
+    namespaced: bool = True
+
+    def path(self, namespace: str | None = None, name: str | None = None,
+             sub: str | None = None) -> str:
+        base = f"/api/{self.version}" if not self.group else f"/apis/{self.group}/{self.version}"
+        if self.namespaced and namespace:
+            base += f"/namespaces/{quote(namespace)}"
+        base += f"/{self.plural}"
+        if name:
+            base += f"/{quote(name)}"
+        if sub:
+            base += f"/{sub}"
+        return base
+
+
+NAMESPACES = Resource("", "v1", "namespaces", namespaced=False)
+SERVICES = Resource("", "v1", "services")
+PODS = Resource("", "v1", "pods")
+EVENTS = Resource("", "v1", "events")
+SERVICE_ACCOUNTS = Resource("", "v1", "serviceaccounts")
+SECRETS = Resource("", "v1", "secrets")
+REPLICASETS = Resource("apps", "v1", "replicasets")
+DEPLOYMENTS = Resource("apps", "v1", "deployments")
+LEASES = Resource("coordination.k8s.io", "v1", "leases")
+VIRTUAL_SERVICES = Resource("networking.istio.io", "v1", "virtualservices")
+DESTINATION_RULES = Resource("networking.istio.io", "v1", "destinationrules")
+
+
+async def make_api_client(kubeconfig: str | None = None, context: str | None = None) -> client.ApiClient:
+    """In-cluster config when running in a pod and no kubeconfig is given, else the file."""
+    cfg = client.Configuration()
+    if kubeconfig is None and os.environ.get("KUBERNETES_SERVICE_HOST") and not os.environ.get("KUBECONFIG"):
+        config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]  # sync
+    else:
+        await config.load_kube_config(config_file=kubeconfig, context=context,
+                                      client_configuration=cfg)
+    return client.ApiClient(cfg)
+
+
+class Kube:
+    def __init__(self, api: client.ApiClient, timeout: float = 30.0) -> None:
+        self.api = api
+        self.timeout = timeout
+
+    async def request(self, method: str, path: str, *, query: dict[str, Any] | None = None,
+                      body: Any = None, content_type: str = "application/json",
+                      timeout: float | None = None) -> Any:
+        resp = await self._send(method, path, query, body, content_type, timeout or self.timeout)
+        try:
+            raw = await resp.read()
+        finally:
+            resp.release()
+        data = json.loads(raw) if raw else None
+        if not 200 <= resp.status <= 299:
+            msg = data.get("message", "") if isinstance(data, dict) else raw[:300].decode(errors="replace")
+            raise KubeError(resp.status, msg or resp.reason or "", data)
+        return data
+
+    async def _send(self, method: str, path: str, query: dict[str, Any] | None, body: Any,
+                    content_type: str, timeout: float) -> Any:
+        q = [(k, str(v).lower() if isinstance(v, bool) else str(v))
+             for k, v in (query or {}).items() if v is not None]
+        return await self.api.call_api(
+            path, method, query_params=q,
+            header_params={"Accept": "application/json", "Content-Type": content_type},
+            body=body, auth_settings=["BearerToken"], _preload_content=False,
+            _return_http_data_only=True, _request_timeout=timeout,
+        )
+
+    async def get(self, path: str) -> JSON:
+        result: JSON = await self.request("GET", path)
+        return result
+
+    async def get_or_none(self, path: str) -> JSON | None:
+        try:
+            return await self.get(path)
+        except KubeError as e:
+            if e.not_found:
+                return None
+            raise
+
+    async def get_list(self, path: str, **query: Any) -> JSON:
+        result: JSON = await self.request("GET", path, query=query)
+        return result
+
+    async def create(self, path: str, body: JSON, **query: Any) -> JSON:
+        result: JSON = await self.request("POST", path, body=body, query=query)
+        return result
+
+    async def replace(self, path: str, body: JSON, **query: Any) -> JSON:
+        result: JSON = await self.request("PUT", path, body=body, query=query)
+        return result
+
+    async def merge_patch(self, path: str, body: JSON, **query: Any) -> JSON:
+        result: JSON = await self.request("PATCH", path, body=body, query=query,
+                                          content_type="application/merge-patch+json")
+        return result
+
+    async def json_patch(self, path: str, ops: list[JSON], **query: Any) -> JSON:
+        result: JSON = await self.request("PATCH", path, body=ops, query=query,
+                                          content_type="application/json-patch+json")
+        return result
+
+    async def delete(self, path: str, **query: Any) -> None:
+        try:
+            await self.request("DELETE", path, query=query)
+        except KubeError as e:
+            if not e.not_found:
+                raise
+
+    async def watch(self, path: str, resource_version: str, timeout_seconds: int = 240,
+                    **query: Any) -> AsyncIterator[JSON]:
+        """Yields watch events; raises KubeError(410) when the version is too old.
+
+        The server ends the watch after ``timeout_seconds``; the client gives up a little
+        later and also when no line (not even a bookmark) arrives for that long, so a
+        silently dead connection cannot hang the informer.
+        """
+        q = {**query, "watch": "true", "resourceVersion": resource_version,
+             "timeoutSeconds": timeout_seconds, "allowWatchBookmarks": "true"}
+        resp = await self._send("GET", path, q, None, "application/json", timeout_seconds + 30)
+        try:
+            if resp.status != 200:
+                raw = await resp.read()
+                data = json.loads(raw) if raw else {}
+                raise KubeError(resp.status, data.get("message", ""), data)
+            while True:
+                line = await asyncio.wait_for(resp.content.readline(), timeout_seconds + 30)
+                if not line:
+                    return
+                event = json.loads(line)
+                if event.get("type") == "ERROR":
+                    obj = event.get("object") or {}
+                    raise KubeError(int(obj.get("code") or 500), obj.get("message", ""), obj)
+                yield event
+        finally:
+            resp.release()

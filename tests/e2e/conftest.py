@@ -1,0 +1,124 @@
+"""End-to-end fixtures: one real test bed per session, a fresh namespace per test.
+
+Set ROLLOUTS_TESTBED_DIR to the run directory of a bed started with ``make testbed`` to
+reuse it while developing (it is then left running).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from kubernetes_asyncio import client, config
+
+from testbed.cluster import TestBed, leftover_processes
+
+
+@pytest.fixture(scope="session")
+def testbed() -> Iterator[TestBed]:
+    reuse = os.environ.get("ROLLOUTS_TESTBED_DIR")
+    if reuse:
+        yield TestBed.attach(Path(reuse))
+        return
+    bed = TestBed()
+    bed.start()
+    try:
+        yield bed
+    finally:
+        bed.stop()
+        left = leftover_processes(bed.workdir)
+        assert not left, f"test-bed processes still running after stop: {left}"
+        if os.environ.get("ROLLOUTS_KEEP_TESTBED_LOGS") is None:
+            shutil.rmtree(bed.workdir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+async def kube(testbed: TestBed) -> AsyncIterator[client.ApiClient]:
+    cfg = client.Configuration()
+    await config.load_kube_config(config_file=testbed.kubeconfig, client_configuration=cfg)
+    async with client.ApiClient(cfg) as api:
+        yield api
+
+
+@pytest.fixture
+async def namespace(kube: client.ApiClient, request: pytest.FixtureRequest) -> AsyncIterator[str]:
+    base = re.sub(r"[^a-z0-9-]", "-", request.node.name.lower())[:40].strip("-")
+    name = f"{base}-{uuid.uuid4().hex[:5]}"
+    core = client.CoreV1Api(kube)
+    await core.create_namespace({"metadata": {"name": name, "labels": {"e2e": "true"}}})
+    try:
+        yield name
+    finally:
+        await core.delete_namespace(name, propagation_policy="Background")
+
+
+# --- the controller under test ------------------------------------------------------
+
+import asyncio  # noqa: E402
+import collections.abc  # noqa: E402
+
+import yaml  # noqa: E402
+
+from rollouts.kube.apply import apply  # noqa: E402
+from rollouts.kube.client import Kube  # noqa: E402
+from tests.e2e.kit import REPO, ControllerProcess  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+async def rkube(kube: client.ApiClient) -> Kube:
+    return Kube(kube)
+
+
+@pytest.fixture(scope="session")
+async def installed(rkube: Kube) -> None:
+    """crds/ and the controller's RBAC from deploy/, exactly as a user applies them."""
+    for path in sorted((REPO / "crds").glob("*.yaml")) + sorted((REPO / "deploy").glob("*.yaml")):
+        for doc in yaml.safe_load_all(path.read_text()):
+            if doc and doc["kind"] != "Deployment":  # no image to run in the test bed
+                await apply(rkube, doc)
+    for path in sorted((REPO / "crds").glob("*.yaml")):
+        for doc in yaml.safe_load_all(path.read_text()):
+            if doc and doc["kind"] == "CustomResourceDefinition":
+                name = doc["metadata"]["name"]
+                for _ in range(100):
+                    crd = await rkube.get(f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}")
+                    if any(c["type"] == "Established" and c["status"] == "True"
+                           for c in crd.get("status", {}).get("conditions", [])):
+                        break
+                    await asyncio.sleep(0.1)
+
+
+@pytest.fixture(scope="session")
+async def controller_kubeconfig(testbed: TestBed, rkube: Kube, installed: None) -> str:
+    """A kubeconfig holding a token of deploy/'s ServiceAccount: the shipped RBAC, not admin."""
+    tr = await rkube.create(
+        "/api/v1/namespaces/rollouts-system/serviceaccounts/rollouts-controller/token",
+        {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+         "spec": {"expirationSeconds": 86400}})
+    cfg = yaml.safe_load(Path(testbed.kubeconfig).read_text())
+    cfg["users"] = [{"name": "admin", "user": {"token": tr["status"]["token"]}}]
+    path = Path(testbed.workdir) / "controller.kubeconfig"
+    path.write_text(yaml.safe_dump(cfg))
+    return str(path)
+
+
+@pytest.fixture
+async def start_controller(
+    controller_kubeconfig: str, testbed: TestBed, namespace: str,
+) -> collections.abc.AsyncIterator[collections.abc.Callable[..., ControllerProcess]]:
+    started: list[ControllerProcess] = []
+
+    def start(*extra: str) -> ControllerProcess:
+        c = ControllerProcess(controller_kubeconfig, namespace, Path(testbed.workdir) / "logs",
+                              *extra).start()
+        started.append(c)
+        return c
+
+    yield start
+    for c in started:
+        c.stop()

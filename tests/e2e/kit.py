@@ -1,0 +1,225 @@
+"""Helpers for end-to-end tests: manifests, a controller process, polling."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from rollouts.kube.client import JSON, Kube, Resource
+
+REPO = Path(__file__).resolve().parents[2]
+ROLLOUTS = Resource("rollouts.dev", "v1alpha1", "rollouts")
+VS = Resource("networking.istio.io", "v1", "virtualservices")
+DR = Resource("networking.istio.io", "v1", "destinationrules")
+SERVICES = Resource("", "v1", "services")
+REPLICASETS = Resource("apps", "v1", "replicasets")
+EVENTS = Resource("", "v1", "events")
+HASH = "rollouts-pod-template-hash"
+
+T = TypeVar("T")
+
+
+async def eventually(check: Callable[[], Awaitable[T]], timeout: float, what: str,
+                     interval: float = 0.3) -> T:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = await check()
+        if last:
+            return last
+        await asyncio.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
+
+
+class ControllerProcess:
+    """The controller as a real process (so tests can SIGKILL it), with its own log."""
+
+    def __init__(self, kubeconfig: str, namespace: str, logdir: Path, *extra: str) -> None:
+        self.argv = [sys.executable, "-m", "rollouts.cli.main", "controller",
+                     f"--kubeconfig={kubeconfig}", f"--namespace={namespace}",
+                     "--listen=127.0.0.1:0", "--resync-seconds=5", *extra]
+        logdir.mkdir(parents=True, exist_ok=True)
+        self.log = logdir / f"controller-{time.time_ns()}.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> ControllerProcess:
+        with open(self.log, "ab") as out:
+            self.proc = subprocess.Popen(self.argv, stdout=out, stderr=subprocess.STDOUT,
+                                         cwd=REPO, start_new_session=True,
+                                         env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        return self
+
+    def kill(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+def services(app: str = "demo") -> list[JSON]:
+    return [
+        {"apiVersion": "v1", "kind": "Service", "metadata": {"name": f"{app}-{role}"},
+         "spec": {"selector": {"app": app}, "ports": [{"port": 80, "targetPort": 8080}]}}
+        for role in ("stable", "canary")
+    ]
+
+
+def virtual_service(app: str = "demo", subsets: bool = False) -> JSON:
+    if subsets:
+        dests = [{"destination": {"host": app, "subset": "stable"}, "weight": 100},
+                 {"destination": {"host": app, "subset": "canary"}, "weight": 0}]
+    else:
+        dests = [{"destination": {"host": f"{app}-stable"}, "weight": 100},
+                 {"destination": {"host": f"{app}-canary"}, "weight": 0}]
+    return {"apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
+            "metadata": {"name": app},
+            "spec": {"hosts": [app], "http": [{"name": "primary", "route": dests}]}}
+
+
+def destination_rule(app: str = "demo") -> JSON:
+    return {"apiVersion": "networking.istio.io/v1", "kind": "DestinationRule",
+            "metadata": {"name": app},
+            "spec": {"host": app, "subsets": [{"name": "stable", "labels": {"app": app}},
+                                              {"name": "canary", "labels": {"app": app}}]}}
+
+
+def rollout(steps: list[JSON], app: str = "demo", replicas: int = 5, image: str = "demo:1",
+            subsets: bool = False, **canary_extra: Any) -> JSON:
+    istio: JSON = {"virtualService": {"name": app, "routes": ["primary"]}}
+    canary: JSON = {"steps": steps, "trafficRouting": {"istio": istio}, **canary_extra}
+    if subsets:
+        istio["destinationRule"] = {"name": app, "canarySubsetName": "canary",
+                                    "stableSubsetName": "stable"}
+    else:
+        canary.update(canaryService=f"{app}-canary", stableService=f"{app}-stable")
+    return {
+        "apiVersion": "rollouts.dev/v1alpha1", "kind": "Rollout", "metadata": {"name": app},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": app}},
+            "template": {"metadata": {"labels": {"app": app}},
+                         "spec": {"containers": [{"name": "app", "image": image}]}},
+            "strategy": {"canary": canary},
+        },
+    }
+
+
+async def get_rollout(kube: Kube, ns: str, name: str = "demo") -> JSON:
+    return await kube.get(ROLLOUTS.path(ns, name))
+
+
+async def canary_weight(kube: Kube, ns: str, name: str = "demo") -> int:
+    vs = await kube.get(VS.path(ns, name))
+    for d in vs["spec"]["http"][0]["route"]:
+        dst = d["destination"]
+        if dst.get("subset") == "canary" or dst["host"].endswith("-canary"):
+            return int(d.get("weight", 0))
+    raise AssertionError("no canary destination")
+
+
+async def set_image(kube: Kube, ns: str, image: str, name: str = "demo") -> None:
+    ro = await get_rollout(kube, ns, name)
+    tmpl = copy.deepcopy(ro["spec"]["template"])
+    tmpl["spec"]["containers"][0]["image"] = image
+    await kube.merge_patch(ROLLOUTS.path(ns, name), {"spec": {"template": tmpl}})
+
+
+async def replica_sets(kube: Kube, ns: str) -> dict[str, JSON]:
+    data = await kube.get_list(REPLICASETS.path(ns))
+    return {rs["metadata"]["labels"][HASH]: rs for rs in data["items"]
+            if HASH in (rs["metadata"].get("labels") or {})}
+
+
+async def phase_is(kube: Kube, ns: str, phase: str, name: str = "demo") -> JSON | None:
+    ro = await get_rollout(kube, ns, name)
+    st = ro.get("status") or {}
+    gen_ok = st.get("observedGeneration") == ro["metadata"]["generation"]
+    return ro if gen_ok and st.get("phase") == phase else None
+
+
+class WeightRecorder:
+    """Watches the VirtualService and the ReplicaSets: every weight a user could have seen,
+    with the canary's available pods at the moment the weight changed."""
+
+    def __init__(self, kube: Kube, ns: str, name: str = "demo") -> None:
+        self.kube, self.ns, self.name = kube, ns, name
+        self.samples: list[tuple[float, int]] = []
+        self.available_at_change: list[tuple[int, dict[str, int]]] = []
+        self._available: dict[str, int] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    @staticmethod
+    def _weight(vs: JSON) -> int:
+        for d in vs["spec"]["http"][0]["route"]:
+            dst = d["destination"]
+            if dst.get("subset") == "canary" or dst["host"].endswith("-canary"):
+                return int(d.get("weight", 0))
+        raise AssertionError("no canary destination")
+
+    async def _watch(self, res: Resource, on: Callable[[JSON], None]) -> None:
+        while True:
+            data = await self.kube.get_list(res.path(self.ns))
+            for o in data["items"]:
+                on(o)
+            try:
+                async for ev in self.kube.watch(res.path(self.ns), data["metadata"]["resourceVersion"], 60):
+                    if ev["type"] in ("ADDED", "MODIFIED"):
+                        on(ev["object"])
+            except Exception:
+                pass
+
+    def _on_vs(self, vs: JSON) -> None:
+        if vs["metadata"]["name"] != self.name:
+            return
+        w = self._weight(vs)
+        if not self.samples or self.samples[-1][1] != w:
+            self.samples.append((time.monotonic(), w))
+            self.available_at_change.append((w, dict(self._available)))
+
+    def _on_rs(self, rs: JSON) -> None:
+        h = (rs["metadata"].get("labels") or {}).get(HASH)
+        if h:
+            self._available[h] = int((rs.get("status") or {}).get("availableReplicas") or 0)
+
+    async def _run(self) -> None:
+        await asyncio.gather(self._watch(VS, self._on_vs), self._watch(REPLICASETS, self._on_rs))
+
+    def available_when(self, h: str) -> list[tuple[int, int]]:
+        """(weight, available pods of ReplicaSet h) at each weight change."""
+        return [(w, avail.get(h, 0)) for w, avail in self.available_at_change]
+
+    def start(self) -> WeightRecorder:
+        self._task = asyncio.create_task(self._run())
+        return self
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+
+    def sequence(self) -> list[int]:
+        return [w for _, w in self.samples]
+
+    def first_time(self, weight: int) -> float:
+        return next(t for t, w in self.samples if w == weight)
