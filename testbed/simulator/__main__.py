@@ -61,9 +61,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         asyncio.run(run(args))
-    except (ValueError, TimeoutError) as e:
+    except (ValueError, TimeoutError) as e:  # bad arguments, API server never synced
         logging.getLogger("testbed.simulator").error("%s", e)
         return 2
+    except Exception as e:  # e.g. an unreadable kubeconfig: one line, not a traceback
+        logging.getLogger("testbed.simulator").error("failed: %r", e)
+        return 1
     return 0
 
 

@@ -61,17 +61,13 @@ SERVICE = Resource("Service", "services", (("", "v1"),))
 POD = Resource("Pod", "pods", (("", "v1"),))
 
 
-def list_call(
-    api: client.ApiClient, res: Resource, version: tuple[str, str], ns: str | None
-) -> ListCall:
+def list_call(api: client.ApiClient, res: Resource, version: tuple[str, str], ns: str | None) -> ListCall:
     """The generated client method that lists (or watches) ``res``, as raw JSON."""
     group, ver = version
     if group:
         custom = client.CustomObjectsApi(api)
         if ns:
-            return lambda **kw: custom.list_namespaced_custom_object(
-                group, ver, ns, res.plural, **kw
-            )
+            return lambda **kw: custom.list_namespaced_custom_object(group, ver, ns, res.plural, **kw)
         return lambda **kw: custom.list_cluster_custom_object(group, ver, res.plural, **kw)
     core = client.CoreV1Api(api)
     name = {"pods": "pod", "services": "service"}[res.plural]
@@ -97,8 +93,10 @@ class Reflector:
         namespace: str | None,
         store: dict[Key, Obj],
         on_change: Callable[[], None],
+        initial_backoff: float = 0.2,
     ) -> None:
         self.api = api
+        self.initial_backoff = initial_backoff
         self.res = res
         self.namespace = namespace
         self.store = store
@@ -112,11 +110,11 @@ class Reflector:
         return self.res.versions[self._version_index]
 
     async def run(self) -> None:
-        backoff = 0.2
+        backoff = self.initial_backoff
         while True:
             try:
                 await self._list()
-                backoff = 0.2
+                backoff = self.initial_backoff
                 while True:
                     await self._watch()
             except asyncio.CancelledError:
@@ -148,9 +146,7 @@ class Reflector:
         return list_call(self.api, self.res, self.version, self.namespace)
 
     async def _list(self) -> None:
-        resp = await self._call()(
-            _preload_content=False, _request_timeout=aiohttp.ClientTimeout(total=60)
-        )
+        resp = await self._call()(_preload_content=False, _request_timeout=aiohttp.ClientTimeout(total=60))
         async with resp:
             body = await resp.read()
             if resp.status != 200:

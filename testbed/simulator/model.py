@@ -55,9 +55,7 @@ SOURCE_LABELS: dict[str, str] = {
     "reporter": "destination",
     "source_workload": "istio-ingressgateway",
     "source_workload_namespace": "istio-system",
-    "source_principal": (
-        "spiffe://cluster.local/ns/istio-system/sa/istio-ingressgateway-service-account"
-    ),
+    "source_principal": ("spiffe://cluster.local/ns/istio-system/sa/istio-ingressgateway-service-account"),
     "source_app": "istio-ingressgateway",
     "source_version": "unknown",
     "source_canonical_service": "istio-ingressgateway",
@@ -132,9 +130,7 @@ def parse_behaviour(annotations: Mapping[str, str] | None, where: str, warn: War
     return Behaviour(**values)
 
 
-def parse_rps(
-    annotations: Mapping[str, str] | None, default: float, where: str, warn: Warn
-) -> float:
+def parse_rps(annotations: Mapping[str, str] | None, default: float, where: str, warn: Warn) -> float:
     raw = (annotations or {}).get(RPS_ANNOTATION)
     if raw is None:
         return default
@@ -392,12 +388,8 @@ class PlanBuilder:
                 pods_by_ns.setdefault(ns, []).append(pod)
         plans = []
         for (ns, name), vs in sorted(state.virtual_services.items()):
-            rps = parse_rps(
-                annotations_of(vs), self.default_rps, f"VirtualService {ns}/{name}", self.warn
-            )
-            dests = tuple(
-                self._destination(state, pods_by_ns, d, ns) for d in first_route_destinations(vs)
-            )
+            rps = parse_rps(annotations_of(vs), self.default_rps, f"VirtualService {ns}/{name}", self.warn)
+            dests = tuple(self._destination(state, pods_by_ns, d, ns) for d in first_route_destinations(vs))
             plans.append(RoutePlan(ns, name, rps, dests))
         return plans
 

@@ -36,9 +36,7 @@ class Batch:
 
 
 @lru_cache(maxsize=65536)
-def series_labels(
-    service: LabelPairs, workload: LabelPairs, code: str, flags: str
-) -> tuple[str, ...]:
+def series_labels(service: LabelPairs, workload: LabelPairs, code: str, flags: str) -> tuple[str, ...]:
     """Label values in LABEL_NAMES order; cached since the same few series recur every tick."""
     merged = {**SOURCE_LABELS, **dict(service), **dict(workload)}
     merged["response_code"] = code
@@ -51,9 +49,7 @@ _UNKNOWN_WORKLOAD: LabelPairs = tuple(UNKNOWN_WORKLOAD.items())
 
 def draw_latencies(rng: np.random.Generator, behaviour: Behaviour, n: int) -> FloatArray:
     """n lognormal latencies (median latency_ms, log-sd latency_sigma) plus the tail."""
-    lat: FloatArray = behaviour.latency_ms * np.exp(
-        behaviour.latency_sigma * rng.standard_normal(n)
-    )
+    lat: FloatArray = behaviour.latency_ms * np.exp(behaviour.latency_sigma * rng.standard_normal(n))
     if behaviour.tail_fraction > 0 and behaviour.tail_extra_ms > 0:
         # An independent mask per request, so tail and errors are uncorrelated.
         lat[rng.random(n) < behaviour.tail_fraction] += behaviour.tail_extra_ms
