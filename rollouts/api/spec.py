@@ -178,7 +178,7 @@ def _parse_steps(raw: Any, errors: list[str]) -> tuple[Step, ...]:
         kinds = [k for k in ("setWeight", "pause", "analysis") if k in s]
         unknown = [k for k in s if k not in ("setWeight", "pause", "analysis")]
         if unknown:
-            errors.append(f"{p}: unsupported step kind {', '.join(sorted(unknown))}")
+            errors.append(f"{p}: unsupported step kind {', '.join(sorted(map(str, unknown)))}")
             continue
         if len(kinds) != 1:
             errors.append(f"{p} must have exactly one of setWeight, pause, analysis")
@@ -206,7 +206,7 @@ def _parse_istio(canary: dict[str, Any], errors: list[str]) -> IstioRouting:
     path = "spec.strategy.canary.trafficRouting"
     tr = _dict(canary.get("trafficRouting"), path, errors)
     istio = _dict(tr.get("istio"), f"{path}.istio", errors)
-    if not istio:
+    if tr.get("istio") is None:
         errors.append(f"{path}.istio is required: this controller routes traffic through Istio")
         return IstioRouting(())
     refs: list[VirtualServiceRef] = []
