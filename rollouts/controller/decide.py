@@ -451,7 +451,8 @@ def _canary(d: Decision, spec: RolloutSpec, rss: dict[str, ReplicaSetObs], h: st
                 break
             end = start + timedelta(seconds=step.pause_seconds)
             if now < end:
-                paused_msg = f"paused at step {idx}/{n}: {math.ceil(_seconds_until(end, now))}s left"
+                # a fixed message (no countdown): a resync must not rewrite the status
+                paused_msg = f"paused at step {idx}/{n}: {step.describe()} until {fmt_time(end)}"
                 d.wake_in(_seconds_until(end, now))
                 break
             st.pause_conditions = []

@@ -426,7 +426,8 @@ def test_restart_in_the_middle_of_a_timed_pause_keeps_the_original_deadline() ->
     assert c.status["currentStepIndex"] == 1 and c.status["phase"] == "Paused"
     assert c.status["pauseConditions"][0]["startTime"] == started
     assert d.requeue_after == pytest.approx(t20 + 10 - c.t)
-    assert "1s left" in c.status["message"]
+    end = (T0 + timedelta(seconds=t20 + 10)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert c.status["message"] == f"paused at step 1/5: pause 10s until {end}"
     t_end = c.run_until(lambda: c.status["currentStepIndex"] >= 2)
     assert t_end == t20 + 10
     # no step skipped or repeated
@@ -1053,3 +1054,54 @@ def test_requeue_for_scale_down_deadline() -> None:
     c.set_image("shop:2")
     c.run_until(lambda: c.status["stableRS"] == h("shop:2"))
     assert c.last is not None and c.last.requeue_after == 30
+
+
+def _steady(c: Cluster, rounds: int = 10) -> None:
+    """Reconciling again changes nothing: no event, no status write, no action but traffic."""
+    c.reconcile()
+    before, n_events = copy.deepcopy(c.status), len(c.events)
+    for _ in range(rounds):
+        c.advance(7)
+        d = c.reconcile()
+        assert all(isinstance(a, SetTraffic) for a in d.actions), d.actions
+    assert c.events[n_events:] == []
+    assert c.status == before
+
+
+def test_steady_states_do_not_churn() -> None:
+    c = Cluster(rollout_spec())
+    c.deploy_stable()
+    _steady(c)  # Healthy
+    c.set_image("shop:2")
+    c.run_until(lambda: c.status["currentStepIndex"] == 1)
+    c.record("pause")
+    _steady(c)  # paused by a user during a timed pause
+    c.record("resume")
+    c.run_until(lambda: c.status["currentStepIndex"] == 3)
+    _steady(c)  # pause {}
+    c.edit(lambda s: s.update(paused=True))
+    _steady(c)  # paused by spec
+    c.edit(lambda s: s.update(paused=False))
+    c.record("abort")
+    c.run(40)
+    _steady(c)  # aborted, canary scaled down
+    c.env_errors = ("VirtualService shop not found",)
+    _steady(c)  # invalid
+    c.env_errors = ()
+    c.record("retry")
+    c.delay_for[h("shop:2")] = NEVER
+    c.run(700)
+    assert c.status["phase"] == "Degraded"
+    _steady(c)  # progress deadline exceeded
+
+
+def test_timed_pause_status_does_not_change_while_waiting() -> None:
+    c = Cluster(rollout_spec(steps=[{"setWeight": 10}, {"pause": {"duration": "5m"}}]))
+    c.deploy_stable()
+    c.set_image("shop:2")
+    t_pause = c.run_until(lambda: c.status["phase"] == "Paused")
+    before = copy.deepcopy(c.status)
+    for _ in range(10):
+        c.advance(20)
+        assert c.reconcile().requeue_after == pytest.approx(t_pause + 300 - c.t)
+        assert c.status == before

@@ -255,7 +255,8 @@ def test_every_error_names_the_field(path: str, value: Any, message: str) -> Non
 
 
 def test_virtual_services_must_be_a_non_empty_list() -> None:
-    for bad in ([], {"name": "reviews"}, "reviews"):
+    bads: list[Any] = [[], {"name": "reviews"}, "reviews"]
+    for bad in bads:
         raw = argo()
         raw["strategy"]["canary"]["trafficRouting"]["istio"] = {"virtualServices": bad}
         _, errors = parse_spec(raw)
