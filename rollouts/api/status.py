@@ -136,8 +136,9 @@ class RolloutStatus:
             restarted_at=_str_or_none(d.get("restartedAt")),
             canary_service=_str_or_none(cw.get("serviceName")),
             stable_service=_str_or_none(sw.get("serviceName")),
-            extra={k: copy.deepcopy(v) for k, v in d.items() if k not in _KNOWN},
-            canary_extra={k: copy.deepcopy(v) for k, v in canary.items() if k != "weights"},
+            extra={k: copy.deepcopy(v) for k, v in d.items() if k not in _KNOWN and v is not None},
+            canary_extra={k: copy.deepcopy(v) for k, v in canary.items()
+                          if k != "weights" and v is not None},
         )
 
     def to_dict(self) -> dict[str, Any]:

@@ -187,7 +187,8 @@ class Cluster:
             rs.pods = sorted(rs.pods)[:n]
 
     def _check(self, ro: RolloutInput, obs: Observations, d: Decision) -> None:
-        json.dumps(d.status.to_dict())
+        stored = json.loads(json.dumps(d.status.to_dict()))
+        assert RolloutStatus.from_dict(stored) == d.status, "a restart must read back the same status"
         if ro.spec is None or obs.template is None or ro.spec_errors or obs.environment_errors:
             assert d.actions == [], "an invalid rollout must not touch the cluster"
             assert d.status.canary_weight == ro.status.canary_weight
@@ -1105,3 +1106,68 @@ def test_timed_pause_status_does_not_change_while_waiting() -> None:
         c.advance(20)
         assert c.reconcile().requeue_after == pytest.approx(t_pause + 300 - c.t)
         assert c.status == before
+
+
+def test_new_template_after_abort_starts_a_fresh_canary() -> None:
+    c, v1, v2 = _at_step_2()
+    c.run_until(lambda: c.canary_weight() == 50)
+    c.record("abort")
+    c.reconcile()
+    c.set_image("shop:3")
+    v3 = h("shop:3")
+    d = c.reconcile()
+    st = c.st()
+    assert not st.abort and st.current_pod_hash == v3 and st.current_step_index == 0
+    assert st.phase == "Progressing" and ScaleReplicaSet(v2, 0) in d.actions
+    c.run_until(lambda: c.canary_weight() == 20)
+    assert c.traffic == SetTraffic(v1, v3, 20)
+
+
+def test_dynamic_stable_scale_template_change_scales_stable_back_up() -> None:
+    c = Cluster(rollout_spec(dynamicStableScale=True, steps=[{"setWeight": 60}, {"pause": {}}]))
+    v1 = c.deploy_stable()
+    c.set_image("shop:2")
+    c.run_until(lambda: c.canary_weight() == 60)
+    assert c.replicas(v1) == 2
+    c.set_image("shop:3")
+    d = c.reconcile()
+    # the old canary's hash leaves the canary Service, so its share returns to stable at
+    # once; the stable is scaled up first in the same decision
+    assert d.actions[:2] == [CreateReplicaSet(h("shop:3"), 3, 3), ScaleReplicaSet(v1, 5)]
+    assert SetTraffic(v1, h("shop:3"), 0) in d.actions
+
+
+def test_rollback_to_the_previous_revision_within_scale_down_delay_runs_the_steps() -> None:
+    c = Cluster(rollout_spec(steps=[{"setWeight": 20}, {"pause": {}}]))
+    v1 = c.deploy_stable()
+    c.set_image("shop:2")
+    c.run_until(lambda: c.status["currentStepIndex"] == 1)
+    c.record("promote")
+    c.run_until(lambda: c.status["stableRS"] == h("shop:2"))
+    c.set_image("shop:1")  # undo, while v1 still has its pods
+    d = c.reconcile()
+    assert not any(isinstance(a, CreateReplicaSet) for a in d.actions)
+    assert c.traffic == SetTraffic(h("shop:2"), v1, 20) and c.status["phase"] == "Paused"
+    assert v1 not in c.status.get("scaleDownAt", {})
+    assert c.replicas(v1) == 1  # trimmed to its share, after the traffic change
+
+
+def test_conditions_keep_transition_time_and_position() -> None:
+    st = RolloutStatus()
+    st.set_condition("Available", True, "A", "m1", T0)
+    st.set_condition("Progressing", True, "P", "p", T0)
+    later = T0 + timedelta(seconds=60)
+    st.set_condition("Available", True, "A", "m2", later)  # same status: transition time kept
+    cond = st.condition("Available")
+    assert cond is not None
+    assert cond["lastTransitionTime"] == "2024-05-01T12:00:00Z"
+    assert cond["lastUpdateTime"] == "2024-05-01T12:01:00Z"
+    assert [c["type"] for c in st.conditions] == ["Available", "Progressing"]
+    st.set_condition("Available", False, "B", "m3", later)
+    assert st.condition("Available")["lastTransitionTime"] == "2024-05-01T12:01:00Z"  # type: ignore[index]
+    same = copy.deepcopy(st.conditions)
+    st.set_condition("Available", False, "B", "m3", later + timedelta(seconds=5))
+    assert st.conditions == same  # nothing changed: nothing rewritten
+    st.conditions.append({"type": "Available", "status": "True"})  # a hand-made duplicate
+    st.set_condition("Available", True, "A", "ok", later)
+    assert [c["type"] for c in st.conditions] == ["Available", "Progressing"]
