@@ -18,15 +18,25 @@ Pure numpy/scipy; no Kubernetes, no asyncio. Typical controller use, once per sc
 
 Counters: ``requests`` = sum(istio_requests_total) of the arm, ``bad`` = its 5xx part,
 ``buckets`` = sum by (le) of istio_request_duration_milliseconds_bucket (cumulative, with
-``math.inf`` for ``+Inf``). Missing scrapes (None/NaN) are skipped and the next interval
+``math.inf`` for ``+Inf``), and optionally ``pods`` = {pod: (requests, bad)} from
+``sum by (pod) (istio_requests_total{...})`` and its 5xx part. Per-pod counters of the
+baseline/stable arm (on every scrape, starting with the first) switch the error test to
+the adaptive margin: the null allows the canary to differ from stable as much as the
+stable pods differ from each other, so harmless pod-to-pod variation does not roll back
+while a homogeneous fleet is judged almost as strictly as ratio <= 1. Without them the
+fixed margin ``error_r0`` applies. Per-pod counters of the canary arm give the number of
+canary pods (default 1). Missing scrapes (None/NaN) are skipped and the next interval
 spans the gap; counter resets count the new value as the increase; inconsistent input
 raises ``ValueError`` (wrap it with ``Verdict.from_error`` to record an Error measurement).
 
 Public API
-    counters:   ArmSnapshot, Snapshot, Increment, ArmIncrement, CounterTracker, to_increments
+    counters:   ArmSnapshot(requests, bad, buckets=None, pods=None), Snapshot, Increment,
+                ArmIncrement (``pods``: ((pod, requests, bad), ...) or None),
+                CounterTracker, to_increments
     judges:     SequentialJudge(config=None, *, errors=True, latency=False)
                     .observe(Snapshot) -> Verdict; .update(Increment) -> Verdict; .verdict
-                SequentialConfig(alpha=0.05, error_r0=1.2, ..., early_promotion=False, ...)
+                SequentialConfig(alpha=0.05, error_r0=1.2, adaptive_margin=True,
+                    pod_sd_max=0.5, ..., early_promotion=False, ...)
                 MannWhitneyJudge([MetricConfig(...)], MannWhitneyConfig())
                     .judge({name: (canary_series, baseline_series)}) -> Verdict
                 classify(canary, baseline, MetricConfig, MannWhitneyConfig) -> MetricResult
@@ -34,8 +44,9 @@ Public API
                     consecutive=False).update(Increment) -> Verdict
     verdicts:   Verdict, MetricVerdict, Decision, Phase
     helpers:    histogram_quantile (Prometheus interpolation), hodges_lehmann_interval
-    low level:  RatioEProcess (one rate ratio), LatencyEProcess (histogram),
-                log_evalue_paths (vectorised, for simulations)
+    low level:  RatioEProcess (one rate ratio), PodAdaptiveEProcess (adaptive margin),
+                LatencyEProcess (histogram), log_evalue_paths and
+                adaptive_log_evalue_paths (vectorised, for simulations)
 
 See docs/analysis.md for the method and every parameter.
 """
@@ -49,6 +60,7 @@ from .counters import (
     to_increments,
 )
 from .eprocess import RatioEProcess, default_alternatives, log_evalue_paths
+from .heterogeneity import PodAdaptiveEProcess, adaptive_log_evalue_paths
 from .histogram import histogram_quantile
 from .latency import LatencyEProcess
 from .mannwhitney import (
@@ -77,12 +89,14 @@ __all__ = [
     "MetricConfig",
     "MetricVerdict",
     "Phase",
+    "PodAdaptiveEProcess",
     "RatioEProcess",
     "SequentialConfig",
     "SequentialJudge",
     "Snapshot",
     "ThresholdJudge",
     "Verdict",
+    "adaptive_log_evalue_paths",
     "classify",
     "default_alternatives",
     "histogram_quantile",

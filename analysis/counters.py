@@ -33,11 +33,19 @@ class ArmSnapshot:
     ``buckets`` maps a histogram's upper bound ``le`` (ms or s; only consistency matters,
     ``math.inf`` for ``+Inf``) to its cumulative count, as Prometheus' ``_bucket`` series.
     Any value may be NaN or None: the scrape is then treated as missing.
+
+    ``pods`` (optional) maps a pod name to its cumulative ``(requests, bad)``, e.g. from
+    ``sum by (pod) (istio_requests_total{...})`` and its 5xx part. Given for the
+    baseline/stable arm it lets the sequential judge measure the pod-to-pod dispersion
+    of error rates (adaptive margin); given for the canary arm it tells how many canary
+    pods share the traffic. A NaN/None pod value drops the per-pod data of that scrape
+    only (the totals are still used).
     """
 
     requests: float | None
     bad: float | None = 0.0
     buckets: Mapping[float, float | None] | None = None
+    pods: Mapping[str, tuple[float | None, float | None]] | None = None
 
 
 @dataclass(frozen=True)
@@ -62,6 +70,7 @@ class ArmIncrement:
     le: tuple[float, ...] = ()
     le_counts: tuple[int, ...] = ()
     hist_count: int = 0
+    pods: tuple[tuple[str, int, int], ...] | None = None  # (pod, requests, bad) increments
 
     def slower_than(self) -> tuple[int, ...]:
         """Requests slower than each bound (the exceedance counts the latency test uses)."""
@@ -105,6 +114,7 @@ class _Clean:
     le: tuple[float, ...]
     cum: tuple[float, ...]  # cumulative counts per finite bound
     total: float  # +Inf bucket (or requests when there is no histogram)
+    pods: dict[str, tuple[float, float]] | None = None
 
 
 def _as_count(x: float, what: str) -> float:
@@ -115,14 +125,53 @@ def _as_count(x: float, what: str) -> float:
     return x
 
 
+def _clean_pods(arm: ArmSnapshot, name: str) -> dict[str, tuple[float, float]] | None:
+    if arm.pods is None:
+        return None
+    out: dict[str, tuple[float, float]] = {}
+    for pod, (r, b) in arm.pods.items():
+        if _missing(r) or _missing(b):
+            return None  # per-pod data of this scrape unusable; totals still are
+        assert r is not None and b is not None
+        rv = _as_count(float(r), f"{name} pod {pod} requests")
+        bv = _as_count(float(b), f"{name} pod {pod} bad events")
+        if bv > rv + _INT_TOL:
+            raise ValueError(f"{name} pod {pod}: bad events ({bv:g}) exceed requests ({rv:g})")
+        out[str(pod)] = (rv, bv)
+    return out
+
+
+def _pod_increments(
+    old: dict[str, tuple[float, float]] | None,
+    new: dict[str, tuple[float, float]] | None,
+    name: str,
+) -> tuple[tuple[str, int, int], ...] | None:
+    if old is None or new is None:
+        return None
+    out = []
+    for pod in sorted(new):
+        r, b = new[pod]
+        o = old.get(pod)
+        # New pod: its counters started at zero. A decrease: the pod restarted.
+        if o is not None and r >= o[0] - _INT_TOL and b >= o[1] - _INT_TOL:
+            r, b = r - o[0], b - o[1]
+        ri = _to_int(r, f"{name} pod {pod} requests")
+        bi = _to_int(b, f"{name} pod {pod} bad events")
+        if bi > ri:
+            raise ValueError(f"{name} pod {pod}: {bi} bad events but only {ri} requests")
+        out.append((pod, ri, bi))
+    return tuple(out)
+
+
 def _clean(arm: ArmSnapshot, name: str) -> _Clean:
     assert arm.requests is not None and arm.bad is not None
     req = _as_count(float(arm.requests), f"{name} requests")
     bad = _as_count(float(arm.bad), f"{name} bad events")
     if bad > req + _INT_TOL:
         raise ValueError(f"{name} bad events ({bad:g}) exceed requests ({req:g})")
+    pods = _clean_pods(arm, name)
     if arm.buckets is None:
-        return _Clean(req, bad, (), (), req)
+        return _Clean(req, bad, (), (), req, pods)
     items = sorted((float(k), float(v)) for k, v in arm.buckets.items() if v is not None)
     if not items or not math.isinf(items[-1][0]):
         raise ValueError(f"{name} histogram has no +Inf bucket")
@@ -135,7 +184,9 @@ def _clean(arm: ArmSnapshot, name: str) -> _Clean:
             )
         prev = v
     finite = items[:-1]
-    return _Clean(req, bad, tuple(k for k, _ in finite), tuple(v for _, v in finite), items[-1][1])
+    return _Clean(
+        req, bad, tuple(k for k, _ in finite), tuple(v for _, v in finite), items[-1][1], pods
+    )
 
 
 def _to_int(x: float, what: str) -> int:
@@ -164,7 +215,7 @@ def _arm_increment(old: _Clean, new: _Clean, name: str) -> ArmIncrement:
         raise ValueError(f"{name}: {bad} bad events but only {req} requests in one interval")
     if any(b < a for a, b in itertools.pairwise(cum)) or (cum and cum[-1] > total):
         raise ValueError(f"{name} histogram bucket increments are not monotonic in le")
-    return ArmIncrement(req, bad, new.le, cum, total)
+    return ArmIncrement(req, bad, new.le, cum, total, _pod_increments(old.pods, new.pods, name))
 
 
 @dataclass

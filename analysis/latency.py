@@ -4,9 +4,16 @@ For each bucket bound b, "slower than b" is a bad event, so the error-rate test 
 unchanged to the exceedance counts. One e-process per bound; the average of e-processes
 with fixed weights is an e-process, so E = mean_b E_b is valid for the whole histogram.
 
-Which bounds to use (those carrying 1-99 % of the baseline's mass) is decided from the
-baseline once, at the first interval with enough baseline requests; evidence is counted
-only from the next interval on, so the choice never peeks at the data it is tested on.
+Which bounds to use (those carrying 1-99 % of the mass) is decided once, from the
+*pooled* histogram of both arms at the first interval where the arms together have
+``min_baseline_requests`` requests, and the intervals seen so far are then replayed as
+evidence (no interval is wasted). This is valid because the test conditions on the
+pooled counts: given every interval's pooled bucket counts and the canary's request
+count, the canary's bucket counts are multivariate hypergeometric under "same latency
+distribution" (margin 1), and each bound's binomial likelihood ratio has expectation
+<= 1 under a hypergeometric law (convex order). The selection is a function of what is
+conditioned on, so it cannot bias the test. (With a margin above 1 the same argument is
+approximate.)
 """
 
 from __future__ import annotations
@@ -63,12 +70,13 @@ class LatencyEProcess:
         self.procs: list[RatioEProcess] = []
         self._warm_le: list[int] = []
         self._warm_total = 0
+        self._pending: list[tuple[tuple[int, ...], int, tuple[int, ...], int]] = []
         self._max_log_e = 0.0
         self._no_bounds = False
 
     @property
     def warming_up(self) -> bool:
-        """True until the bounds are chosen (evidence is counted only after that)."""
+        """True until the bounds are chosen (the intervals so far are then replayed)."""
         return not self.procs and not self._no_bounds
 
     def update(
@@ -89,25 +97,29 @@ class LatencyEProcess:
         if not (len(canary_le) == len(baseline_le) == len(le_t)):
             raise ValueError("bucket counts do not match the bucket bounds")
         if self.warming_up:
-            # Warm-up: learn the baseline's shape; this interval is not used as evidence.
-            self._warm_le = [a + b for a, b in zip(self._warm_le, baseline_le, strict=True)]
-            self._warm_total += baseline_total
-            if self._warm_total >= self.min_baseline_requests:
-                self.selected = select_bounds(le_t, self._warm_le, self._warm_total, *self.mass)
-                self.shares = [
-                    (self._warm_total - self._warm_le[i]) / self._warm_total for i in self.selected
-                ]
-                self.procs = [RatioEProcess(self.r0, self._alternatives) for _ in self.selected]
-                # No usable bound (e.g. all requests in one bucket): latency stays silent.
-                self._no_bounds = not self.procs
-            return 1.0
-        for i, p in zip(self.selected, self.procs, strict=True):
-            p.update(
-                canary_total,
-                baseline_total,
-                canary_total - canary_le[i],
-                baseline_total - baseline_le[i],
+            self._pending.append(
+                (tuple(canary_le), canary_total, tuple(baseline_le), baseline_total)
             )
+            self._warm_le = [
+                a + b + c for a, b, c in zip(self._warm_le, baseline_le, canary_le, strict=True)
+            ]
+            self._warm_total += baseline_total + canary_total
+            if self._warm_total < self.min_baseline_requests:
+                return 1.0
+            self.selected = select_bounds(le_t, self._warm_le, self._warm_total, *self.mass)
+            self.shares = [
+                (self._warm_total - self._warm_le[i]) / self._warm_total for i in self.selected
+            ]
+            self.procs = [RatioEProcess(self.r0, self._alternatives) for _ in self.selected]
+            # No usable bound (e.g. all requests in one bucket): latency stays silent.
+            self._no_bounds = not self.procs
+            pending, self._pending = self._pending, []
+        else:
+            pending = [(tuple(canary_le), canary_total, tuple(baseline_le), baseline_total)]
+        for c_le, c_tot, b_le, b_tot in pending:
+            for i, p in zip(self.selected, self.procs, strict=True):
+                p.update(c_tot, b_tot, c_tot - c_le[i], b_tot - b_le[i])
+            self._max_log_e = max(self._max_log_e, self.log_e_value)
         le_now = self.log_e_value
         self._max_log_e = max(self._max_log_e, le_now)
         return math.exp(min(le_now, 700.0))

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from .counters import CounterTracker, Increment, Snapshot
 from .eprocess import RatioEProcess, default_alternatives
+from .heterogeneity import PodAdaptiveEProcess, sd_grid
 from .latency import LatencyEProcess
 from .verdict import Decision, MetricVerdict, Phase, Verdict, fmt_ratio
 
@@ -18,7 +19,13 @@ class SequentialConfig:
     """Parameters of the sequential judge; the defaults are the benchmarked configuration.
 
     alpha: false-rollback budget for the whole rollout, split evenly over the metrics.
-    error_r0: tolerated canary/stable error-rate ratio (H0: ratio <= error_r0).
+    error_r0: tolerated canary/stable error-rate ratio (H0: ratio <= error_r0), used when
+        the baseline's per-pod counters are not supplied (fixed margin).
+    adaptive_margin: when the baseline arm carries per-pod counters (``ArmSnapshot.pods``
+        on the first interval), replace the fixed margin by one measured from the stable
+        pods' dispersion (see analysis.heterogeneity): strict when the pods agree, as
+        wide as their spread when they do not.
+    pod_sd_max: largest pod-to-pod sd of log error rates the adaptive null covers.
     error_grid: (lo, hi, n) log grid of alternative ratios for the error mixture.
     latency_r0 / latency_grid: the same for "slower than bucket bound" shares.
     alpha_cs: level of the reported confidence sequences (95 % by default).
@@ -29,7 +36,9 @@ class SequentialConfig:
 
     alpha: float = 0.05
     error_r0: float = 1.2
-    error_grid: tuple[float, float, int] = (1.25, 5.0, 8)
+    error_grid: tuple[float, float, int] = (1.6, 5.0, 5)
+    adaptive_margin: bool = True
+    pod_sd_max: float = 0.5
     latency_r0: float = 1.0
     latency_grid: tuple[float, float, int] = (1.05, 3.0, 8)
     alpha_cs: float = 0.05
@@ -49,6 +58,7 @@ class SequentialConfig:
             raise ValueError("margins must be positive")
         if self.r_tol <= 0 or self.latency_r_tol <= 0:
             raise ValueError("tolerances must be positive")
+        sd_grid(self.pod_sd_max)  # validates the range
 
 
 class SequentialJudge:
@@ -73,11 +83,12 @@ class SequentialJudge:
         n_metrics = int(errors) + int(latency)
         self.alpha_metric = cfg.alpha / n_metrics
         self.threshold = 1.0 / self.alpha_metric
-        self.errors = (
+        self.errors: RatioEProcess | None = (
             RatioEProcess(cfg.error_r0, default_alternatives(cfg.error_r0, *cfg.error_grid))
             if errors
             else None
         )
+        self._mode_chosen = False
         self.latency = (
             LatencyEProcess(
                 cfg.latency_r0,
@@ -112,7 +123,25 @@ class SequentialJudge:
         self._elapsed = inc.end - self._start
         if self.errors is not None:
             c, b = inc.canary, inc.baseline
-            self.errors.update(c.requests, b.requests, c.bad, b.bad)
+            if not self._mode_chosen:
+                # The margin's kind is fixed by the first interval, before any evidence.
+                self._mode_chosen = True
+                if cfg_adaptive(self.config) and b.pods is not None:
+                    self.errors = PodAdaptiveEProcess(
+                        default_alternatives(1.0, *self.config.error_grid),
+                        self.config.pod_sd_max,
+                    )
+            if isinstance(self.errors, PodAdaptiveEProcess):
+                self.errors.update_pods(
+                    c.requests,
+                    b.requests,
+                    c.bad,
+                    b.bad,
+                    {name: (n, y) for name, n, y in b.pods or ()},
+                    sum(1 for _, n, _ in c.pods if n > 0) if c.pods else None,
+                )
+            else:
+                self.errors.update(c.requests, b.requests, c.bad, b.bad)
         if self.latency is not None:
             c, b = inc.canary, inc.baseline
             if not c.le:
@@ -203,8 +232,19 @@ class SequentialJudge:
             s.ci_low,
             s.ci_high,
             counts,
-            {"r0": p.r0},
+            self._margin_details(p),
         )
+
+    def _margin_details(self, p: RatioEProcess) -> dict[str, object]:
+        if isinstance(p, PodAdaptiveEProcess):
+            return {
+                "margin": "adaptive",
+                "stable_pods": p.stable_pods,
+                "canary_pods": p.canary_pods,
+                "binding_pod_sd": p.binding_sd,
+                "pod_sd_max": float(p.taus[-1]),
+            }
+        return {"margin": "fixed", "r0": p.r0}
 
     def _latency_verdict(self, p: LatencyEProcess) -> MetricVerdict:
         thr = self.threshold
@@ -263,6 +303,10 @@ class SequentialJudge:
             {"canary_requests": r.n_c, "baseline_requests": r.n_b},
             details,
         )
+
+
+def cfg_adaptive(cfg: SequentialConfig) -> bool:
+    return cfg.adaptive_margin
 
 
 def _range_text(lo: float, hi: float) -> str:

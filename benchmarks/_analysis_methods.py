@@ -11,7 +11,12 @@ from numpy.typing import NDArray
 from scipy.special import logsumexp
 from scipy.stats import multivariate_normal, norm
 
-from analysis import SequentialConfig, default_alternatives, hodges_lehmann_interval
+from analysis import (
+    SequentialConfig,
+    adaptive_log_evalue_paths,
+    default_alternatives,
+    hodges_lehmann_interval,
+)
 from analysis.eprocess import CS_GRID
 from analysis.histogram import histogram_quantiles
 
@@ -56,27 +61,42 @@ def _down_alts(r_tol: float) -> tuple[float, NDArray[np.float64]]:
     return g, g * np.exp(-step * np.arange(4, 29, 3))
 
 
-def m6(b: Batch, s: Scenario, cfg: SequentialConfig, promote: bool = False) -> tuple[IntA, IntA]:
+def error_log_e(b: Batch, cfg: SequentialConfig, pods: bool = True) -> NDArray[np.float64]:
+    """log E of the error test as the judge computes it (adaptive margin when per-pod
+    baseline counters are supplied and enabled, else the fixed margin error_r0)."""
+    obs = b.observed
+    nc, nb = merge_missing(b.nc, obs), merge_missing(b.nb, obs)
+    yc, yb = merge_missing(b.yc, obs), merge_missing(b.yb, obs)
+    if cfg.adaptive_margin and pods:
+        pn, py = merge_missing(b.pod_nb, obs), merge_missing(b.pod_yb, obs)
+        alts = default_alternatives(1.0, *cfg.error_grid)
+        return adaptive_log_evalue_paths(nc, nb, yc, yb, pn, py, alts, cfg.pod_sd_max)
+    return _log_e(nc, nb, yc, yb, cfg.error_r0, default_alternatives(cfg.error_r0, *cfg.error_grid))
+
+
+def m6(
+    b: Batch, s: Scenario, cfg: SequentialConfig, promote: bool = False, pods: bool = True
+) -> tuple[IntA, IntA]:
     """Ours: the shipped sequential judge, errors + latency, alpha split over both."""
     obs = b.observed
     nc, nb = merge_missing(b.nc, obs), merge_missing(b.nb, obs)
     yc, yb = merge_missing(b.yc, obs), merge_missing(b.yb, obs)
     hc, hb = merge_missing(b.hc, obs), merge_missing(b.hb, obs)
     thr = math.log(2.0 / cfg.alpha)
-    err_alts = default_alternatives(cfg.error_r0, *cfg.error_grid)
-    le_err = _log_e(nc, nb, yc, yb, cfg.error_r0, err_alts)
-    # latency: choose bounds from the baseline once it has enough requests, then test
-    cum_nb = np.cumsum(nb, axis=1)
+    le_err = error_log_e(b, cfg, pods)
+    # latency: choose bounds from the pooled histogram once both arms together have
+    # enough requests; the intervals so far count as evidence (see analysis.latency)
+    cum_nb = np.cumsum(nb + nc, axis=1)
     ready = cum_nb >= cfg.latency_min_baseline
     f = np.where(ready.any(axis=1), ready.argmax(axis=1), nb.shape[1])
     reps, t_n = nb.shape
     rows = np.arange(reps)
     fi = np.minimum(f, t_n - 1)
-    cum_hb = np.cumsum(hb, axis=1)[rows, fi]  # (reps, B)
+    cum_hb = np.cumsum(hb + hc, axis=1)[rows, fi]  # (reps, B), pooled
     tot = cum_nb[rows, fi][:, None]
     share = np.divide(tot - cum_hb, tot, out=np.zeros(cum_hb.shape), where=tot > 0)
     sel = (share >= 0.01) & (share <= 0.99) & (f < t_n)[:, None]
-    live = np.arange(t_n)[None, :] > f[:, None]  # evidence only after the selection
+    live = np.arange(t_n)[None, :] >= 0  # every interval is evidence (replayed)
     lc = np.where(live, nc, 0)
     lb = np.where(live, nb, 0)
     ec = np.where(live[..., None], nc[..., None] - hc, 0)
@@ -89,6 +109,8 @@ def m6(b: Batch, s: Scenario, cfg: SequentialConfig, promote: bool = False) -> t
     masked = np.where(sel[:, None, :], le_b, -np.inf)
     with np.errstate(divide="ignore"):
         le_lat = np.where(k[:, None] > 0, logsumexp(masked, axis=-1) - np.log(k)[:, None], 0.0)
+    after = np.arange(t_n)[None, :] >= f[:, None]  # the judge reports 1 until it selects
+    le_lat = np.where(after, le_lat, 0.0)
     rollback = first_true((le_err >= thr) | (le_lat >= thr))
     if not promote:
         return rollback, np.full(reps, NEVER)
@@ -97,7 +119,7 @@ def m6(b: Batch, s: Scenario, cfg: SequentialConfig, promote: bool = False) -> t
     ok_err = _log_e(nc, nb, yc, yb, g, d_alts) >= pthr
     gl, dl_alts = _down_alts(cfg.latency_r_tol)
     ok_b = _log_e(nc_b, nb_b, ec, eb, gl, dl_alts) >= pthr
-    ok_lat = np.all(ok_b | ~sel[:, None, :], axis=-1) & (k[:, None] > 0)
+    ok_lat = np.all(ok_b | ~sel[:, None, :], axis=-1) & (k[:, None] > 0) & after
     dwell = b.t_end[None, :] >= cfg.min_dwell_s
     prom = first_true(ok_err & ok_lat & dwell & obs)
     # whichever comes first wins
@@ -255,6 +277,12 @@ def m5_fixed(b: Batch, s: Scenario, cfg: SequentialConfig, obf: bool) -> IntA:
     hit_lat = np.any(z_lat[:, looks, :] >= c_lat[None, :, None], axis=-1)
     first = first_true(hit_err | hit_lat)
     return np.where(first >= 0, looks[np.maximum(first, 0)], NEVER)
+
+
+def m6_adaptive_errors(b: Batch, s: Scenario) -> IntA:
+    """Errors-only, adaptive margin (for the r0 curve)."""
+    cfg = SequentialConfig()
+    return first_true(error_log_e(b, cfg) >= math.log(2.0 / cfg.alpha))
 
 
 def m6_variant(b: Batch, s: Scenario, r0: float) -> IntA:

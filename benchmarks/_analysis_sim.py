@@ -29,6 +29,7 @@ class Scenario:
     tail_frac: float = 0.0  # share of canary requests that get +tail_ms
     tail_ms: float = 300.0
     hetero_sd: float = 0.0  # canary error multiplier exp(N(0, sd^2)), constant per run
+    stable_pods: int = 5  # stable pods (equal traffic); their multipliers have the same sd
     shock: bool = False  # both arms' errors x5 for 5 minutes at a random time
     weight_change: bool = False  # weight jumps to w x U(0.5, 2) at a random time per step
     missing: float = 0.0  # probability that a scrape is missing
@@ -57,6 +58,8 @@ class Batch:
     sum_c: FloatA  # histogram _sum (ms) per interval
     sum_b: FloatA
     observed: NDArray[np.bool_]  # scrape at the end of the interval succeeded
+    pod_nb: IntA  # per stable pod (reps, T, K)
+    pod_yb: IntA
     t_end: FloatA  # seconds since start, (T,)
 
 
@@ -112,9 +115,18 @@ def simulate(s: Scenario, reps: int, rng: np.random.Generator) -> Batch:
         on = (t_mid[None, :] >= start[:, None]) & (t_mid[None, :] < start[:, None] + 300)
         common = np.where(on, 5.0, 1.0)
     pc = np.clip(s.p0 * s.ratio * mult * common, 0, 1)
-    pb = np.clip(s.p0 * common, 0, 1)
+    k = s.stable_pods
+    pod_m = np.ones((reps, k))
+    if s.hetero_sd > 0:
+        # Stable pods differ as the canary does; normalised so the stable arm's mean error
+        # rate stays p0 (the canary's multiplier relative to stable is exactly as before).
+        pod_m = np.exp(rng.normal(0, s.hetero_sd, (reps, k)))
+        pod_m /= pod_m.mean(axis=1, keepdims=True)
+    pod_nb = rng.multinomial(nb, np.full(k, 1.0 / k))  # (reps, T, K)
+    pb = np.clip(s.p0 * common[..., None] * pod_m[:, None, :], 0, 1)
+    pod_yb = rng.binomial(pod_nb, pb)
     yc = rng.binomial(nc, pc)
-    yb = rng.binomial(nb, pb)
+    yb = pod_yb.sum(axis=-1)
     cc, mean_c, sd_c = cell_probs(s, True)
     cb, mean_b, sd_b = cell_probs(s, False)
     hc = np.cumsum(rng.multinomial(nc, cc), axis=-1)[..., :-1]
@@ -136,6 +148,8 @@ def simulate(s: Scenario, reps: int, rng: np.random.Generator) -> Batch:
         sum_c,
         sum_b,
         observed,
+        pod_nb.astype(np.int64),
+        pod_yb.astype(np.int64),
         (np.arange(t_n) + 1) * s.dt,
     )
 
