@@ -320,10 +320,14 @@ class TestBed:
         kwok = self._spawn("kwok", [
             str(self.bin / "kwok"), f"--kubeconfig={kubeconfig}", "--manage-all-nodes=true",
             "--cidr=10.244.0.0/16", "--node-ip=10.0.0.1", *[f"--config={s}" for s in stages],
+            # The heartbeat-with-lease stage expects kwok to keep node Leases; without them the
+            # node lifecycle controller marks every node (and pod) NotReady after ~50 s.
+            "--node-lease-duration-seconds=40",
         ])
         self._create_nodes_and_crds(kubeconfig)
-        self._wait("Prometheus /-/ready", lambda: _http_ok(self.state.prometheus_url + "/-/ready"), 30, prom)  # type: ignore[union-attr]
-        self._wait("Alertmanager /-/ready", lambda: _http_ok(self.state.alertmanager_url + "/-/ready"), 30, am)  # type: ignore[union-attr]
+        st = self.state
+        self._wait("Prometheus /-/ready", lambda: _http_ok(st.prometheus_url + "/-/ready"), 30, prom)
+        self._wait("Alertmanager /-/ready", lambda: _http_ok(st.alertmanager_url + "/-/ready"), 30, am)
         self._wait_for_ready_node_and_sa(kcm, sched, kwok)
 
     def _kubectl_like(self) -> Kube:
@@ -429,7 +433,8 @@ def _kubeconfig(url: str, token: str) -> dict[str, Any]:
         # The apiserver self-signs its serving cert; the test bed is loopback only.
         "clusters": [{"name": "testbed", "cluster": {"server": url, "insecure-skip-tls-verify": True}}],
         "users": [{"name": "admin", "user": {"token": token}}],
-        "contexts": [{"name": "testbed", "context": {"cluster": "testbed", "user": "admin", "namespace": "default"}}],
+        "contexts": [{"name": "testbed",
+                      "context": {"cluster": "testbed", "user": "admin", "namespace": "default"}}],
     }
 
 
@@ -517,8 +522,8 @@ def leftover_processes(root: Path = RUN_ROOT) -> list[str]:
     """Processes whose argv or cwd lies under the run root: should be none after a run."""
     found = []
     for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and int(entry.name) != os.getpid() and _is_ours(int(entry.name), str(root)):
-            if _alive(int(entry.name)):
+        if entry.name.isdigit() and int(entry.name) != os.getpid() \
+                and _is_ours(int(entry.name), str(root)) and _alive(int(entry.name)):
                 cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
                 found.append(f"{entry.name}: {cmd[:160]}")
     return found

@@ -443,8 +443,10 @@ def _canary(d: Decision, spec: RolloutSpec, rss: dict[str, ReplicaSetObs], h: st
             pc = next((p for p in st.pause_conditions if p.get("reason") == Reason.CANARY_PAUSE), None)
             start = parse_time(pc.get("startTime")) if pc else None
             if start is None:
-                start = now
-                st.pause_conditions = [{"reason": Reason.CANARY_PAUSE, "startTime": fmt_time(now)}]
+                # Stored with 1 s precision: round up, so a restart never shortens the pause.
+                start = now if not now.microsecond else \
+                    (now + timedelta(seconds=1)).replace(microsecond=0)
+                st.pause_conditions = [{"reason": Reason.CANARY_PAUSE, "startTime": fmt_time(start)}]
                 d.normal(Reason.PAUSED, f"paused at step {idx}: {step.describe()}")
             if math.isinf(step.pause_seconds):
                 paused_msg = f"paused at step {idx}/{n}: waiting for promote"

@@ -24,11 +24,13 @@ class ActionRejected(Exception):
 
 async def request_action(kube: Kube, namespace: str, name: str, action: str, user: str,
                          full: bool = False, attempts: int = 5) -> Action:
-    act = new_action(action, user, datetime.now(UTC), full)
     for _ in range(attempts):
         obj: JSON = await kube.get(ROLLOUTS.path(namespace, name))
         spec, _errors = parse_spec(obj.get("spec"))
         status = RolloutStatus.from_dict(obj.get("status"))
+        # Bound to the revision the user saw: a promote can never skip a step of a newer canary.
+        act = new_action(action, user, datetime.now(UTC), full,
+                         pod_hash=status.current_pod_hash or "")
         why = check_action(spec, status, act)
         if why is not None:
             raise ActionRejected(why)

@@ -100,7 +100,7 @@ async def controller_kubeconfig(testbed: TestBed, rkube: Kube, installed: None) 
         "/api/v1/namespaces/rollouts-system/serviceaccounts/rollouts-controller/token",
         {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
          "spec": {"expirationSeconds": 86400}})
-    cfg = yaml.safe_load(Path(testbed.kubeconfig).read_text())
+    cfg = yaml.safe_load(Path(testbed.kubeconfig).read_text())  # noqa: ASYNC240
     cfg["users"] = [{"name": "admin", "user": {"token": tr["status"]["token"]}}]
     path = Path(testbed.workdir) / "controller.kubeconfig"
     path.write_text(yaml.safe_dump(cfg))

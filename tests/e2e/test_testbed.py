@@ -56,7 +56,8 @@ async def test_deployment_pods_become_ready_on_kwok_nodes_and_scale_down(
     pods = await core.list_namespaced_pod(namespace, label_selector="app=web")
     assert all(p.spec.node_name and p.spec.node_name.startswith("kwok-node-") for p in pods.items)
 
-    await apps.patch_namespaced_deployment_scale(namespace=namespace, name="web", body={"spec": {"replicas": 1}})
+    await apps.patch_namespaced_deployment_scale(namespace=namespace, name="web",
+                                                 body={"spec": {"replicas": 1}})
     await _eventually(lambda: _total_pods_is(core, namespace, 1), 60, "1 pod left")
     assert await _ready_pods(core, namespace, "app=web") == 1
 
