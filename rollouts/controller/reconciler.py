@@ -28,6 +28,7 @@ from rollouts.api.status import RolloutStatus
 from rollouts.controller.decide import (
     CreateReplicaSet,
     DeleteReplicaSet,
+    Event,
     Observations,
     ReplicaSetObs,
     RolloutInput,
@@ -75,9 +76,16 @@ def rs_observation(rs: JSON) -> ReplicaSetObs:
     )
 
 
+# Called after each reconcile whose status write succeeded: (rollout as read, new status,
+# events of this decision). Listeners must not block: they enqueue work of their own.
+DecisionListener = Callable[[JSON, RolloutStatus, list[Event]], None]
+
+
 class Reconciler:
     def __init__(self, kube: Kube, rollouts: Informer, replicasets: Informer,
-                 recorder: EventRecorder, clock: Callable[[], datetime] | None = None) -> None:
+                 recorder: EventRecorder, clock: Callable[[], datetime] | None = None,
+                 listeners: list[DecisionListener] | None = None) -> None:
+        self.listeners = listeners or []
         self.kube = kube
         self.rollouts = rollouts
         self.replicasets = replicasets
@@ -147,6 +155,11 @@ class Reconciler:
         for ev in decision.events:
             log.info("%s: %s %s: %s", key, ev.type, ev.reason, ev.message)
             await self.recorder.emit(obj, ev.type, ev.reason, ev.message)
+        for listener in self.listeners:
+            try:
+                listener(obj, decision.status, decision.events)
+            except Exception:  # observability must never fail a reconcile
+                log.exception("decision listener failed for %s", key)
         return decision.requeue_after
 
     async def _template(self, ns: str, spec: RolloutSpec, errors: list[str]) -> JSON | None:
