@@ -1,20 +1,36 @@
-"""The `rollouts` command (also `kubectl rollouts`). Imports stay lazy: no scipy or
-controller modules are loaded until a command needs them."""
+"""The `rollouts` command (also `kubectl rollouts`). Imports stay lazy: no scipy, numpy,
+Kubernetes client or controller modules are loaded until a command needs them."""
 
 from __future__ import annotations
 
 import typer
 
+from rollouts.cli import cmd_actions, cmd_lint, cmd_read, cmd_spec
+
 app = typer.Typer(help="Progressive delivery for Kubernetes: canary rollouts over Istio.",
-                  no_args_is_help=True)
+                  no_args_is_help=True, pretty_exceptions_enable=False)
 
 
 @app.callback()
 def main() -> None:
-    """Progressive delivery for Kubernetes: canary rollouts over Istio."""
+    """Progressive delivery for Kubernetes: canary rollouts over Istio.
+
+    Exit codes: 0 ok; 1 failed (status: Degraded; lint: errors); 2 usage; 3 timed out;
+    4 not found, forbidden or API unreachable; 5 action rejected (does not apply now).
+    """
 
 
-@app.command()
+app.add_typer(cmd_read.list_app, name="list", rich_help_panel="Observe")
+app.add_typer(cmd_read.get_app, name="get", rich_help_panel="Observe")
+app.command("status", rich_help_panel="Observe")(cmd_read.status)
+cmd_actions.register(app)
+app.command("undo", rich_help_panel="Change the spec")(cmd_spec.undo)
+app.command("restart", rich_help_panel="Change the spec")(cmd_spec.restart)
+app.add_typer(cmd_spec.set_app, name="set", rich_help_panel="Change the spec")
+app.command("lint", rich_help_panel="Offline")(cmd_lint.lint)
+
+
+@app.command(rich_help_panel="Run")
 def controller(
     kubeconfig: str = typer.Option(None, help="kubeconfig file (default: in-cluster or $KUBECONFIG)"),
     context: str = typer.Option(None, help="kubeconfig context"),
@@ -23,16 +39,22 @@ def controller(
     leader_elect: bool = typer.Option(False, help="run for leadership on a Lease before acting"),
     lease_namespace: str = typer.Option("default", help="namespace of the leader-election Lease"),
     lease_name: str = typer.Option("rollouts-controller", help="name of the Lease"),
-    listen: str = typer.Option("127.0.0.1:8080", help="address of /healthz, /readyz (and the API)"),
+    listen: str = typer.Option("127.0.0.1:8080", help="address of /healthz, /readyz and the HTTP API"),
     resync_seconds: float = typer.Option(30.0, help="re-check every rollout this often"),
+    tls_cert_file: str = typer.Option(None, help="serve HTTPS with this certificate (PEM), "
+                                                 "e.g. tls.crt of a mounted kubernetes.io/tls Secret"),
+    tls_key_file: str = typer.Option(None, help="the certificate's private key (PEM), e.g. tls.key"),
 ) -> None:
-    """Run the controller."""
+    """Run the controller (and its HTTP API)."""
     from rollouts.controller.manager import ControllerOptions, run_controller
 
+    if (tls_cert_file is None) != (tls_key_file is None):
+        raise typer.BadParameter("--tls-cert-file and --tls-key-file go together")
     raise typer.Exit(run_controller(ControllerOptions(
         kubeconfig=kubeconfig, context=context, namespace=namespace, workers=workers,
         leader_elect=leader_elect, lease_namespace=lease_namespace, lease_name=lease_name,
-        listen=listen, resync_seconds=resync_seconds)))
+        listen=listen, resync_seconds=resync_seconds, tls_cert_file=tls_cert_file,
+        tls_key_file=tls_key_file)))
 
 
 if __name__ == "__main__":

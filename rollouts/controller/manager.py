@@ -36,6 +36,8 @@ class ControllerOptions:
     lease_name: str = "rollouts-controller"
     listen: str = "127.0.0.1:8080"
     resync_seconds: float = 30.0
+    tls_cert_file: str | None = None  # serve HTTPS (e.g. from a mounted kubernetes.io/tls Secret)
+    tls_key_file: str | None = None
 
 
 class _QuietServer(uvicorn.Server):
@@ -89,8 +91,12 @@ class Controller:
             for obj in informer.values():
                 self.queue.add(key_of(obj))
 
-    def http_app(self) -> FastAPI:
-        app = FastAPI(title="rollouts controller", docs_url=None, redoc_url=None)
+    def http_app(self, kube: Kube | None = None) -> FastAPI:
+        app = FastAPI(title="rollouts controller", docs_url="/docs", redoc_url=None)
+        if kube is not None:  # the manual-judgement API (rollouts.server)
+            from rollouts.server.api import install
+
+            install(app, kube, namespace=self.opts.namespace)
 
         @app.get("/healthz", response_class=PlainTextResponse)
         async def healthz() -> str:
@@ -111,8 +117,10 @@ class Controller:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         host, _, port = self.opts.listen.rpartition(":")
-        server = _QuietServer(uvicorn.Config(self.http_app(), host=host or "127.0.0.1",
-                                             port=int(port), log_level="warning", lifespan="off"))
+        server = _QuietServer(uvicorn.Config(self.http_app(kube), host=host or "127.0.0.1",
+                                             port=int(port), log_level="warning", lifespan="off",
+                                             ssl_certfile=self.opts.tls_cert_file,
+                                             ssl_keyfile=self.opts.tls_key_file))
         tasks: list[asyncio.Task[object]] = [asyncio.create_task(server.serve())]
         elector = None
         exit_code = 0

@@ -1,0 +1,102 @@
+"""What a person or a tool sees of a Rollout: one plain dict shared by the CLI and the HTTP API.
+
+Pure: built from the raw object only, so ``rollouts get -o json`` and
+``GET /api/v1/namespaces/{ns}/rollouts/{name}`` always say the same thing.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Final
+
+from rollouts.api.constants import Phase
+from rollouts.api.spec import parse_spec
+from rollouts.api.status import RolloutStatus
+
+HEALTHY: Final = Phase.HEALTHY
+DEGRADED: Final = Phase.DEGRADED
+
+
+def _containers(raw_spec: Any) -> list[dict[str, str]]:
+    try:
+        cs = raw_spec["template"]["spec"]["containers"]
+    except (KeyError, TypeError):
+        return []
+    if not isinstance(cs, list):
+        return []
+    return [{"name": str(c.get("name", "")), "image": str(c.get("image", ""))}
+            for c in cs if isinstance(c, dict)]
+
+
+def up_to_date(obj: dict[str, Any]) -> bool:
+    """The status describes the current spec (a stale Healthy must not end a wait)."""
+    md = obj.get("metadata") or {}
+    st = obj.get("status") or {}
+    gen = md.get("generation")
+    return gen is None or st.get("observedGeneration") == gen
+
+
+def settled_phase(obj: dict[str, Any]) -> str | None:
+    """Healthy or Degraded once the controller has observed the current spec, else None."""
+    phase = (obj.get("status") or {}).get("phase")
+    if up_to_date(obj) and phase in (HEALTHY, DEGRADED):
+        return str(phase)
+    return None
+
+
+def summarize(obj: dict[str, Any]) -> dict[str, Any]:
+    md = obj.get("metadata") or {}
+    raw_spec = obj.get("spec") if isinstance(obj.get("spec"), dict) else {}
+    spec, errors = parse_spec(raw_spec)
+    st = RolloutStatus.from_dict(obj.get("status"))
+    steps = spec.canary.steps if spec is not None else ()
+    idx = st.current_step_index
+    canary_active = bool(st.current_pod_hash and st.stable_rs and st.current_pod_hash != st.stable_rs)
+    step_rows = []
+    for s in steps:
+        kind = "setWeight" if s.set_weight is not None else "pause" if s.is_pause else "analysis"
+        state = ("done" if idx is not None and s.index < idx else
+                 "current" if idx == s.index and canary_active else "pending")
+        row: dict[str, Any] = {"index": s.index, "kind": kind, "description": s.describe(),
+                               "state": state}
+        if s.set_weight is not None:
+            row["weight"] = s.set_weight
+        if s.pause_seconds is not None and not math.isinf(s.pause_seconds):
+            row["pauseSeconds"] = s.pause_seconds
+        step_rows.append(row)
+    return {
+        "namespace": str(md.get("namespace") or ""),
+        "name": str(md.get("name") or ""),
+        "createdAt": md.get("creationTimestamp"),
+        "generation": md.get("generation"),
+        "observedGeneration": st.observed_generation,
+        "upToDate": up_to_date(obj),
+        "phase": st.phase or "Unknown",
+        "message": st.message,
+        "aborted": st.abort,
+        "pausedBy": (st.user_pause or {}).get("user") if st.user_pause else None,
+        "specPaused": bool(spec.paused) if spec is not None else False,
+        "currentStepIndex": idx,
+        "totalSteps": len(steps),
+        "steps": step_rows,
+        "weights": {"canary": st.canary_weight, "stable": 100 - st.canary_weight},
+        "revisions": {"canary": st.current_pod_hash, "stable": st.stable_rs},
+        "replicas": {"desired": spec.replicas if spec is not None else None,
+                     "current": st.replicas, "updated": st.updated_replicas,
+                     "ready": st.ready_replicas, "available": st.available_replicas},
+        "containers": _containers(raw_spec),
+        # Keys the analysis layer writes under status.canary (shown as they are).
+        "analysis": st.canary_extra or None,
+        "pendingAction": st.pending_action,
+        "lastAction": st.last_action,
+        "conditions": st.conditions,
+        "specErrors": errors,
+    }
+
+
+def list_row(obj: dict[str, Any]) -> dict[str, Any]:
+    """The short form of ``summarize`` for lists."""
+    s = summarize(obj)
+    return {k: s[k] for k in ("namespace", "name", "phase", "message", "currentStepIndex",
+                              "totalSteps", "weights", "replicas", "upToDate", "aborted",
+                              "createdAt")}

@@ -1,0 +1,188 @@
+"""Pure formatting of rollouts for people: rich tables, no I/O (unit-tested).
+
+Colour appears only when the console is a terminal; rich decides that from the stream.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from rich.console import Console, Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+HASH_LABEL = "rollouts-pod-template-hash"
+REVISION_ANNOTATION = "rollouts.dev/revision"
+
+PHASE_STYLE = {"Healthy": "green", "Degraded": "red", "Paused": "yellow", "Progressing": "cyan"}
+STEP_MARK = {"done": "✓", "current": "▶", "pending": "·"}
+
+
+def age(ts: Any, now: datetime | None = None) -> str:
+    if not isinstance(ts, str):
+        return "-"
+    try:
+        t = datetime.fromisoformat(ts.replace("Z", "+00:00"))
+    except ValueError:
+        return "-"
+    secs = int(((now or datetime.now(UTC)) - t).total_seconds())
+    if secs < 0:
+        return "0s"
+    for unit, n in (("d", 86400), ("h", 3600), ("m", 60)):
+        if secs >= n:
+            return f"{secs // n}{unit}"
+    return f"{secs}s"
+
+
+def step_text(s: dict[str, Any]) -> str:
+    idx, total = s.get("currentStepIndex"), s.get("totalSteps", 0)
+    return "-" if idx is None else f"{idx}/{total}"
+
+
+def phase_text(phase: str) -> Text:
+    return Text(phase, style=PHASE_STYLE.get(phase, ""))
+
+
+def list_table(rows: list[dict[str, Any]], all_namespaces: bool, now: datetime | None = None) -> Table:
+    t = Table(box=None, pad_edge=False, show_edge=False, header_style="bold")
+    cols = (["NAMESPACE"] if all_namespaces else []) + [
+        "NAME", "PHASE", "STEP", "CANARY WEIGHT", "READY", "AGE", "MESSAGE"]
+    for c in cols:
+        t.add_column(c, overflow="fold" if c == "MESSAGE" else "ellipsis")
+    for r in rows:
+        rep = r["replicas"]
+        desired = rep.get("desired")
+        cells: list[str | Text] = [r["namespace"]] if all_namespaces else []
+        cells += [r["name"], phase_text(r["phase"]), step_text(r), f"{r['weights']['canary']}%",
+                  f"{rep.get('ready', 0)}/{desired if desired is not None else '?'}",
+                  age(r.get("createdAt"), now), r.get("message") or ""]
+        t.add_row(*cells)
+    return t
+
+
+def replica_set_rows(summary: dict[str, Any], rss: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rollout's ReplicaSets, newest revision first, with their role."""
+    canary, stable = summary["revisions"]["canary"], summary["revisions"]["stable"]
+    rows = []
+    for rs in rss:
+        md, spec, st = rs.get("metadata") or {}, rs.get("spec") or {}, rs.get("status") or {}
+        h = (md.get("labels") or {}).get(HASH_LABEL, "")
+        try:
+            rev = int((md.get("annotations") or {}).get(REVISION_ANNOTATION, "0"))
+        except ValueError:
+            rev = 0
+        role = "stable" if h == stable else "canary" if h == canary else "old"
+        images = [str(c.get("image", "")) for c in
+                  ((spec.get("template") or {}).get("spec") or {}).get("containers") or []]
+        rows.append({"name": md.get("name", ""), "hash": h, "revision": rev, "role": role,
+                     "desired": int(spec.get("replicas") or 0),
+                     "ready": int(st.get("readyReplicas") or 0),
+                     "available": int(st.get("availableReplicas") or 0), "images": images})
+    return sorted(rows, key=lambda r: -r["revision"])
+
+
+def event_rows(events: list[dict[str, Any]], limit: int = 5) -> list[dict[str, Any]]:
+    def when(e: dict[str, Any]) -> str:
+        return str(e.get("lastTimestamp") or e.get("eventTime") or e.get("firstTimestamp") or "")
+    out = [{"time": when(e), "type": e.get("type", ""), "reason": e.get("reason", ""),
+            "message": e.get("message", ""), "count": e.get("count", 1)}
+           for e in sorted(events, key=when)]
+    return out[-limit:]
+
+
+def _action_line(a: dict[str, Any] | None, pending: bool) -> str:
+    if not a:
+        return "-"
+    what = a.get("action", "?") + (" --full" if a.get("full") else "")
+    if pending:
+        return f"{what} by {a.get('user', '?')} (waiting for the controller)"
+    msg = f": {a['message']}" if a.get("message") else ""
+    return f"{what} by {a.get('user', '?')} -> {a.get('result', '?')}{msg}"
+
+
+def detail(summary: dict[str, Any], rss: list[dict[str, Any]], events: list[dict[str, Any]],
+           now: datetime | None = None) -> RenderableType:
+    s = summary
+    head = Table.grid(padding=(0, 2))
+    head.add_column(style="bold")
+    head.add_column()
+    head.add_row("Name:", s["name"])
+    head.add_row("Namespace:", s["namespace"])
+    status = phase_text(s["phase"])
+    if not s["upToDate"]:
+        status.append(" (spec change not yet observed)", style="dim")
+    if s["aborted"]:
+        status.append(" aborted", style="red")
+    if s.get("pausedBy"):
+        status.append(f" paused by {s['pausedBy']}", style="yellow")
+    head.add_row("Status:", status)
+    if s["message"]:
+        head.add_row("Message:", s["message"])
+    head.add_row("Step:", step_text(s))
+    head.add_row("Weights:", f"canary {s['weights']['canary']}%  stable {s['weights']['stable']}%")
+    rev = s["revisions"]
+    head.add_row("Revisions:", f"canary {rev['canary'] or '-'}  stable {rev['stable'] or '-'}")
+    for c in s["containers"]:
+        head.add_row("Image:", f"{c['name']}={c['image']}")
+    rep = s["replicas"]
+    head.add_row("Replicas:", f"desired {rep['desired'] if rep['desired'] is not None else '?'}  "
+                              f"current {rep['current']}  updated {rep['updated']}  "
+                              f"ready {rep['ready']}  available {rep['available']}")
+    if s.get("pendingAction"):
+        head.add_row("Pending:", _action_line(s["pendingAction"], True))
+    if s.get("lastAction"):
+        head.add_row("Last action:", _action_line(s["lastAction"], False))
+    for err in s.get("specErrors") or []:
+        head.add_row(Text("Spec error:", style="red"), err)
+    parts: list[RenderableType] = [head]
+
+    if s["steps"]:
+        steps = Table(title="Steps", title_justify="left", box=None, header_style="bold")
+        for c in ("", "#", "STEP"):
+            steps.add_column(c)
+        for st in s["steps"]:
+            style = "bold" if st["state"] == "current" else "dim" if st["state"] == "done" else ""
+            steps.add_row(STEP_MARK[st["state"]], str(st["index"]), st["description"], style=style)
+        parts.append(steps)
+
+    rows = replica_set_rows(s, rss)
+    if rows:
+        rt = Table(title="ReplicaSets", title_justify="left", box=None, header_style="bold")
+        for c in ("ROLE", "REVISION", "NAME", "DESIRED", "READY", "AVAILABLE", "IMAGES"):
+            rt.add_column(c)
+        for r in rows:
+            rt.add_row(r["role"], str(r["revision"]), r["name"], str(r["desired"]), str(r["ready"]),
+                       str(r["available"]), ", ".join(r["images"]),
+                       style="dim" if r["role"] == "old" else "")
+        parts.append(rt)
+
+    if s.get("analysis"):
+        at = Table(title="Analysis", title_justify="left", box=None, header_style="bold")
+        at.add_column("KEY")
+        at.add_column("VALUE", overflow="fold")
+        for k, v in s["analysis"].items():
+            at.add_row(str(k), v if isinstance(v, str) else json.dumps(v, sort_keys=True))
+        parts.append(at)
+
+    evs = event_rows(events)
+    if evs:
+        et = Table(title="Events", title_justify="left", box=None, header_style="bold")
+        for c in ("AGE", "TYPE", "REASON", "MESSAGE"):
+            et.add_column(c, overflow="fold" if c == "MESSAGE" else "ellipsis")
+        for e in evs:
+            et.add_row(age(e["time"], now), e["type"], e["reason"],
+                       e["message"] + (f" (x{e['count']})" if (e["count"] or 1) > 1 else ""),
+                       style="red" if e["type"] == "Warning" else "")
+        parts.append(et)
+    return Group(*parts)
+
+
+def to_text(renderable: RenderableType, width: int = 120) -> str:
+    """Plain text of a renderable (for non-TTY output and tests)."""
+    console = Console(width=width, record=True, color_system=None, force_terminal=False,
+                      file=io.StringIO())
+    console.print(renderable)
+    return console.export_text()
