@@ -214,9 +214,14 @@ class SequentialJudge:
         else:
             rng = _range_text(s.ci_low, s.ci_high)
             dec = Decision.ROLLBACK if s.e_value >= thr else Decision.CONTINUE
+            margin = (
+                f"; null: within the spread of {p.stable_pods} stable pods"
+                if isinstance(p, PodAdaptiveEProcess)
+                else ""
+            )
             text = (
                 f"canary error rate is {rng} stable ({1 - self.config.alpha_cs:.0%} anytime-valid,"
-                f" {s.y_c}/{s.n_c} vs {s.y_b}/{s.n_b}), e-value {s.e_value:.3g} "
+                f" {s.y_c}/{s.n_c} vs {s.y_b}/{s.n_b}{margin}), e-value {s.e_value:.3g} "
                 + (f">= {thr:g}: roll back" if dec is Decision.ROLLBACK else f"< {thr:g}: continue")
             )
         phase = Phase.FAILED if dec is Decision.ROLLBACK else Phase.SUCCESSFUL
