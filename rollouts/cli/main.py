@@ -8,7 +8,10 @@ import typer
 from rollouts.cli import cmd_actions, cmd_lint, cmd_read, cmd_spec
 
 app = typer.Typer(help="Progressive delivery for Kubernetes: canary rollouts over Istio.",
-                  no_args_is_help=True, pretty_exceptions_enable=False)
+                  no_args_is_help=True, pretty_exceptions_enable=False,
+                  epilog="Exit codes: 0 ok; 1 failed (status: Degraded; lint: errors); 2 usage; "
+                         "3 timed out; 4 not found, forbidden or API unreachable; "
+                         "5 action rejected (does not apply now). See docs/cli.md.")
 
 
 @app.callback()
@@ -28,6 +31,18 @@ app.command("undo", rich_help_panel="Change the spec")(cmd_spec.undo)
 app.command("restart", rich_help_panel="Change the spec")(cmd_spec.restart)
 app.add_typer(cmd_spec.set_app, name="set", rich_help_panel="Change the spec")
 app.command("lint", rich_help_panel="Offline")(cmd_lint.lint)
+
+
+@app.command(rich_help_panel="Offline")
+def version() -> None:
+    """Print the version of this command (and plugin)."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as pkg_version
+
+    try:
+        print(f"rollouts {pkg_version('rollouts')}")
+    except PackageNotFoundError:
+        print("rollouts (not installed)")
 
 
 @app.command(rich_help_panel="Run")

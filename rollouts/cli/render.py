@@ -87,9 +87,13 @@ def replica_set_rows(summary: dict[str, Any], rss: list[dict[str, Any]]) -> list
 def event_rows(events: list[dict[str, Any]], limit: int = 5) -> list[dict[str, Any]]:
     def when(e: dict[str, Any]) -> str:
         return str(e.get("lastTimestamp") or e.get("eventTime") or e.get("firstTimestamp") or "")
+    def order(e: dict[str, Any]) -> tuple[str, int]:
+        rv = str((e.get("metadata") or {}).get("resourceVersion") or "0")
+        # timestamps have 1 s precision: the resourceVersion orders events of one second
+        return when(e), int(rv) if rv.isdigit() else 0
     out = [{"time": when(e), "type": e.get("type", ""), "reason": e.get("reason", ""),
             "message": e.get("message", ""), "count": e.get("count", 1)}
-           for e in sorted(events, key=when)]
+           for e in sorted(events, key=order)]
     return out[-limit:]
 
 

@@ -1,0 +1,227 @@
+"""The `rollouts` CLI end to end, with the test bed's admin kubeconfig (a real user)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import pty
+import re
+import subprocess
+import sys
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+from rollouts.kube.client import Kube
+from testbed.cluster import TestBed
+from tests.e2e.judgekit import at_step, cli, deploy
+from tests.e2e.kit import (
+    EVENTS,
+    REPO,
+    ControllerProcess,
+    canary_weight,
+    eventually,
+    get_rollout,
+    phase_is,
+)
+
+
+async def test_promote_full_abort_retry_and_status_exit_codes(
+        rkube: Kube, namespace: str, testbed: TestBed,
+        start_controller: Callable[..., ControllerProcess]) -> None:
+    ns, kc = namespace, testbed.kubeconfig
+    start_controller()
+    first = await deploy(rkube, ns)
+    assert (r := await cli("status", "demo", "--timeout=30", kubeconfig=kc, namespace=ns)).code == 0, r
+    assert r.out.startswith("Healthy")
+
+    r = await cli("set", "image", "demo", "app=demo:2", kubeconfig=kc, namespace=ns)
+    assert r.code == 0, r
+    await eventually(lambda: at_step(rkube, ns, 1), 60, "paused at step 1 (pause: {})")
+    assert await canary_weight(rkube, ns) == 20
+    # paused forever: status times out with its own code
+    r = await cli("status", "demo", "--timeout=2s", kubeconfig=kc, namespace=ns)
+    assert r.code == 3, r
+    assert "timed out" in r.err
+
+    r = await cli("promote", "demo", kubeconfig=kc, namespace=ns)
+    assert r.code == 0, r
+    assert "promoted" in r.out
+    await eventually(lambda: at_step(rkube, ns, 3), 60, "paused at step 3 after promote")
+    assert await canary_weight(rkube, ns) == 50
+    st = (await get_rollout(rkube, ns))["status"]
+    user = st["lastAction"]["user"]
+    assert user and user != "unknown" and st["lastAction"]["result"] == "Applied"
+    events = await rkube.get_list(EVENTS.path(ns), fieldSelector="involvedObject.name=demo")
+    assert any(e["reason"] == "RolloutPromoted" and user in e["message"] for e in events["items"])
+
+    # --full skips the remaining steps (setWeight 80 is never set)
+    r = await cli("promote", "demo", "--full", "-o", "json", kubeconfig=kc, namespace=ns)
+    assert r.code == 0, r
+    assert '"result": "Applied"' in r.out and '"full": true' in r.out
+    ro = await eventually(lambda: phase_is(rkube, ns, "Healthy"), 60, "Healthy after --full")
+    assert ro["status"]["stableRS"] != first["status"]["stableRS"]
+    assert await canary_weight(rkube, ns) == 0
+    # nothing to promote on a Healthy rollout: rejected, nothing changes
+    r = await cli("promote", "demo", kubeconfig=kc, namespace=ns)
+    assert r.code == 5 and "no canary is in progress" in r.err, r
+    assert "pendingAction" not in (await get_rollout(rkube, ns))["status"]
+
+    # abort returns traffic to stable; status reports Degraded with exit 1
+    await cli("set", "image", "demo", "app=demo:3", kubeconfig=kc, namespace=ns)
+    await eventually(lambda: at_step(rkube, ns, 1), 60, "paused at step 1 again")
+    r = await cli("abort", "demo", kubeconfig=kc, namespace=ns)
+    assert r.code == 0, r
+    await eventually(lambda: _weight_is(rkube, ns, 0), 15, "weight 0 after abort")
+    r = await cli("status", "demo", "--timeout=30", kubeconfig=kc, namespace=ns)
+    assert r.code == 1 and r.out.startswith("Degraded"), r
+    r = await cli("promote", "demo", kubeconfig=kc, namespace=ns)
+    assert r.code == 5 and "retry it first" in r.err, r
+
+    r = await cli("retry", "demo", kubeconfig=kc, namespace=ns)
+    assert r.code == 0, r
+    await eventually(lambda: at_step(rkube, ns, 1), 60, "steps restarted by retry")
+    r = await cli("promote", "demo", "--full", kubeconfig=kc, namespace=ns)
+    assert r.code == 0, r
+    r = await cli("status", "demo", "--timeout=60", kubeconfig=kc, namespace=ns)
+    assert r.code == 0 and r.out.startswith("Healthy"), r
+
+    r = await cli("status", "nope", "--timeout=5", kubeconfig=kc, namespace=ns)
+    assert r.code == 4 and "not found" in r.err, r
+
+
+async def _weight_is(rkube: Kube, ns: str, w: int) -> bool:
+    return await canary_weight(rkube, ns) == w
+
+
+async def test_pause_resume_undo_restart_list_and_get(
+        rkube: Kube, namespace: str, testbed: TestBed,
+        start_controller: Callable[..., ControllerProcess]) -> None:
+    ns, kc = namespace, testbed.kubeconfig
+    start_controller()
+    await deploy(rkube, ns, [{"setWeight": 20}, {"pause": {"duration": "2s"}}, {"setWeight": 60},
+                             {"pause": {}}])
+    await cli("set", "image", "demo", "app=demo:2", kubeconfig=kc, namespace=ns)
+    await eventually(lambda: _step_is(rkube, ns, 1), 30, "in the timed pause")
+    r = await cli("pause", "demo", kubeconfig=kc, namespace=ns)
+    assert r.code == 0, r
+    await asyncio.sleep(4)  # the 2 s pause would have ended: the user's pause holds it
+    assert await canary_weight(rkube, ns) == 20
+    r = await cli("resume", "demo", kubeconfig=kc, namespace=ns)
+    assert r.code == 0, r
+    await eventually(lambda: at_step(rkube, ns, 3), 30, "at the indefinite pause")
+
+    r = await cli("list", "rollouts", kubeconfig=kc, namespace=ns)
+    assert r.code == 0 and re.search(r"demo\s+Paused\s+3/4\s+60%", r.out), r
+    r = await cli("list", "rollouts", "-A", "-o", "yaml", kubeconfig=kc)
+    assert r.code == 0 and f"namespace: {ns}" in r.out, r
+    r = await cli("get", "rollout", "demo", kubeconfig=kc, namespace=ns)
+    assert r.code == 0, r
+    assert re.search(r"▶\s+3\s+pause \(until promoted\)", r.out) and "canary 60%" in r.out, r.out
+    assert "\x1b[" not in r.out  # no colour on a pipe
+    r = await cli("get", "rollout", "demo", "-o", "json", kubeconfig=kc, namespace=ns)
+    assert '"replicaSets"' in r.out and '"events"' in r.out
+
+    # undo (default: the previous revision) copies its template back into spec
+    r = await cli("undo", "demo", kubeconfig=kc, namespace=ns)
+    assert r.code == 0 and "revision 1" in r.out, r
+    ro = await get_rollout(rkube, ns)
+    assert ro["spec"]["template"]["spec"]["containers"][0]["image"] == "demo:1"
+    assert "rollouts-pod-template-hash" not in ro["spec"]["template"]["metadata"]["labels"]
+    r = await cli("undo", "demo", "--to-revision=42", kubeconfig=kc, namespace=ns)
+    assert r.code == 1 and "no revision 42" in r.err, r
+
+    r = await cli("restart", "demo", kubeconfig=kc, namespace=ns)
+    assert r.code == 0 and "does not act on restartAt yet" in r.out, r
+    assert (await get_rollout(rkube, ns))["spec"]["restartAt"]
+    r = await cli("set", "image", "demo", "nope=x:1", kubeconfig=kc, namespace=ns)
+    assert r.code == 1 and "no container named nope" in r.err, r
+
+
+async def _step_is(rkube: Kube, ns: str, idx: int) -> bool:
+    return ((await get_rollout(rkube, ns)).get("status") or {}).get("currentStepIndex") == idx
+
+
+async def test_get_watch_shows_progress_on_a_pipe_and_live_on_a_tty(
+        rkube: Kube, namespace: str, testbed: TestBed,
+        start_controller: Callable[..., ControllerProcess]) -> None:
+    ns, kc = namespace, testbed.kubeconfig
+    start_controller()
+    await deploy(rkube, ns)
+    argv = [sys.executable, "-m", "rollouts.cli.main", "get", "rollout", "demo", "--watch",
+            "--timeout=120", f"--kubeconfig={kc}", f"--namespace={ns}", "--interval=0.3"]
+    out_path = Path(testbed.workdir) / f"watch-{ns}.txt"
+    with open(out_path, "wb") as out:  # noqa: ASYNC230 - a file for the child
+        watcher = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, cwd=REPO)
+    # and one under a pseudo-terminal: the live view
+    master, slave = pty.openpty()
+    live = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, cwd=REPO,
+                            env={**os.environ, "TERM": "xterm-256color", "COLUMNS": "120"})
+    os.close(slave)
+    tty_chunks: list[bytes] = []
+    reader = threading.Thread(target=_drain, args=(master, tty_chunks), daemon=True)
+    reader.start()  # a pty's buffer is small: an unread terminal would block the view
+    try:
+        await cli("set", "image", "demo", "app=demo:2", kubeconfig=kc, namespace=ns)
+        await eventually(lambda: at_step(rkube, ns, 1), 60, "paused at step 1")
+        await cli("promote", "demo", kubeconfig=kc, namespace=ns)
+        await eventually(lambda: at_step(rkube, ns, 3), 60, "paused at step 3")
+        await cli("promote", "demo", "--full", kubeconfig=kc, namespace=ns)
+        await eventually(lambda: phase_is(rkube, ns, "Healthy"), 60, "Healthy")
+        await asyncio.sleep(1.5)
+    finally:
+        for p in (watcher, live):
+            p.terminate()
+            p.wait(10)
+    text = out_path.read_text()
+    snapshots = text.split("--- demo at ")
+    assert len(snapshots) >= 4, text[-3000:]
+    assert "\x1b[" not in text  # a pipe gets plain text
+    for expected in (r"▶\s+1\s+pause \(until promoted\)", "canary 20%",
+                     r"▶\s+3\s+pause \(until promoted\)", "canary 50%", "Healthy", "RolloutPromoted"):
+        assert re.search(expected, text), expected
+    # the order a user sees: step 1, then step 3, then Healthy
+    assert text.index("canary 20%") < text.index("canary 50%") < text.rindex("Healthy")
+    reader.join(10)
+    tty = b"".join(tty_chunks).decode(errors="replace")
+    assert "\x1b[" in tty and "pause (until promoted)" in tty and "Healthy" in tty, tty[-2000:]
+
+
+def _drain(fd: int, into: list[bytes]) -> None:
+    while True:
+        try:
+            b = os.read(fd, 65536)
+        except OSError:  # EIO once the child has exited
+            break
+        if not b:
+            break
+        into.append(b)
+    os.close(fd)
+
+
+async def test_kubectl_plugin_entry_point(rkube: Kube, namespace: str, testbed: TestBed,
+                                          installed: None) -> None:
+    """`kubectl rollouts ...` runs the `kubectl-rollouts` executable found on PATH. There is
+    no kubectl binary here, so this runs that executable as kubectl would."""
+    exe = Path(sys.executable).parent / "kubectl-rollouts"
+    assert exe.exists()
+    r = await cli("list", "rollouts", kubeconfig=testbed.kubeconfig, namespace=namespace,
+                  exe=str(exe))
+    assert r.code == 0 and "No rollouts found" in r.err, r
+    r = await cli("status", "missing", "--timeout=1", kubeconfig=testbed.kubeconfig,
+                  namespace=namespace, exe=str(exe))
+    assert r.code == 4, r
+
+
+def test_lint_on_the_command_line(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text((REPO / "tests/unit/data/lint/bad-rollout.yaml").read_text())
+    r = subprocess.run([sys.executable, "-m", "rollouts.cli.main", "lint", str(bad)],
+                       capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert r.returncode == 1
+    assert re.search(rf"^{re.escape(str(bad))}:\d+: error: Rollout/demo: ", r.stdout, re.M), r.stdout
+    examples = sorted((REPO / "examples").rglob("*.yaml"))
+    if examples:
+        r = subprocess.run([sys.executable, "-m", "rollouts.cli.main", "lint", *map(str, examples)],
+                           capture_output=True, text=True, cwd=REPO, timeout=60)
+        assert r.returncode == 0, r.stdout + r.stderr
