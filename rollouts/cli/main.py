@@ -59,6 +59,16 @@ def controller(
     tls_cert_file: str = typer.Option(None, help="serve HTTPS with this certificate (PEM), "
                                                  "e.g. tls.crt of a mounted kubernetes.io/tls Secret"),
     tls_key_file: str = typer.Option(None, help="the certificate's private key (PEM), e.g. tls.key"),
+    alertmanager_url: list[str] = typer.Option(  # noqa: B008
+        [], "--alertmanager-url", help="Alertmanager base URL for rollout alerts (repeatable)"),
+    notifications_configmap: str = typer.Option(
+        "rollouts-notifications", help="ConfigMap of notification receivers and subscriptions "
+        "in the controller's namespace ('' for none)"),
+    controller_namespace: str = typer.Option(
+        None, help="the controller's own namespace (default: $POD_NAMESPACE or rollouts-system)"),
+    alert_resend_seconds: float = typer.Option(60.0, help="re-send active alerts this often"),
+    rollout_alertmanager_urls: bool = typer.Option(
+        True, help="honour the notifications.rollouts.dev/alertmanager-url annotation on Rollouts"),
 ) -> None:
     """Run the controller (and its HTTP API)."""
     from rollouts.controller.manager import ControllerOptions, run_controller
@@ -69,7 +79,10 @@ def controller(
         kubeconfig=kubeconfig, context=context, namespace=namespace, workers=workers,
         leader_elect=leader_elect, lease_namespace=lease_namespace, lease_name=lease_name,
         listen=listen, resync_seconds=resync_seconds, tls_cert_file=tls_cert_file,
-        tls_key_file=tls_key_file)))
+        tls_key_file=tls_key_file,
+        alertmanager_urls=tuple(alertmanager_url), notifications_configmap=notifications_configmap,
+        controller_namespace=controller_namespace, alert_resend_seconds=alert_resend_seconds,
+        rollout_alertmanager_urls=rollout_alertmanager_urls)))
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from fastapi.responses import PlainTextResponse
 
 from rollouts.api.constants import POD_TEMPLATE_HASH_LABEL
 from rollouts.controller.reconciler import ROLLOUTS, Reconciler
+from rollouts.controller.telemetry import Telemetry
 from rollouts.kube.client import JSON, REPLICASETS, Kube, make_api_client
 from rollouts.kube.events import EventRecorder
 from rollouts.kube.informer import Informer, key_of
@@ -36,6 +37,12 @@ class ControllerOptions:
     lease_name: str = "rollouts-controller"
     listen: str = "127.0.0.1:8080"
     resync_seconds: float = 30.0
+    # alerting and notifications (rollouts.controller.telemetry)
+    alertmanager_urls: tuple[str, ...] = ()
+    notifications_configmap: str = "rollouts-notifications"  # "": no notifications config
+    controller_namespace: str | None = None  # default: $POD_NAMESPACE or rollouts-system
+    alert_resend_seconds: float = 60.0
+    rollout_alertmanager_urls: bool = True  # honour the Rollout annotation
     tls_cert_file: str | None = None  # serve HTTPS (e.g. from a mounted kubernetes.io/tls Secret)
     tls_key_file: str | None = None
 
@@ -52,6 +59,7 @@ class Controller:
     def __init__(self, opts: ControllerOptions) -> None:
         self.opts = opts
         self.queue = WorkQueue()
+        self.telemetry = Telemetry(self.queue)
         self.ready = False
         self.reconciles_total = 0
         self.reconcile_errors_total = 0
@@ -67,17 +75,20 @@ class Controller:
 
     async def _worker(self, reconciler: Reconciler) -> None:
         while True:
-            key, _waited = await self.queue.get()
+            key, waited = await self.queue.get()
             started = time.monotonic()
+            self.telemetry.started(key, waited)
             try:
                 requeue = await reconciler.reconcile(key)
                 self.queue.forget(key)
+                self.telemetry.finished(key, requeue)
                 if requeue is not None:
                     self.queue.add_after(key, requeue)
             except asyncio.CancelledError:
                 raise
             except Exception as e:  # one bad object must never stop the others
                 self.reconcile_errors_total += 1
+                self.telemetry.finished(key, error=True)
                 log.warning("reconcile %s failed: %s: %s", key, type(e).__name__, e)
                 self.queue.add_rate_limited(key)
             finally:
@@ -97,6 +108,8 @@ class Controller:
             from rollouts.server.api import install
 
             install(app, kube, namespace=self.opts.namespace)
+
+        self.telemetry.install(app)  # GET /metrics
 
         @app.get("/healthz", response_class=PlainTextResponse)
         async def healthz() -> str:
@@ -145,7 +158,10 @@ class Controller:
             tasks += [asyncio.create_task(rollouts.run()), asyncio.create_task(replicasets.run())]
             await asyncio.wait_for(asyncio.gather(rollouts.synced.wait(), replicasets.synced.wait()),
                                    timeout=60)
-            reconciler = Reconciler(kube, rollouts, replicasets, EventRecorder(kube))
+            listeners, notifier = await self.telemetry.start(self.opts, kube, rollouts)
+            tasks.append(notifier)
+            reconciler = Reconciler(kube, rollouts, replicasets, EventRecorder(kube),
+                                    listeners=listeners)
             tasks += [asyncio.create_task(self._worker(reconciler)) for _ in range(self.opts.workers)]
             tasks.append(asyncio.create_task(self._resync(rollouts)))
             self.ready = True

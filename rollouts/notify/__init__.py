@@ -1,0 +1,5 @@
+"""Notifications and alerts from the controller's decisions: Alertmanager, webhook, Slack.
+
+Nothing here can block or fail a reconcile: the listener only computes what to send and
+puts it on bounded per-destination queues that background tasks deliver.
+"""

@@ -1,0 +1,1 @@
+"""What the controller exports: Prometheus metrics on /metrics (see docs/metrics.md)."""
