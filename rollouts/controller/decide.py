@@ -44,11 +44,21 @@ class ReplicaSetObs:
 
 
 @dataclass(frozen=True)
+class AnalysisRunObs:
+    name: str
+    phase: str  # Pending | Running | Successful | Failed | Inconclusive | Error
+    message: str = ""
+    terminated: bool = False
+
+
+@dataclass(frozen=True)
 class Observations:
     template: dict[str, Any] | None
     replica_sets: dict[str, ReplicaSetObs] = field(default_factory=dict)
     # Problems with objects the spec names (missing Service, route not found, ...).
     environment_errors: tuple[str, ...] = ()
+    # This rollout's AnalysisRuns by name.
+    analysis_runs: dict[str, AnalysisRunObs] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -91,7 +101,23 @@ class SetTraffic:
     canary_weight: int
 
 
-ClusterAction = CreateReplicaSet | ScaleReplicaSet | DeleteReplicaSet | SetTraffic
+@dataclass(frozen=True)
+class CreateAnalysisRun:
+    """Create run ``name`` from a step's (or the background) ``analysis`` block."""
+
+    name: str
+    analysis: dict[str, Any]
+    kind: str  # "step" | "background"
+    step_index: int | None = None
+
+
+@dataclass(frozen=True)
+class TerminateAnalysisRun:
+    name: str
+
+
+ClusterAction = (CreateReplicaSet | ScaleReplicaSet | DeleteReplicaSet | SetTraffic
+                 | CreateAnalysisRun | TerminateAnalysisRun)
 
 
 @dataclass(frozen=True)
@@ -107,6 +133,8 @@ class Decision:
     actions: list[ClusterAction] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
     requeue_after: float | None = None
+    rollout: str = ""
+    analysis_runs: dict[str, AnalysisRunObs] = field(default_factory=dict)
 
     def wake_in(self, seconds: float) -> None:
         s = max(0.5, seconds)
@@ -171,7 +199,7 @@ def _available(rss: dict[str, ReplicaSetObs], h: str) -> int:
 
 def decide(ro: RolloutInput, obs: Observations, now: datetime) -> Decision:
     st = ro.status.copy()
-    d = Decision(st)
+    d = Decision(st, rollout=ro.name, analysis_runs=dict(obs.analysis_runs))
     st.observed_generation = ro.generation
     errors = [*ro.spec_errors, *obs.environment_errors]
     if ro.spec is None or obs.template is None or errors:
@@ -336,6 +364,10 @@ def _apply_pending_action(d: Decision, spec: RolloutSpec, now: datetime) -> None
         d.warning(Reason.ABORTED, f"rollout aborted by {who}: traffic back to stable")
     elif act.action == "retry":
         _clear_abort(st)
+        a = _analysis_state(st)
+        a["attempt"] = int(a.get("attempt") or 0) + 1  # fresh AnalysisRuns for the new attempt
+        a.pop("step", None)
+        a.pop("background", None)
         if st.current_pod_hash:
             st.scale_down_at.pop(st.current_pod_hash, None)
         _restart_steps(st, spec, now)
@@ -402,6 +434,7 @@ def _canary(d: Decision, spec: RolloutSpec, rss: dict[str, ReplicaSetObs], h: st
                      f"{stable_avail}, canary {h}: {canary_avail})", now)
 
     if st.abort:
+        _terminate_runs(d)
         _aborted(d, spec, rss, h, stable, desired, now)
         return
 
@@ -414,7 +447,16 @@ def _canary(d: Decision, spec: RolloutSpec, rss: dict[str, ReplicaSetObs], h: st
     heading_to = 100
     paused_msg: str | None = None
     waiting_msg: str | None = None
+    inconclusive = False
     hold = st.user_pause is not None or spec.paused
+    bg = _background_analysis(d, spec, h, idx) if not hold else None
+    if bg is not None and bg.phase in (RUN_FAILED, RUN_ERROR):
+        _abort_for_analysis(d, bg, now)
+    elif bg is not None and bg.phase == RUN_INCONCLUSIVE:
+        paused_msg = (f"background analysis {bg.name} inconclusive: {bg.message} "
+                      "(promote to continue, or abort)")
+        inconclusive = True
+        hold = True
 
     while idx < n and not hold:
         step = steps[idx]
@@ -461,26 +503,45 @@ def _canary(d: Decision, spec: RolloutSpec, rss: dict[str, ReplicaSetObs], h: st
             _step_done(d, idx, n, step, now)
             idx += 1
         else:
-            # Analysis steps are run by the analysis layer; without it, they hold here.
-            waiting_msg = f"step {idx}/{n}: analysis steps are not supported by this controller yet"
+            run = _step_analysis(d, h, idx, n, step)
+            if run is None or run.phase in RUN_ACTIVE:
+                waiting_msg = _analysis_msg(idx, n, run)
+                break
+            if run.phase == RUN_SUCCESSFUL:
+                _step_done(d, idx, n, step, now)
+                idx += 1
+                continue
+            if run.phase == RUN_INCONCLUSIVE:
+                paused_msg = (f"step {idx}/{n}: analysis {run.name} inconclusive: {run.message} "
+                              "(promote to continue, or abort)")
+                inconclusive = True
+                break
+            _abort_for_analysis(d, run, now)
             break
 
+    _terminate_stale_step_run(d, steps, idx, h)
+    if st.abort:  # an analysis failed
+        st.current_step_index = idx
+        _terminate_runs(d)
+        _aborted(d, spec, rss, h, stable, desired, now)
+        return
     st.current_step_index = idx
     st.canary_weight = weight
     desired.setdefault(h, replicas_for_weight(replicas, weight))
     desired[stable] = _stable_replicas(spec, min(weight, heading_to))
 
     if idx >= n and not hold:
+        _terminate_runs(d)
         _promote_if_ready(d, spec, rss, h, stable, desired, now)
         return
-    if hold:
+    if hold and not inconclusive:
         if st.user_pause is not None:
             paused_msg = f"paused by {st.user_pause.get('user') or 'a user'}"
         else:
             paused_msg = "paused by spec.paused"
     if paused_msg is not None:
-        by_spec = hold and st.user_pause is None
-        reason = (Reason.PAUSED_BY_SPEC if by_spec
+        by_spec = hold and st.user_pause is None and not inconclusive
+        reason = (Reason.INCONCLUSIVE if inconclusive else Reason.PAUSED_BY_SPEC if by_spec
                   else Reason.PAUSED if hold else Reason.CANARY_PAUSE)
         prev = st.condition(Cond.PAUSED)
         if by_spec and (prev is None or prev.get("reason") != Reason.PAUSED_BY_SPEC):
@@ -677,3 +738,104 @@ def _prune_history(d: Decision, spec: RolloutSpec, rss: dict[str, ReplicaSetObs]
     excess = len(idle) - spec.revision_history_limit
     for r in idle[:max(excess, 0)]:
         d.actions.append(DeleteReplicaSet(r.hash))
+
+
+# --- analysis --------------------------------------------------------------------------
+
+RUN_SUCCESSFUL, RUN_FAILED, RUN_INCONCLUSIVE, RUN_ERROR = "Successful", "Failed", "Inconclusive", "Error"
+RUN_ACTIVE = ("", "Pending", "Running")
+
+
+def _analysis_state(st: RolloutStatus) -> dict[str, Any]:
+    a = st.extra.get("analysis")
+    if not isinstance(a, dict):
+        a = {}
+        st.extra["analysis"] = a
+    return a
+
+
+def run_name(rollout: str, h: str, attempt: int, kind: str) -> str:
+    return f"{rollout}-{h}-{attempt}-{kind}"
+
+
+def _observe_run(d: Decision, name: str, analysis: dict[str, Any], kind: str,
+                 idx: int | None) -> AnalysisRunObs:
+    run = d.analysis_runs.get(name)
+    if run is None:
+        d.actions.append(CreateAnalysisRun(name, analysis, kind, idx))
+        run = AnalysisRunObs(name, "Pending", "starting")
+        d.analysis_runs[name] = run
+    a = _analysis_state(d.status)
+    prev_raw = a.get(kind)
+    prev: dict[str, Any] = prev_raw if isinstance(prev_raw, dict) else {}
+    a[kind] = {"name": name, "phase": run.phase, "message": run.message}
+    if prev.get("name") == name and prev.get("phase") != run.phase and run.phase not in RUN_ACTIVE:
+        reason = {RUN_SUCCESSFUL: "AnalysisRunSuccessful", RUN_FAILED: "AnalysisRunFailed",
+                  RUN_INCONCLUSIVE: "AnalysisRunInconclusive", RUN_ERROR: "AnalysisRunError"}.get(run.phase)
+        if reason:
+            text = f"analysis {name} {run.phase.lower()}: {run.message}"
+            if run.phase == RUN_SUCCESSFUL:
+                d.normal(reason, text)
+            else:
+                d.warning(reason, text)
+    return run
+
+
+def _step_analysis(d: Decision, h: str, idx: int, n: int, step: Step) -> AnalysisRunObs | None:
+    attempt = int(_analysis_state(d.status).get("attempt") or 0)
+    name = run_name(d.rollout, h, attempt, f"step{idx}")
+    return _observe_run(d, name, step.analysis or {}, "step", idx)
+
+
+def _background_analysis(d: Decision, spec: RolloutSpec, h: str, idx: int) -> AnalysisRunObs | None:
+    bg = spec.canary.background_analysis
+    if not isinstance(bg, dict):
+        return None
+    starting = bg.get("startingStep")
+    if isinstance(starting, int) and idx < starting:
+        return None
+    attempt = int(_analysis_state(d.status).get("attempt") or 0)
+    return _observe_run(d, run_name(d.rollout, h, attempt, "bg"), bg, "background", None)
+
+
+def _analysis_msg(idx: int, n: int, run: AnalysisRunObs | None) -> str:
+    if run is None:
+        return f"step {idx}/{n}: starting analysis"
+    return f"step {idx}/{n}: analysis {run.name} {run.phase.lower()}" + (
+        f": {run.message}" if run.message else "")
+
+
+def _abort_for_analysis(d: Decision, run: AnalysisRunObs, now: datetime) -> None:
+    st = d.status
+    if st.abort:
+        return
+    st.abort = True
+    st.aborted_at = fmt_time(now)
+    st.aborted_by = "analysis"
+    st.abort_reason = f"analysis {run.name} {run.phase.lower()}: {run.message}"
+    d.warning(Reason.ABORTED, f"rollout aborted: {st.abort_reason}; traffic back to stable")
+
+
+def _terminate_runs(d: Decision) -> None:
+    """Stop runs that are still measuring (the step or the rollout is over)."""
+    a = _analysis_state(d.status)
+    for kind in ("step", "background"):
+        info = a.get(kind)
+        if not isinstance(info, dict):
+            continue
+        run = d.analysis_runs.get(str(info.get("name")))
+        if run is not None and run.phase in RUN_ACTIVE and not run.terminated:
+            d.actions.append(TerminateAnalysisRun(run.name))
+
+
+def _terminate_stale_step_run(d: Decision, steps: tuple[Step, ...], idx: int, h: str) -> None:
+    """A step run left behind (its step was promoted past) stops measuring."""
+    info = _analysis_state(d.status).get("step")
+    if not isinstance(info, dict):
+        return
+    attempt = int(_analysis_state(d.status).get("attempt") or 0)
+    current = (run_name(d.rollout, h, attempt, f"step{idx}")
+               if idx < len(steps) and steps[idx].analysis is not None else None)
+    run = d.analysis_runs.get(str(info.get("name")))
+    if run is not None and run.name != current and run.phase in RUN_ACTIVE and not run.terminated:
+        d.actions.append(TerminateAnalysisRun(run.name))

@@ -15,6 +15,7 @@ from fastapi import FastAPI
 from fastapi.responses import PlainTextResponse
 
 from rollouts.api.constants import POD_TEMPLATE_HASH_LABEL
+from rollouts.controller.analysis_reconciler import ANALYSIS_RUNS, AnalysisRunReconciler
 from rollouts.controller.reconciler import ROLLOUTS, Reconciler
 from rollouts.controller.telemetry import Telemetry
 from rollouts.kube.client import JSON, REPLICASETS, Kube, make_api_client
@@ -24,6 +25,7 @@ from rollouts.kube.leader import LeaderElector
 from rollouts.kube.workqueue import WorkQueue
 
 log = logging.getLogger("rollouts.controller")
+AR_PREFIX = "AnalysisRun:"  # work-queue keys of AnalysisRuns; plain "ns/name" keys are Rollouts
 
 
 @dataclass
@@ -62,10 +64,15 @@ class Controller:
         self.telemetry = Telemetry(self.queue)
         self.ready = False
         self.reconciles_total = 0
+        self.analysis_reconciler: AnalysisRunReconciler | None = None
         self.reconcile_errors_total = 0
 
     def _enqueue_rollout(self, _kind: str, obj: JSON) -> None:
         self.queue.add(key_of(obj))
+
+    def _enqueue_run(self, _kind: str, run: JSON) -> None:
+        self.queue.add(AR_PREFIX + key_of(run))
+        self._enqueue_owner(_kind, run)  # the rollout reacts to the run's phase
 
     def _enqueue_owner(self, _kind: str, rs: JSON) -> None:
         md = rs.get("metadata") or {}
@@ -79,7 +86,11 @@ class Controller:
             started = time.monotonic()
             self.telemetry.started(key, waited)
             try:
-                requeue = await reconciler.reconcile(key)
+                if key.startswith(AR_PREFIX):
+                    assert self.analysis_reconciler is not None
+                    requeue = await self.analysis_reconciler.reconcile(key[len(AR_PREFIX):])
+                else:
+                    requeue = await reconciler.reconcile(key)
                 self.queue.forget(key)
                 self.telemetry.finished(key, requeue)
                 if requeue is not None:
@@ -153,14 +164,19 @@ class Controller:
             rollouts = Informer(kube, ROLLOUTS, self.opts.namespace)
             replicasets = Informer(kube, REPLICASETS, self.opts.namespace,
                                    label_selector=POD_TEMPLATE_HASH_LABEL)
+            runs = Informer(kube, ANALYSIS_RUNS, self.opts.namespace)
             rollouts.add_handler(self._enqueue_rollout)
             replicasets.add_handler(self._enqueue_owner)
-            tasks += [asyncio.create_task(rollouts.run()), asyncio.create_task(replicasets.run())]
+            runs.add_handler(self._enqueue_run)
+            tasks += [asyncio.create_task(rollouts.run()), asyncio.create_task(replicasets.run()),
+                      asyncio.create_task(runs.run())]
+            self.analysis_reconciler = AnalysisRunReconciler(kube, runs)
             await asyncio.wait_for(asyncio.gather(rollouts.synced.wait(), replicasets.synced.wait()),
                                    timeout=60)
+            await asyncio.wait_for(runs.synced.wait(), timeout=60)
             listeners, notifier = await self.telemetry.start(self.opts, kube, rollouts)
             tasks.append(notifier)
-            reconciler = Reconciler(kube, rollouts, replicasets, EventRecorder(kube),
+            reconciler = Reconciler(kube, rollouts, replicasets, EventRecorder(kube), analysis_runs=runs,
                                     listeners=listeners)
             tasks += [asyncio.create_task(self._worker(reconciler)) for _ in range(self.opts.workers)]
             tasks.append(asyncio.create_task(self._resync(rollouts)))

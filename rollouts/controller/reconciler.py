@@ -25,7 +25,15 @@ from rollouts.api.constants import (
 )
 from rollouts.api.spec import RolloutSpec, parse_spec
 from rollouts.api.status import RolloutStatus
+from rollouts.controller.analysis_builder import (
+    AnalysisSpecError,
+    build_run,
+    load_templates,
+)
+from rollouts.controller.analysis_reconciler import ANALYSIS_RUNS
 from rollouts.controller.decide import (
+    AnalysisRunObs,
+    CreateAnalysisRun,
     CreateReplicaSet,
     DeleteReplicaSet,
     Event,
@@ -34,6 +42,7 @@ from rollouts.controller.decide import (
     RolloutInput,
     ScaleReplicaSet,
     SetTraffic,
+    TerminateAnalysisRun,
     decide,
 )
 from rollouts.kube.client import DEPLOYMENTS, JSON, REPLICASETS, Kube, KubeError, Resource
@@ -81,11 +90,20 @@ def rs_observation(rs: JSON) -> ReplicaSetObs:
 DecisionListener = Callable[[JSON, RolloutStatus, list[Event]], None]
 
 
+def run_observation(run: JSON) -> AnalysisRunObs:
+    st = run.get("status") or {}
+    return AnalysisRunObs(name=run["metadata"]["name"], phase=str(st.get("phase") or "Pending"),
+                          message=str(st.get("message") or ""),
+                          terminated=(run.get("spec") or {}).get("terminate") is True)
+
+
 class Reconciler:
     def __init__(self, kube: Kube, rollouts: Informer, replicasets: Informer,
                  recorder: EventRecorder, clock: Callable[[], datetime] | None = None,
-                 listeners: list[DecisionListener] | None = None) -> None:
+                 listeners: list[DecisionListener] | None = None,
+                 analysis_runs: Informer | None = None) -> None:
         self.listeners = listeners or []
+        self.analysis_runs = analysis_runs
         self.kube = kube
         self.rollouts = rollouts
         self.replicasets = replicasets
@@ -107,12 +125,7 @@ class Reconciler:
         template: JSON | None = None
         if spec is not None:
             template = await self._template(ns, spec, env_errors)
-            env_errors += [f"spec.strategy.canary.steps[{s.index}].analysis: analysis steps are "
-                           "not supported by this controller version" for s in spec.canary.steps
-                           if s.analysis is not None]
-            if spec.canary.background_analysis is not None:
-                env_errors.append("spec.strategy.canary.analysis: background analysis is not "
-                                  "supported by this controller version")
+            env_errors += await self._check_analysis(ns, spec)
             if template is not None:
                 labels = (template.get("metadata") or {}).get("labels") or {}
                 missing = {k: v for k, v in spec.selector.items() if labels.get(k) != v}
@@ -123,8 +136,10 @@ class Reconciler:
         owned = owned_replica_sets(
             [r for r in self.replicasets.values() if r["metadata"].get("namespace") == ns],
             md.get("uid", ""))
+        runs = {r["metadata"]["name"]: run_observation(r)
+                for r in self._owned_runs(ns, md.get("uid", ""))}
         obs = Observations(template, {h: rs_observation(r) for h, r in owned.items()},
-                           tuple(env_errors))
+                           tuple(env_errors), runs)
         ro = RolloutInput(ns, name, int(md.get("generation") or 0), spec, tuple(spec_errors), status)
         decision = decide(ro, obs, self.clock())
 
@@ -161,6 +176,26 @@ class Reconciler:
             except Exception:  # observability must never fail a reconcile
                 log.exception("decision listener failed for %s", key)
         return decision.requeue_after
+
+    def _owned_runs(self, ns: str, uid: str) -> list[JSON]:
+        if self.analysis_runs is None:
+            return []
+        return [r for r in self.analysis_runs.values()
+                if r["metadata"].get("namespace") == ns
+                and any(o.get("uid") == uid for o in r["metadata"].get("ownerReferences") or [])]
+
+    async def _check_analysis(self, ns: str, spec: RolloutSpec) -> list[str]:
+        blocks = [(f"spec.strategy.canary.steps[{s.index}].analysis", s.analysis)
+                  for s in spec.canary.steps if s.analysis is not None]
+        if spec.canary.background_analysis is not None:
+            blocks.append(("spec.strategy.canary.analysis", spec.canary.background_analysis))
+        errors = []
+        for path, block in blocks:
+            try:
+                await load_templates(self.kube, ns, block)
+            except AnalysisSpecError as e:
+                errors.append(f"{path}: {e}")
+        return errors
 
     async def _template(self, ns: str, spec: RolloutSpec, errors: list[str]) -> JSON | None:
         if spec.template is not None:
@@ -200,6 +235,24 @@ class Reconciler:
             rs = owned.get(action.hash)
             if rs is not None:
                 await self.kube.delete(REPLICASETS.path(ns, rs["metadata"]["name"]))
+        elif isinstance(action, CreateAnalysisRun):
+            templates = await load_templates(self.kube, ns, action.analysis)
+            status = obj.get("status") or {}
+            run = build_run(obj, templates, action.analysis, action.name, action.kind,
+                            action.step_index, str(status.get("stableRS") or ""),
+                            str(status.get("currentPodHash") or ""))
+            try:
+                await self.kube.create(ANALYSIS_RUNS.path(ns), run)
+            except KubeError as e:
+                if not e.conflict:
+                    raise
+        elif isinstance(action, TerminateAnalysisRun):
+            try:
+                await self.kube.merge_patch(ANALYSIS_RUNS.path(ns, action.name),
+                                            {"spec": {"terminate": True}})
+            except KubeError as e:
+                if not e.not_found:
+                    raise
         elif isinstance(action, SetTraffic):
             await self.router.apply(ns, spec, action.stable_hash, action.canary_hash,
                                     action.canary_weight, previous_weight)

@@ -22,6 +22,9 @@ KINDS: dict[str, Resource] = {
     "CustomResourceDefinition": Resource("apiextensions.k8s.io", "v1", "customresourcedefinitions",
                                          namespaced=False),
     "Rollout": Resource(GROUP, VERSION, "rollouts"),
+    "AnalysisTemplate": Resource(GROUP, VERSION, "analysistemplates"),
+    "ClusterAnalysisTemplate": Resource(GROUP, VERSION, "clusteranalysistemplates", namespaced=False),
+    "AnalysisRun": Resource(GROUP, VERSION, "analysisruns"),
     "VirtualService": Resource("networking.istio.io", "v1", "virtualservices"),
     "DestinationRule": Resource("networking.istio.io", "v1", "destinationrules"),
 }

@@ -1,0 +1,165 @@
+"""Runs AnalysisRuns: takes due measurements through the providers and writes the results.
+
+All progress is in the run's status (measurements with timestamps, counts, the judge's
+snapshots), so a restarted controller continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from rollouts.api.constants import GROUP, VERSION
+from rollouts.api.status import fmt_time, parse_time
+from rollouts.controller import analysisrun as ar
+from rollouts.kube.client import JSON, SECRETS, Kube, KubeError, Resource
+from rollouts.kube.informer import Informer
+from rollouts.metrics import judge, providers
+
+log = logging.getLogger(__name__)
+ANALYSIS_RUNS = Resource(GROUP, VERSION, "analysisruns")
+
+
+class ArgError(Exception):
+    pass
+
+
+async def resolve_args(kube: Kube, ns: str, raw: Any) -> dict[str, str | None]:
+    args: dict[str, str | None] = {}
+    for a in raw or []:
+        if not isinstance(a, dict) or not isinstance(a.get("name"), str):
+            raise ArgError("every arg needs a name")
+        name = a["name"]
+        if a.get("value") is not None:
+            args[name] = str(a["value"])
+            continue
+        vf = a.get("valueFrom")
+        ref = vf.get("secretKeyRef") if isinstance(vf, dict) else None
+        if isinstance(ref, dict):
+            try:
+                secret = await kube.get(SECRETS.path(ns, str(ref.get("name"))))
+            except KubeError as e:
+                raise ArgError(f"args.{name}: Secret {ref.get('name')} could not be read: {e.message}") from e
+            data = (secret.get("data") or {}).get(str(ref.get("key")))
+            if data is None:
+                raise ArgError(f"args.{name}: Secret {ref.get('name')} has no key {ref.get('key')!r}")
+            args[name] = base64.b64decode(data).decode()
+            continue
+        args[name] = None
+    return args
+
+
+class AnalysisRunReconciler:
+    def __init__(self, kube: Kube, runs: Informer, clock: Callable[[], datetime] | None = None) -> None:
+        self.kube = kube
+        self.runs = runs
+        self.clock = clock or (lambda: datetime.now(UTC))
+
+    async def reconcile(self, key: str) -> float | None:
+        obj = self.runs.get(key)
+        if obj is None or (obj.get("metadata") or {}).get("deletionTimestamp"):
+            return None
+        status: JSON = copy.deepcopy(obj.get("status") or {})
+        if status.get("phase") in ar.TERMINAL:
+            return None
+        md, spec = obj["metadata"], obj.get("spec") or {}
+        ns = md["namespace"]
+        now = self.clock()
+        started = parse_time(status.get("startedAt")) or now
+        status["startedAt"] = fmt_time(started)
+        requeue: float | None = None
+        try:
+            args = await resolve_args(self.kube, ns, spec.get("args"))
+            # Args may appear anywhere in a metric (queries, conditions, addresses).
+            metrics_spec = ar.substitute(spec.get("metrics"), args)
+        except ArgError as e:
+            status.update(phase=ar.FAILED, message=str(e))
+        except KeyError as e:
+            status.update(phase=ar.FAILED,
+                          message=f"args.{e.args[0]} is referenced by the template but has no value")
+        else:
+            metrics, errors = ar.parse_metrics({**spec, "metrics": metrics_spec})
+            if errors:
+                status.update(phase=ar.FAILED, message="; ".join(errors))
+            else:
+                requeue = await self._measure(spec, status, metrics, [m.provider for m in metrics],
+                                              started, now)
+        body = copy.deepcopy(obj)
+        body["status"] = status
+        if status != (obj.get("status") or {}):
+            try:
+                updated = await self.kube.replace(ANALYSIS_RUNS.path(ns, md["name"], "status"), body)
+            except KubeError as e:
+                if e.conflict:
+                    return 0.2
+                if e.not_found:
+                    return None
+                raise
+            self.runs.store[key] = updated
+        return requeue if status.get("phase") not in ar.TERMINAL else None
+
+    async def _measure(self, spec: JSON, status: JSON, metrics: list[ar.MetricSpec],
+                       resolved: list[dict[str, Any]], started: datetime, now: datetime) -> float | None:
+        results: dict[str, dict[str, Any]] = {
+            str(r.get("name")): r for r in status.get("metricResults") or [] if isinstance(r, dict)}
+        terminated = spec.get("terminate") is True
+        waits: list[float] = []
+        for metric, prov in zip(metrics, resolved, strict=True):
+            r = dict(results.get(metric.name) or {"name": metric.name})
+            r["dryRun"] = metric.dry_run or None
+            wait = None if terminated else ar.next_due(metric, r, started, now)
+            if wait is not None and wait <= 0:
+                r = await self._take(metric, prov, r, now)
+                wait = ar.next_due(metric, r, started, self.clock())
+            r["phase"] = ar.assess(metric, r, terminated)
+            if r["phase"] not in ar.TERMINAL and wait is not None:
+                waits.append(max(wait, 0.2))
+            results[metric.name] = {k: v for k, v in r.items() if v is not None}
+        status["metricResults"] = [results[m.name] for m in metrics]
+        phase, message = ar.run_phase(metrics, results)
+        if terminated and phase == ar.RUNNING:
+            phase, message = ar.SUCCESSFUL, "run terminated"
+        status["phase"], status["message"] = phase, message
+        if phase in ar.TERMINAL:
+            status["completedAt"] = fmt_time(self.clock())
+        return min(waits) if waits else None
+
+    async def _take(self, metric: ar.MetricSpec, prov: dict[str, Any], r: dict[str, Any],
+                    now: datetime) -> dict[str, Any]:
+        started = self.clock()
+        extra: dict[str, Any] = {}
+        try:
+            if metric.provider_kind == "prometheus":
+                reading = await providers.prometheus(prov)
+            elif metric.provider_kind == "web":
+                reading = await providers.web(prov)
+            elif metric.provider_kind == "judge":
+                reading = await judge.judge_reading(prov, list(r.get("judgeSnapshots") or []),
+                                                    now.timestamp())
+            else:
+                raise providers.ProviderError(f"provider {metric.provider_kind} is not supported yet")
+        except (TimeoutError, providers.ProviderError) as e:
+            msg = str(e) or "provider timed out"
+            return ar.record(metric, r, ar.ERROR, "", msg, started, self.clock())
+        extra["metadata"] = reading.metadata
+        if metric.provider_kind == "judge":
+            r = dict(r)
+            r["judgeSnapshots"] = [*(r.get("judgeSnapshots") or []), reading.snapshot]
+            ev = reading.evidence or {}
+            extra["decision"] = ev.get("decision")
+            r["evidence"] = ev
+            phase = ar.SUCCESSFUL if reading.phase in (ar.SUCCESSFUL, ar.INCONCLUSIVE) else str(reading.phase)
+            if reading.phase == ar.INCONCLUSIVE:
+                # No canary traffic yet: not a vote either way; the budget decides at the end.
+                phase = ar.INCONCLUSIVE
+            out = ar.record(metric, r, phase, str(reading.value), reading.message or "", started,
+                            self.clock(), extra)
+            if phase == ar.INCONCLUSIVE:
+                out["inconclusive"] = 0  # judge metrics use the decision, not the count
+            return out
+        phase, message = ar.measurement_phase(metric, reading.value)
+        return ar.record(metric, r, phase, reading.value, message, started, self.clock(), extra)
