@@ -3,9 +3,12 @@
 
 Reads Argo's ``status.canary.currentStepAnalysisRunStatus`` and
 ``currentBackgroundAnalysisRunStatus`` (``{name, status, message}``) and our
-``status.analysis``: a dict with ``phase``, ``message`` and ``metrics`` (or Argo's
+``status.analysis``: a dict with ``step`` and ``background`` runs (``{name, phase,
+message}``), or ``phase`` and ``message`` itself, and ``metrics`` (or Argo's
 ``metricResults``), a list of ``{name, phase, value | lastValue | measurements[-1].value,
-eValue, message | explanation}``; a dict of metric name -> result is accepted too.
+eValue (or in the last measurement or its metadata), message | explanation}``; a dict of
+metric name -> result is accepted too. An AnalysisRun's own ``status`` has the same shape
+(``metricResults``), so ``analysis_metrics({"analysis": run["status"]})`` reads it.
 Anything else is ignored, never an error.
 """
 
@@ -51,12 +54,20 @@ def _s(v: Any) -> str:
     return v if isinstance(v, str) else ""
 
 
+def _e_value(d: dict[str, Any]) -> float | None:
+    return next((_num(d[k]) for k in ("eValue", "evalue", "e_value") if k in d), None)
+
+
 def _metric(name: str, m: dict[str, Any]) -> MetricObs:
     value = next((_num(m[k]) for k in ("value", "lastValue") if k in m), None)
     meas = m.get("measurements")
     if value is None and isinstance(meas, list) and meas and isinstance(meas[-1], dict):
         value = _num(meas[-1].get("value"))
-    e = next((_num(m[k]) for k in ("eValue", "evalue", "e_value") if k in m), None)
+    e = _e_value(m)
+    if e is None and isinstance(meas, list) and meas and isinstance(meas[-1], dict):
+        last = meas[-1]
+        md = last.get("metadata")
+        e = _e_value(last) if _e_value(last) is not None else _e_value(md) if isinstance(md, dict) else None
     return MetricObs(name, _s(m.get("phase")), value, e,
                      _s(m.get("message")) or _s(m.get("explanation")))
 
@@ -72,9 +83,16 @@ def analysis_runs(status: dict[str, Any]) -> list[RunObs]:
                 out.append(RunObs(kind, _s(r.get("name")), _s(r.get("status")) or _s(r.get("phase")),
                                   _s(r.get("message"))))
     a = status.get("analysis")
-    if isinstance(a, dict) and (a.get("phase") or a.get("status")):
+    if not isinstance(a, dict):
+        return out
+    if a.get("phase") or a.get("status"):
         out.append(RunObs("analysis", _s(a.get("name")), _s(a.get("phase")) or _s(a.get("status")),
                           _s(a.get("message")) or _s(a.get("explanation"))))
+    for kind in ("step", "background"):  # {attempt, step: {name, phase, message}, background: ...}
+        r = a.get(kind)
+        if isinstance(r, dict) and (r.get("phase") or r.get("status")):
+            out.append(RunObs(kind, _s(r.get("name")), _s(r.get("phase")) or _s(r.get("status")),
+                              _s(r.get("message"))))
     return out
 
 

@@ -60,10 +60,10 @@ class Telemetry:
         result = "error" if error else "requeue_after" if requeue is not None else "success"
         self.metrics.end_work(key, result, controller)
 
-    async def start(self, opts: AlertingOptions, kube: Kube,
-                    rollouts: Informer) -> tuple[list[DecisionListener], asyncio.Task[None]]:
+    async def start(self, opts: AlertingOptions, kube: Kube, rollouts: Informer,
+                    runs: Informer | None = None) -> tuple[list[DecisionListener], asyncio.Task[None]]:
         """Once the caches are synced (and we lead): the rollout gauges and the notifier."""
-        self.metrics.register(RolloutCollector(rollouts.values))
+        self.metrics.register(RolloutCollector(rollouts.values, runs.values if runs else None))
         source = (ConfigSource(kube, controller_namespace(opts.controller_namespace),
                                opts.notifications_configmap)
                   if opts.notifications_configmap else None)

@@ -61,8 +61,12 @@ def causes(status: dict[str, Any], events: Sequence[EventLike]) -> list[Cause]:
             m = _metric_for(metrics, phase)
             c = Cause(name, sev, e.message or (m.message if m else ""), m.name if m else "", True)
             out[(c.alertname, c.metric)] = c
+    ro_phase = status.get("phase")
     for run in analysis_runs(status):
-        if run.phase in _BY_PHASE:
+        # from status alone (after a restart) only while the verdict still holds the rollout:
+        # a failure aborted it (Degraded), an inconclusive result paused it
+        holds = ro_phase == "Degraded" if run.phase != "Inconclusive" else ro_phase == "Paused"
+        if run.phase in _BY_PHASE and holds:
             name, sev = _BY_PHASE[run.phase]
             m = _metric_for(metrics, run.phase)
             c = Cause(name, sev, run.message or (m.message if m else ""), m.name if m else "")

@@ -11,7 +11,7 @@ from typing import Any, Final, Protocol
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from rollouts.api.analysis_readout import analysis_metrics, analysis_runs
+from rollouts.api.analysis_readout import MetricObs, analysis_metrics, analysis_runs
 from rollouts.observability.metrics import QUEUE
 
 PHASES: Final = ("Progressing", "Paused", "Healthy", "Degraded")
@@ -57,10 +57,34 @@ def _num(v: Any) -> int | None:
 
 class RolloutCollector(Collector):
     """Labels are ``namespace`` and ``rollout`` (plus a small fixed set); never revisions,
-    users or messages, which would make a series per release."""
+    run names, users or messages, which would make a series per release.
 
-    def __init__(self, rollouts: Callable[[], Iterable[dict[str, Any]]]) -> None:
+    Analysis metrics come from the rollout's newest AnalysisRun (``runs``, an informer's
+    cache) when given, else from ``status.analysis.metrics``."""
+
+    def __init__(self, rollouts: Callable[[], Iterable[dict[str, Any]]],
+                 runs: Callable[[], Iterable[dict[str, Any]]] | None = None) -> None:
         self.rollouts = rollouts
+        self.runs = runs
+
+    def _run_metrics(self) -> dict[tuple[str, str], list[MetricObs]]:
+        """(namespace, rollout) -> metric results of its newest AnalysisRun per metric name."""
+        newest: dict[tuple[str, str, str], tuple[str, MetricObs]] = {}
+        for run in self.runs() if self.runs is not None else ():
+            md = run.get("metadata") or {}
+            owner = next((o.get("name") for o in md.get("ownerReferences") or []
+                          if o.get("kind") == "Rollout"), None)
+            if not owner:
+                continue
+            created = str(md.get("creationTimestamp") or "")
+            for m in analysis_metrics({"analysis": run.get("status") or {}}):
+                k = (str(md.get("namespace", "")), str(owner), m.name)
+                if k not in newest or newest[k][0] <= created:
+                    newest[k] = (created, m)
+        out: dict[tuple[str, str], list[MetricObs]] = {}
+        for (ns, ro, _), (_, m) in sorted(newest.items()):
+            out.setdefault((ns, ro), []).append(m)
+        return out
 
     def collect(self) -> Iterator[Metric]:
         base = ["namespace", "rollout"]
@@ -93,6 +117,7 @@ class RolloutCollector(Collector):
                                      "E-value of the sequential judge for each metric (evidence "
                                      "against the canary; rollback at 1/alpha).",
                                      labels=[*base, "metric"])
+        from_runs = self._run_metrics()
         for obj in self.rollouts():
             md = obj.get("metadata") or {}
             lv = [str(md.get("namespace", "")), str(md.get("name", ""))]
@@ -125,7 +150,7 @@ class RolloutCollector(Collector):
             deadline.add_metric(lv, 1 if pde else 0)
             for run in analysis_runs(st):
                 run_phase.add_metric([*lv, run.kind, run.phase or "Unknown"], 1)
-            for m in analysis_metrics(st):
+            for m in from_runs.get((lv[0], lv[1])) or analysis_metrics(st):
                 for p in ANALYSIS_PHASES:
                     m_phase.add_metric([*lv, m.name, p], 1 if m.phase == p else 0)
                 if m.value is not None:

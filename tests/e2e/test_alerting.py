@@ -275,3 +275,16 @@ def test_promtool_accepts_the_shipped_rules() -> None:
     obj = yaml.safe_load((REPO / "deploy" / "monitoring" / "prometheusrule.yaml").read_text())
     assert obj["kind"] == "PrometheusRule"
     assert obj["spec"] == yaml.safe_load(Path(rules).read_text())
+
+
+async def test_grafana_dashboard_queries_are_valid_promql(testbed: TestBed) -> None:
+    import json
+
+    dash = json.loads((REPO / "deploy" / "monitoring" / "grafana-dashboard.json").read_text())
+    exprs = [t["expr"] for p in dash["panels"] for t in p["targets"]]
+    assert len(exprs) >= 10
+    for e in exprs:
+        q = e.replace("$namespace", ".*").replace("$rollout", ".*")
+        async with httpx.AsyncClient() as c:
+            r = await c.get(f"{testbed.prometheus_url}/api/v1/query", params={"query": q})
+        assert r.status_code == 200, (e, r.text)

@@ -287,3 +287,18 @@ def test_abort_after_analysis_alert_joins_it() -> None:
 
 def test_secret_urls_decode() -> None:  # the Secret format the loader expects
     assert base64.b64decode(base64.b64encode(b"http://x")).decode() == "http://x"
+
+
+def test_analysis_status_of_the_controller_shape() -> None:
+    """status.analysis as the analysis-in-the-rollout code writes it: {attempt, step, background}."""
+    run = {"name": "demo-abc-0-step2", "phase": "Failed",
+           "message": "canary error rate 1.6-2.9 x stable"}
+    st = _status(phase="Degraded", abort=True, abortReason="analysis demo-abc-0-step2 failed",
+                 analysis={"attempt": 0, "step": run}).to_dict()
+    cs = causes(st, [])
+    assert [(c.alertname, c.description) for c in cs] == [(
+        "RolloutAnalysisFailed",
+        "canary error rate 1.6-2.9 x stable (rollout aborted: traffic back to stable)")]
+    # a stale failed run in status does not alert on a rollout that is progressing again
+    st = _status(phase="Progressing", analysis={"attempt": 1, "step": run}).to_dict()
+    assert causes(st, []) == []

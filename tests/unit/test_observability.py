@@ -80,3 +80,23 @@ async def test_workqueue_and_reconcile_metrics_use_controller_runtime_names() ->
               frozenset({("type", "webhook"), ("receiver", "hook")}))] == 1
     assert s[("rollouts_notifications_failed_total", frozenset(
         {("type", "slack"), ("receiver", "chat"), ("reason", "retries_exhausted")}))] == 1
+
+
+def test_analysis_metrics_from_the_newest_analysis_run() -> None:
+    def run(name: str, created: str, phase: str, value: str, e: float) -> dict[str, Any]:
+        return {"metadata": {"namespace": "shop", "name": name, "creationTimestamp": created,
+                             "ownerReferences": [{"kind": "Rollout", "name": "web"}]},
+                "status": {"phase": phase, "metricResults": [
+                    {"name": "errors", "phase": phase,
+                     "measurements": [{"value": value, "metadata": {"eValue": str(e)}}]}]}}
+
+    runs = [run("web-a-1", "2026-05-01T12:05:00Z", "Failed", "[0.07]", 55.0),
+            run("web-a-0", "2026-05-01T12:00:00Z", "Successful", "[0.01]", 0.5)]
+    m = ControllerMetrics()
+    m.register(RolloutCollector(lambda: [_ro("web", {"phase": "Degraded"})], lambda: runs))
+    s = _samples(m)
+    web = {("namespace", "shop"), ("rollout", "web"), ("metric", "errors")}
+    assert s[("rollout_analysis_metric_phase", frozenset(web | {("phase", "Failed")}))] == 1
+    assert s[("rollout_analysis_metric_phase", frozenset(web | {("phase", "Successful")}))] == 0
+    assert s[("rollout_analysis_metric_value", frozenset(web))] == 0.07
+    assert s[("rollout_analysis_metric_evalue", frozenset(web))] == 55
