@@ -174,7 +174,7 @@ class Controller:
             await asyncio.wait_for(asyncio.gather(rollouts.synced.wait(), replicasets.synced.wait()),
                                    timeout=60)
             await asyncio.wait_for(runs.synced.wait(), timeout=60)
-            listeners, notifier = await self.telemetry.start(self.opts, kube, rollouts)
+            listeners, notifier = await self.telemetry.start(self.opts, kube, rollouts, runs)
             tasks.append(notifier)
             reconciler = Reconciler(kube, rollouts, replicasets, EventRecorder(kube), analysis_runs=runs,
                                     listeners=listeners)
