@@ -6,8 +6,8 @@ the caller is authorized with a SubjectAccessReview on the custom verb, so admin
 grant ``promote`` without ``patch``. The caller's username is the action's user.
 """
 
-from __future__ import annotations
 
+import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Request
@@ -15,6 +15,7 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import ValidationError
 
 from rollouts.api.summary import list_row, summarize
 from rollouts.kube.auth import Authorizer
@@ -126,10 +127,15 @@ def create_api(kube: Kube, authorizer: Authorizer | None = None,
 
     @router.post("/namespaces/{namespace}/rollouts/{name}/promote", status_code=202,
                  response_model=ActionAccepted, responses=ACTION_ERRORS,
-                 summary="End the current pause (or skip the current step); full: skip all steps")
+                 summary="End the current pause (or skip the current step); full: skip all steps",
+                 openapi_extra={"requestBody": {"required": False, "content": {
+                     "application/json": {"schema": PromoteRequest.model_json_schema()}}}})
     async def promote(ns: Annotated[str, Path(alias="namespace", pattern=NS_RE, max_length=63)],
-                      name: Name, who: Authed, body: PromoteRequest | None = None) -> ActionAccepted:
-        return await act(ns, name, "promote", who, full=body.full if body else False)
+                      name: Name, who: Authed, request: Request) -> ActionAccepted:
+        # the body is read only after authorization: 401/403 come before any 422
+        await authorize(authz, who, "promote", ns, name)
+        body = await _promote_body(request)
+        return await act(ns, name, "promote", who, full=body.full)
 
     def simple(action: str, doc: str) -> None:
         async def endpoint(ns: Annotated[str, Path(alias="namespace", pattern=NS_RE, max_length=63)],
@@ -145,6 +151,22 @@ def create_api(kube: Kube, authorizer: Authorizer | None = None,
     simple("pause", "Hold the rollout where it is until resumed")
     simple("resume", "Lift a pause set by a user")
     return router
+
+
+async def _promote_body(request: Request) -> PromoteRequest:
+    raw = await request.body()
+    if not raw.strip():
+        return PromoteRequest(full=False)
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise RequestValidationError([{"type": "json_invalid", "loc": ("body",),
+                                       "msg": f"invalid JSON: {e}", "input": None}]) from e
+    try:
+        return PromoteRequest.model_validate(data)
+    except ValidationError as e:
+        raise RequestValidationError(
+            [{**err, "loc": ("body", *err["loc"])} for err in e.errors()]) from e
 
 
 def _readable(exc: RequestValidationError) -> str:

@@ -27,7 +27,7 @@ async def cli(*args: str, kubeconfig: str, namespace: str | None = None,
               exe: str | None = None, timeout: float = 90) -> Result:
     """Runs the `rollouts` entry point (or another one) as a user would."""
     argv = [exe] if exe else [sys.executable, "-m", "rollouts.cli.main"]
-    argv += list(args) + [f"--kubeconfig={kubeconfig}"]
+    argv += [*args, f"--kubeconfig={kubeconfig}"]
     if namespace:
         argv.append(f"--namespace={namespace}")
     proc = await asyncio.create_subprocess_exec(
