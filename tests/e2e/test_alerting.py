@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 import yaml
 from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
@@ -32,8 +33,15 @@ from tests.e2e.kit import (
     set_image,
     virtual_service,
 )
+from tests.e2e.test_analysis import (  # the analysis tests' set-up: simulator, templates
+    SIM,
+    analysis_step,
+    judge_template,
+    release,
+    simulator,  # noqa: F401  (fixture)
+)
 
-STEPS = [{"setWeight": 20}, {"pause": {}}, {"setWeight": 60}]
+STEPS: list[dict[str, Any]] = [{"setWeight": 20}, {"pause": {}}, {"setWeight": 60}]
 
 
 def _free_port() -> int:
@@ -77,6 +85,7 @@ async def _deploy(rkube: Kube, ns: str) -> str:
     await apply(rkube, rollout(STEPS, replicas=3, scaleDownDelaySeconds=2,
                                abortScaleDownDelaySeconds=2), ns)
     ro = await eventually(lambda: phase_is(rkube, ns, "Healthy"), 60, "first deploy Healthy")
+    assert ro is not None
     return str(ro["status"]["stableRS"])
 
 
@@ -223,6 +232,7 @@ async def test_webhook_and_slack_receivers_in_order_and_a_dead_one_changes_nothi
         await eventually(lambda: _at_pause(rkube, ns), 60, "canary paused at step 1")
         await request_action(rkube, ns, "demo", "promote", user="e2e-user")
         ro = await eventually(lambda: phase_is(rkube, ns, "Healthy"), 60, "promoted: Healthy")
+        assert ro is not None
         # the dead receiver changed nothing: the canary ran its steps and was promoted
         assert ro["status"]["stableRS"] != first
         assert ro["status"]["stableRS"] == ro["status"]["currentPodHash"]
@@ -288,3 +298,42 @@ async def test_grafana_dashboard_queries_are_valid_promql(testbed: TestBed) -> N
         async with httpx.AsyncClient() as c:
             r = await c.get(f"{testbed.prometheus_url}/api/v1/query", params={"query": q})
         assert r.status_code == 200, (e, r.text)
+
+
+@pytest.mark.usefixtures("simulator")
+async def test_analysis_rollback_is_one_alert_with_the_verdict_resolved_after_retry_and_promotion(
+        rkube: Kube, namespace: str, testbed: TestBed,
+        start_controller: Callable[..., ControllerProcess]) -> None:
+    ns, prom = namespace, testbed.prometheus_url
+    start_controller(f"--alertmanager-url={testbed.alertmanager_url}", "--alert-resend-seconds=2",
+                     "--notifications-configmap=")
+    steps = [{"setWeight": 20}, analysis_step("canary-judge", prom), {"setWeight": 50}]
+    await release(rkube, ns, steps, [judge_template(count=40)], prom,
+                  canary={SIM + "error-rate": "0.03"})
+    await eventually(lambda: phase_is(rkube, ns, "Degraded"), 150, "rolled back by analysis")
+
+    async def firing() -> list[Any] | None:
+        groups = await _groups(testbed, ns)
+        return groups if any(a["status"]["state"] == "active" for g in groups for a in g["alerts"]) else None
+
+    await eventually(firing, 30, "a firing alert group")
+    await asyncio.sleep(4)
+    groups = await _groups(testbed, ns)
+    assert len(groups) == 1, groups
+    (alert,) = groups[0]["alerts"]
+    assert alert["labels"]["alertname"] == "RolloutAnalysisFailed"
+    assert alert["labels"]["severity"] == "critical" and alert["labels"]["rollout"] == "demo"
+    desc = alert["annotations"]["description"]
+    assert "error" in desc and "aborted" in desc, desc
+
+    # retry, then a good promotion (full: past the analysis the bad canary would fail again)
+    await request_action(rkube, ns, "demo", "retry", user="e2e-user")
+    await eventually(lambda: phase_is(rkube, ns, "Progressing"), 60, "retried")
+    await request_action(rkube, ns, "demo", "promote", user="e2e-user", full=True)
+    await eventually(lambda: phase_is(rkube, ns, "Healthy"), 90, "promoted: Healthy")
+
+    async def resolved() -> bool:
+        groups = await _groups(testbed, ns)
+        return not any(a["status"]["state"] == "active" for g in groups for a in g["alerts"])
+
+    await eventually(resolved, 30, "alert resolved")
