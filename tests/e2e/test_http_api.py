@@ -181,7 +181,8 @@ async def test_fuzzing_the_api_from_its_openapi_schema_finds_no_server_error(
                 "--request-timeout", "30", "--no-color", "--report", "junit",
                 "--report-dir", str(workdir)]
         proc = await asyncio.create_subprocess_exec(
-            *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+            *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+            cwd=workdir)  # its example database goes there, not into the repository
         out, _ = await asyncio.wait_for(proc.communicate(), 400)
         text = out.decode(errors="replace")
         assert proc.returncode == 0, text[-6000:]
