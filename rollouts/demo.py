@@ -180,7 +180,7 @@ class Demo:
             await self.follow(kube, {"Healthy"}, 120)
             await asyncio.sleep(5)  # let Prometheus collect some stable history
             console.rule("[bold]2. release v2, a good version: judged at each step, promoted")
-            await self.release(kube, {**GOOD, SIM + "latency-ms": "41"}, "podinfo:2.0.0")
+            await self.release(kube, GOOD, "podinfo:2.0.0")  # same behaviour, new image
             ro = await self.follow(kube, {"Healthy", "Degraded"}, 420)
             await self.verdicts(kube, ro["status"]["currentPodHash"])
             if ro["status"]["phase"] != "Healthy":

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import typer
 
-from rollouts.cli import cmd_actions, cmd_lint, cmd_read, cmd_spec
+from rollouts.cli import cmd_actions, cmd_analyze, cmd_lint, cmd_read, cmd_spec
 
 app = typer.Typer(help="Progressive delivery for Kubernetes: canary rollouts over Istio.",
                   no_args_is_help=True, pretty_exceptions_enable=False,
@@ -31,6 +31,7 @@ app.command("undo", rich_help_panel="Change the spec")(cmd_spec.undo)
 app.command("restart", rich_help_panel="Change the spec")(cmd_spec.restart)
 app.add_typer(cmd_spec.set_app, name="set", rich_help_panel="Change the spec")
 app.command("lint", rich_help_panel="Offline")(cmd_lint.lint)
+app.command("analyze", rich_help_panel="Offline")(cmd_analyze.analyze)
 
 
 @app.command(rich_help_panel="Offline")
@@ -59,7 +60,7 @@ def controller(
     tls_cert_file: str = typer.Option(None, help="serve HTTPS with this certificate (PEM), "
                                                  "e.g. tls.crt of a mounted kubernetes.io/tls Secret"),
     tls_key_file: str = typer.Option(None, help="the certificate's private key (PEM), e.g. tls.key"),
-    alertmanager_url: list[str] = typer.Option(  # noqa: B008
+    alertmanager_url: list[str] = typer.Option(
         [], "--alertmanager-url", help="Alertmanager base URL for rollout alerts (repeatable)"),
     notifications_configmap: str = typer.Option(
         "rollouts-notifications", help="ConfigMap of notification receivers and subscriptions "

@@ -228,6 +228,8 @@ def assess(metric: MetricSpec, result: dict[str, Any], terminated: bool = False)
         return RUNNING if n else PENDING
     if metric.is_judge and not int(result.get("successful") or 0):
         return INCONCLUSIVE  # the budget ran out without any usable canary traffic
+    if not int(result.get("successful") or 0) and int(result.get("error") or 0):
+        return ERROR  # never a pass on missing data: every measurement errored
     return SUCCESSFUL
 
 

@@ -60,7 +60,7 @@ def _buckets(result: Any) -> dict[str, float]:
     return out
 
 
-async def measure(spec: dict[str, Any], now: float) -> dict[str, Any]:
+async def measure(spec: dict[str, Any], now: float, at: float | None = None) -> dict[str, Any]:
     """One snapshot of both arms' cumulative counters (JSON-serialisable)."""
     address = spec.get("address")
     if not isinstance(address, str) or not address:
@@ -76,7 +76,8 @@ async def measure(spec: dict[str, Any], now: float) -> dict[str, Any]:
             if isinstance(q, str) and q.strip():
                 jobs.append((arm, kind, q))
     results = await asyncio.wait_for(asyncio.gather(*[
-        asyncio.to_thread(prometheus_query, address, q, timeout) for _, _, q in jobs]), timeout + 5)
+        asyncio.to_thread(prometheus_query, address, q, timeout, None, at) for _, _, q in jobs]),
+        timeout + 5)
     snap: dict[str, Any] = {"t": now, "canary": {}, "baseline": {}}
     for (arm, kind, _), res in zip(jobs, results, strict=True):
         snap[arm][kind] = _buckets(res) if kind == "latencyBuckets" else _scalar(res)
@@ -109,8 +110,9 @@ def verdict(spec: dict[str, Any], snapshots: list[dict[str, Any]]) -> Any:
     return v if v is not None else judge.verdict
 
 
-async def judge_reading(spec: dict[str, Any], previous: list[dict[str, Any]], now: float) -> Reading:
-    snap = await measure(spec, now)
+async def judge_reading(spec: dict[str, Any], previous: list[dict[str, Any]], now: float,
+                        at: float | None = None) -> Reading:
+    snap = await measure(spec, now, at)
     try:
         v = verdict(spec, [*previous, snap])
     except ValueError as e:

@@ -69,8 +69,9 @@ def _vector_values(data: Any, query: str) -> Any:
 
 
 def prometheus_query(address: str, query: str, timeout: float,
-                     headers: dict[str, str] | None = None) -> Any:
-    """One instant query through prometheus-api-client (blocking: call it in a thread)."""
+                     headers: dict[str, str] | None = None, at: float | None = None) -> Any:
+    """One instant query through prometheus-api-client (blocking: call it in a thread).
+    ``at`` evaluates it at a past time (replay)."""
     from prometheus_api_client import PrometheusConnect
     from prometheus_api_client.exceptions import PrometheusApiClientException
 
@@ -81,7 +82,7 @@ def prometheus_query(address: str, query: str, timeout: float,
         prom = PrometheusConnect(url=address, headers=headers or None, timeout=math.ceil(timeout),
                                  retry=Retry(total=0, raise_on_status=False))
         try:
-            result = prom.custom_query(query=query)
+            result = prom.custom_query(query=query, params={"time": at} if at is not None else None)
         finally:
             prom._session.close()
     except PrometheusApiClientException as e:
@@ -99,7 +100,7 @@ def _prom_message(e: Exception) -> str:
     return m.group(1).replace("\\\\'", "'").replace("\\'", "'").replace('\\"', '"')
 
 
-async def prometheus(spec: dict[str, Any]) -> Reading:
+async def prometheus(spec: dict[str, Any], at: float | None = None) -> Reading:
     address, query = spec.get("address"), spec.get("query")
     if not isinstance(address, str) or not address:
         raise ProviderError("prometheus.address is required")
@@ -107,7 +108,7 @@ async def prometheus(spec: dict[str, Any]) -> Reading:
         raise ProviderError("prometheus.query is required")
     timeout = _timeout(spec)
     data = await asyncio.wait_for(
-        asyncio.to_thread(prometheus_query, address, query, timeout, _headers(spec)), timeout + 5)
+        asyncio.to_thread(prometheus_query, address, query, timeout, _headers(spec), at), timeout + 5)
     return Reading(value=_vector_values(data, query), metadata={"resolvedQuery": query})
 
 

@@ -8,6 +8,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -284,3 +285,26 @@ async def test_bad_promql_and_missing_arg_fail_the_run_with_the_reason(
 
     run = await eventually(failed_run, 60, "the run with a missing arg failed")
     assert "args.team" in run["status"]["message"]
+
+
+async def test_replay_reports_what_a_template_would_have_decided(
+        rkube: Kube, namespace: str, testbed: TestBed, simulator: Simulator) -> None:
+    ns = namespace
+    for obj in [*services(), virtual_service()]:
+        await apply(rkube, obj, ns)
+    dep = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "demo"},
+           "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "demo"}},
+                    "template": {"metadata": {"labels": {"app": "demo"},
+                                              "annotations": {SIM + "error-rate": "0.2"}},
+                                 "spec": {"containers": [{"name": "app", "image": "demo:1"}]}}}}
+    await rkube.create(f"/apis/apps/v1/namespaces/{ns}/deployments", dep)
+    await asyncio.sleep(20)  # 20 s of traffic at 20 % errors on demo-stable
+    tmpl = REPO / "examples" / "analysis-templates.yaml"
+    cmd = [sys.executable, "-m", "rollouts.cli.main", "analyze", "--replay", str(tmpl),
+           "--name", "istio-success-rate", "--start", "15s", "--end", "0s", "--interval", "5s",
+           "--arg", "service=demo-stable", "--arg", f"namespace={ns}",
+           "--arg", f"prometheus-address={testbed.prometheus_url}"]
+    # the shipped template measures every 30 s; replay it every 5 s over the last 15 s
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60, cwd=REPO)  # noqa: ASYNC221
+    assert proc.returncode == 1, proc.stdout + proc.stderr  # 80 % success < 99 %: it fails
+    assert "Failed" in proc.stdout and "would have decided: success-rate Failed" in proc.stderr
