@@ -51,7 +51,19 @@ def pick_revision(rss: list[dict[str, Any]], current_hash: str | None,
 
 
 def template_of(rs: dict[str, Any]) -> dict[str, Any]:
-    """The ReplicaSet's pod template without the label the controller adds to it."""
+    """The revision's pod template: as the user wrote it when the controller recorded it
+    (same hash, so undo to the stable revision is immediate), else the ReplicaSet's copy
+    without the label the controller adds to it."""
+    import json
+
+    recorded = (rs.get("metadata") or {}).get("annotations", {}).get("rollouts.dev/pod-template")
+    if recorded:
+        try:
+            original = json.loads(recorded)
+            if isinstance(original, dict):
+                return original
+        except ValueError:
+            pass
     tmpl = copy.deepcopy((rs.get("spec") or {}).get("template") or {})
     md = tmpl.setdefault("metadata", {})
     labels = {k: v for k, v in (md.get("labels") or {}).items() if k != HASH_LABEL}
@@ -89,8 +101,8 @@ def undo(name: NameArg, kubeconfig: KubeconfigOpt = None, context: ContextOpt = 
          ) -> None:
     """Go back to an earlier revision: copies its pod template into spec.template.
 
-    The ReplicaSet's template carries the API server's defaults, so the controller sees
-    a new template and runs the canary steps for it (a new revision number).
+    Back to the stable revision during a canary: traffic returns to stable at once. Back to
+    an older revision: it runs the canary steps like any new template.
     """
     from rollouts.cli.fetch import owned_replica_sets
     from rollouts.cli.session import with_session

@@ -10,6 +10,7 @@ traffic that was not set.
 from __future__ import annotations
 
 import copy
+import json
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -53,6 +54,7 @@ from rollouts.traffic.istio import IstioRouter
 log = logging.getLogger(__name__)
 ROLLOUTS = Resource(GROUP, VERSION, ROLLOUT_PLURAL)
 HASH = POD_TEMPLATE_HASH_LABEL
+TEMPLATE_ANNOTATION = f"{GROUP}/pod-template"
 
 
 def owned_replica_sets(rs_objs: list[JSON], rollout_uid: str) -> dict[str, JSON]:
@@ -271,7 +273,12 @@ def build_replica_set(rollout: JSON, spec: RolloutSpec, template: JSON,
             "name": f"{md['name']}-{action.hash}",
             "namespace": md["namespace"],
             "labels": {**(tmeta.get("labels") or {})},
-            "annotations": {REVISION_ANNOTATION: str(action.revision)},
+            "annotations": {
+                REVISION_ANNOTATION: str(action.revision),
+                # The template as the user wrote it (the ReplicaSet's own copy gets the API
+                # server's defaults): `rollouts undo` restores exactly this revision's hash.
+                TEMPLATE_ANNOTATION: json.dumps(template, sort_keys=True, separators=(",", ":")),
+            },
             "ownerReferences": [{
                 "apiVersion": API_VERSION, "kind": "Rollout", "name": md["name"],
                 "uid": md["uid"], "controller": True, "blockOwnerDeletion": True,

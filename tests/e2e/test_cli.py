@@ -128,6 +128,10 @@ async def test_pause_resume_undo_restart_list_and_get(
     ro = await get_rollout(rkube, ns)
     assert ro["spec"]["template"]["spec"]["containers"][0]["image"] == "demo:1"
     assert "rollouts-pod-template-hash" not in ro["spec"]["template"]["metadata"]["labels"]
+    # revision 1 is the stable one: the canary ends at once, traffic back on stable
+    back = await eventually(lambda: phase_is(rkube, ns, "Healthy"), 30, "Healthy after undo")
+    assert back["status"]["currentPodHash"] == back["status"]["stableRS"]
+    assert await canary_weight(rkube, ns) == 0
     r = await cli("undo", "demo", "--to-revision=42", kubeconfig=kc, namespace=ns)
     assert r.code == 1 and "no revision 42" in r.err, r
 
