@@ -12,7 +12,13 @@ any in-memory state.
         tolerance: 1.2         # canary/baseline error ratio still considered equal
         earlyPromotion: false  # succeed early once the canary is shown no worse
         canary:   {requests: <PromQL>, errors: <PromQL>, latencyBuckets: <PromQL by (le)>}
-        baseline: {requests: <PromQL>, errors: <PromQL>, latencyBuckets: <PromQL by (le)>}
+        baseline: {requests: <PromQL>, errors: <PromQL>, latencyBuckets: <PromQL by (le)>,
+                   requestsByPod: <PromQL by (pod)>, errorsByPod: <PromQL by (pod)>}
+
+``requestsByPod``/``errorsByPod`` of the baseline (where Prometheus labels Istio's series
+with the pod, as a kubernetes_sd scrape of the sidecars does) switch the error test to
+the adaptive margin measured from the stable pods; without them the fixed ``tolerance``
+applies (see docs/analysis.md).
 """
 
 from __future__ import annotations
@@ -50,6 +56,24 @@ def _scalar(result: Any) -> float:
     return float(result[0]["value"][1])
 
 
+def _by_pod(result: Any) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for item in result or []:
+        pod = (item.get("metric") or {}).get("pod")
+        if pod is None:
+            raise ProviderError("requestsByPod/errorsByPod must be aggregated `by (pod)`")
+        out[str(pod)] = float(item["value"][1])
+    return out
+
+
+def _pods(a: dict[str, Any]) -> dict[str, tuple[float, float]] | None:
+    req = a.get("requestsByPod")
+    if not isinstance(req, dict) or not req:
+        return None
+    bad = a.get("errorsByPod") if isinstance(a.get("errorsByPod"), dict) else {}
+    return {p: (n, float(bad.get(p, 0.0))) for p, n in req.items()}
+
+
 def _buckets(result: Any) -> dict[str, float]:
     out: dict[str, float] = {}
     for item in result or []:
@@ -71,7 +95,7 @@ async def measure(spec: dict[str, Any], now: float, at: float | None = None) -> 
         queries = spec.get(arm)
         if not isinstance(queries, dict) or not isinstance(queries.get("requests"), str):
             raise ProviderError(f"judge.{arm}.requests (a PromQL query) is required")
-        for kind in ("requests", "errors", "latencyBuckets"):
+        for kind in ("requests", "errors", "latencyBuckets", "requestsByPod", "errorsByPod"):
             q = queries.get(kind)
             if isinstance(q, str) and q.strip():
                 jobs.append((arm, kind, q))
@@ -80,7 +104,8 @@ async def measure(spec: dict[str, Any], now: float, at: float | None = None) -> 
         timeout + 5)
     snap: dict[str, Any] = {"t": now, "canary": {}, "baseline": {}}
     for (arm, kind, _), res in zip(jobs, results, strict=True):
-        snap[arm][kind] = _buckets(res) if kind == "latencyBuckets" else _scalar(res)
+        snap[arm][kind] = (_buckets(res) if kind == "latencyBuckets" else
+                           _by_pod(res) if kind.endswith("ByPod") else _scalar(res))
     return snap
 
 
@@ -105,7 +130,7 @@ def verdict(spec: dict[str, Any], snapshots: list[dict[str, Any]]) -> Any:
                 arms.append(None)  # no histogram yet: a missing scrape for the judge
                 continue
             arms.append(ArmSnapshot(requests=a.get("requests", 0.0), bad=a.get("errors", 0.0),
-                                    buckets=buckets))
+                                    buckets=buckets, pods=_pods(a)))
         v = judge.observe(Snapshot(timestamp=float(s["t"]), canary=arms[0], baseline=arms[1]))
     return v if v is not None else judge.verdict
 
