@@ -70,7 +70,8 @@ def _pods(a: dict[str, Any]) -> dict[str, tuple[float, float]] | None:
     req = a.get("requestsByPod")
     if not isinstance(req, dict) or not req:
         return None
-    bad = a.get("errorsByPod") if isinstance(a.get("errorsByPod"), dict) else {}
+    bad_raw = a.get("errorsByPod")
+    bad: dict[str, float] = bad_raw if isinstance(bad_raw, dict) else {}
     return {p: (n, float(bad.get(p, 0.0))) for p, n in req.items()}
 
 
