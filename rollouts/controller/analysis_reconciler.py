@@ -121,7 +121,7 @@ class AnalysisRunReconciler:
             results[metric.name] = {k: v for k, v in r.items() if v is not None}
         status["metricResults"] = [results[m.name] for m in metrics]
         phase, message = ar.run_phase(metrics, results)
-        if terminated and phase == ar.RUNNING:
+        if terminated and phase in (ar.RUNNING, ar.SUCCESSFUL):
             phase, message = ar.SUCCESSFUL, "run terminated"
         status["phase"], status["message"] = phase, message
         if phase in ar.TERMINAL:

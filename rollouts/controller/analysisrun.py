@@ -223,7 +223,9 @@ def assess(metric: MetricSpec, result: dict[str, Any], terminated: bool = False)
     elif int(result.get("inconclusive") or 0) > metric.inconclusive_limit:
         return INCONCLUSIVE
     n = int(result.get("count") or 0)
-    done = terminated or (metric.planned is not None and n >= metric.planned)
+    if terminated:
+        return SUCCESSFUL  # Argo: a run stopped by its rollout ends Successful ("run terminated")
+    done = metric.planned is not None and n >= metric.planned
     if not done:
         return RUNNING if n else PENDING
     if metric.is_judge and not int(result.get("successful") or 0):

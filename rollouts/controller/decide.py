@@ -795,7 +795,11 @@ def _background_analysis(d: Decision, spec: RolloutSpec, h: str, idx: int) -> An
     if isinstance(starting, int) and idx < starting:
         return None
     attempt = int(_analysis_state(d.status).get("attempt") or 0)
-    return _observe_run(d, run_name(d.rollout, h, attempt, "bg"), bg, "background", None)
+    name = run_name(d.rollout, h, attempt, "bg")
+    existing = d.analysis_runs.get(name)
+    if existing is not None and existing.terminated and existing.phase not in (RUN_FAILED, RUN_ERROR):
+        return None  # we stopped it (promotion under way): its end is not a verdict
+    return _observe_run(d, name, bg, "background", None)
 
 
 def _analysis_msg(idx: int, n: int, run: AnalysisRunObs | None) -> str:

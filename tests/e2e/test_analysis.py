@@ -308,3 +308,53 @@ async def test_replay_reports_what_a_template_would_have_decided(
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60, cwd=REPO)  # noqa: ASYNC221
     assert proc.returncode == 1, proc.stdout + proc.stderr  # 80 % success < 99 %: it fails
     assert "Failed" in proc.stdout and "would have decided: success-rate Failed" in proc.stderr
+
+
+async def test_background_analysis_aborts_a_bad_canary_during_a_pause(
+        rkube: Kube, namespace: str, testbed: TestBed, simulator: Simulator,
+        start_controller: Callable[..., ControllerProcess]) -> None:
+    ns, prom = namespace, testbed.prometheus_url
+    start_controller()
+    background = {**analysis_step("canary-judge", prom)["analysis"], "startingStep": 1}
+    steps = [{"setWeight": 30}, {"pause": {}}, {"setWeight": 60}]
+    await release(rkube, ns, steps, [judge_template(count=200)], prom,
+                  canary={SIM + "error-rate": "0.04"}, analysis=background)
+    ro = await eventually(lambda: phase_is(rkube, ns, "Degraded"), 120, "aborted by background analysis")
+    assert ro["status"]["currentStepIndex"] == 1  # while waiting at pause {}
+    assert "error rate" in ro["status"]["message"]
+    assert await canary_weight(rkube, ns) == 0
+    runs = await _runs(rkube, ns)
+    assert [r["metadata"]["labels"]["rollouts.dev/analysis"] for r in runs] == ["background"]
+    assert runs[0]["status"]["phase"] == "Failed"
+
+
+async def test_background_analysis_is_terminated_when_the_canary_is_promoted(
+        rkube: Kube, namespace: str, testbed: TestBed, simulator: Simulator,
+        start_controller: Callable[..., ControllerProcess]) -> None:
+    ns, prom = namespace, testbed.prometheus_url
+    start_controller()
+    background = analysis_step("canary-judge", prom)["analysis"]
+    await release(rkube, ns, [{"setWeight": 30}, {"pause": {}}], [judge_template(count=200)], prom,
+                  canary={}, analysis=background)
+
+    async def measuring() -> bool:
+        runs = await _runs(rkube, ns)
+        return bool(runs) and int((runs[0].get("status") or {}).get("metricResults", [{}])[0]
+                                  .get("count", 0)) >= 2
+
+    await eventually(measuring, 60, "background analysis measuring")
+    await request_action(rkube, ns, "demo", "promote", user="e2e-user")
+    await eventually(lambda: _promoted_at(rkube, ns, 2), 60, "promoted")
+
+    async def terminated() -> JSON | None:
+        run = (await _runs(rkube, ns))[0]
+        return run if (run.get("status") or {}).get("phase") == "Successful" else None
+
+    run = await eventually(terminated, 30, "the background run ended")
+    assert run["spec"]["terminate"] is True and run["status"]["message"] == "run terminated"
+
+
+async def _promoted_at(rkube: Kube, ns: str, n: int) -> bool:
+    st = (await get_rollout(rkube, ns)).get("status") or {}
+    return st.get("phase") == "Healthy" and st.get("stableRS") == st.get("currentPodHash") and \
+        st.get("currentStepIndex") == n
