@@ -22,6 +22,7 @@ from rollouts.metrics import judge, providers
 
 log = logging.getLogger(__name__)
 ANALYSIS_RUNS = Resource(GROUP, VERSION, "analysisruns")
+JOBS = Resource("batch", "v1", "jobs")
 
 
 class ArgError(Exception):
@@ -87,7 +88,7 @@ class AnalysisRunReconciler:
                 status.update(phase=ar.FAILED, message="; ".join(errors))
             else:
                 requeue = await self._measure(spec, status, metrics, [m.provider for m in metrics],
-                                              started, now)
+                                              started, now, obj)
         body = copy.deepcopy(obj)
         body["status"] = status
         if status != (obj.get("status") or {}):
@@ -103,7 +104,8 @@ class AnalysisRunReconciler:
         return requeue if status.get("phase") not in ar.TERMINAL else None
 
     async def _measure(self, spec: JSON, status: JSON, metrics: list[ar.MetricSpec],
-                       resolved: list[dict[str, Any]], started: datetime, now: datetime) -> float | None:
+                       resolved: list[dict[str, Any]], started: datetime, now: datetime,
+                       spec_owner: JSON | None = None) -> float | None:
         results: dict[str, dict[str, Any]] = {
             str(r.get("name")): r for r in status.get("metricResults") or [] if isinstance(r, dict)}
         terminated = spec.get("terminate") is True
@@ -113,8 +115,12 @@ class AnalysisRunReconciler:
             r["dryRun"] = metric.dry_run or None
             wait = None if terminated else ar.next_due(metric, r, started, now)
             if wait is not None and wait <= 0:
-                r = await self._take(metric, prov, r, now)
-                wait = ar.next_due(metric, r, started, self.clock())
+                if metric.provider_kind == "job":
+                    r, pending = await self._job(spec_owner, metric, prov, r)
+                    wait = 1.0 if pending else ar.next_due(metric, r, started, self.clock())
+                else:
+                    r = await self._take(metric, prov, r, now)
+                    wait = ar.next_due(metric, r, started, self.clock())
             r["phase"] = ar.assess(metric, r, terminated)
             if r["phase"] not in ar.TERMINAL and wait is not None:
                 waits.append(max(wait, 0.2))
@@ -127,6 +133,42 @@ class AnalysisRunReconciler:
         if phase in ar.TERMINAL:
             status["completedAt"] = fmt_time(self.clock())
         return min(waits) if waits else None
+
+    async def _job(self, run: JSON | None, metric: ar.MetricSpec, prov: dict[str, Any],
+                   r: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+        """Argo's job provider: one Job per measurement; Complete is Successful, Failed is
+        Failed. Returns the result and whether the Job is still running."""
+        assert run is not None
+        md = run["metadata"]
+        n = int(r.get("count") or 0) + 1
+        name = f"{md['name']}-{metric.name}-{n}".lower()[:63].rstrip("-.")
+        path = JOBS.path(md["namespace"], name)
+        started = self.clock()
+        try:
+            job = await self.kube.get_or_none(path)
+            if job is None:
+                body = {"apiVersion": "batch/v1", "kind": "Job",
+                        "metadata": {**(prov.get("metadata") or {}), "name": name,
+                                     "namespace": md["namespace"],
+                                     "ownerReferences": [{"apiVersion": run["apiVersion"],
+                                                          "kind": "AnalysisRun", "name": md["name"],
+                                                          "uid": md["uid"], "controller": True}]},
+                        "spec": prov.get("spec") or {}}
+                await self.kube.create(JOBS.path(md["namespace"]), body)
+                return r, True
+        except KubeError as e:
+            return ar.record(metric, r, ar.ERROR, "", f"Job {name}: {e.message}", started,
+                             self.clock()), False
+        conds = {c.get("type"): c for c in (job.get("status") or {}).get("conditions") or []
+                 if c.get("status") == "True"}
+        if "Complete" in conds:
+            return ar.record(metric, r, ar.SUCCESSFUL, "Complete", "", started, self.clock(),
+                             {"metadata": {"job": name}}), False
+        if "Failed" in conds:
+            why = conds["Failed"].get("message") or conds["Failed"].get("reason") or "failed"
+            return ar.record(metric, r, ar.FAILED, "Failed", f"Job {name} failed: {why}", started,
+                             self.clock(), {"metadata": {"job": name}}), False
+        return r, True
 
     async def _take(self, metric: ar.MetricSpec, prov: dict[str, Any], r: dict[str, Any],
                     now: datetime) -> dict[str, Any]:

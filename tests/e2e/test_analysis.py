@@ -355,6 +355,30 @@ async def test_background_analysis_is_terminated_when_the_canary_is_promoted(
 
 
 async def _promoted_at(rkube: Kube, ns: str, n: int) -> bool:
-    st = (await get_rollout(rkube, ns)).get("status") or {}
-    return st.get("phase") == "Healthy" and st.get("stableRS") == st.get("currentPodHash") and \
+    ro = await get_rollout(rkube, ns)
+    st = ro.get("status") or {}
+    return st.get("observedGeneration") == ro["metadata"]["generation"] and \
+        st.get("phase") == "Healthy" and st.get("stableRS") == st.get("currentPodHash") and \
         st.get("currentStepIndex") == n
+
+
+async def test_job_provider_measures_by_a_jobs_success(
+        rkube: Kube, namespace: str, testbed: TestBed,
+        start_controller: Callable[..., ControllerProcess]) -> None:
+    ns, prom = namespace, testbed.prometheus_url
+    start_controller()
+    tmpl = {"apiVersion": "rollouts.dev/v1alpha1", "kind": "AnalysisTemplate",
+            "metadata": {"name": "smoke-test"},
+            "spec": {"metrics": [{"name": "smoke", "interval": "1s", "count": 2, "provider": {"job": {
+                "spec": {"backoffLimit": 0, "template": {"spec": {
+                    "restartPolicy": "Never",
+                    "containers": [{"name": "smoke", "image": "curlimages/curl:8",
+                                    "args": ["http://demo-canary/healthz"]}]}}}}}}]}}
+    step = {"analysis": {"templates": [{"templateName": "smoke-test"}]}}
+    await release(rkube, ns, [{"setWeight": 10}, step, {"setWeight": 50}], [tmpl], prom, canary={})
+    await eventually(lambda: _promoted_at(rkube, ns, 3), 90, "promoted after the smoke Jobs")
+    run = (await _runs(rkube, ns))[0]
+    res = run["status"]["metricResults"][0]
+    assert run["status"]["phase"] == "Successful" and res["count"] == 2 and res["successful"] == 2
+    jobs = await rkube.get_list(f"/apis/batch/v1/namespaces/{ns}/jobs")
+    assert len(jobs["items"]) == 2
