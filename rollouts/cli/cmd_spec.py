@@ -131,18 +131,16 @@ def undo(name: NameArg, kubeconfig: KubeconfigOpt = None, context: ContextOpt = 
 
 def restart(name: NameArg, kubeconfig: KubeconfigOpt = None, context: ContextOpt = None,
             namespace: NamespaceOpt = None) -> None:
-    """Set spec.restartAt to now (Argo's field for restarting pods).
-
-    Note: the controller records spec.restartAt but does not restart pods yet.
-    """
+    """Set spec.restartAt to now: the controller replaces every older pod, one at a time,
+    while all pods are available (Argo's meaning), and records status.restartedAt."""
     from rollouts.cli.session import with_session
     from rollouts.kube.signals import ROLLOUTS
 
     async def body(s: Session) -> None:
         now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         await s.kube.merge_patch(ROLLOUTS.path(s.namespace, name), {"spec": {"restartAt": now}})
-        print(f"rollout {s.namespace}/{name} restartAt set to {now} "
-              "(the controller does not act on restartAt yet)", flush=True)
+        print(f"rollout {s.namespace}/{name} restartAt set to {now}: pods are replaced one at a time",
+              flush=True)
 
     with_session(kubeconfig, context, namespace, body)
 

@@ -44,6 +44,15 @@ class ReplicaSetObs:
 
 
 @dataclass(frozen=True)
+class PodObs:
+    """A pod of one of our ReplicaSets (only gathered while a restartAt is pending)."""
+
+    name: str
+    created: datetime
+    deleting: bool = False
+
+
+@dataclass(frozen=True)
 class AnalysisRunObs:
     name: str
     phase: str  # Pending | Running | Successful | Failed | Inconclusive | Error
@@ -59,6 +68,7 @@ class Observations:
     environment_errors: tuple[str, ...] = ()
     # This rollout's AnalysisRuns by name.
     analysis_runs: dict[str, AnalysisRunObs] = field(default_factory=dict)
+    pods: tuple[PodObs, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -116,8 +126,13 @@ class TerminateAnalysisRun:
     name: str
 
 
+@dataclass(frozen=True)
+class DeletePod:
+    name: str
+
+
 ClusterAction = (CreateReplicaSet | ScaleReplicaSet | DeleteReplicaSet | SetTraffic
-                 | CreateAnalysisRun | TerminateAnalysisRun)
+                 | CreateAnalysisRun | TerminateAnalysisRun | DeletePod)
 
 
 @dataclass(frozen=True)
@@ -243,6 +258,7 @@ def decide(ro: RolloutInput, obs: Observations, now: datetime) -> Decision:
     else:
         _canary(d, spec, rss, h, stable, desired, now)
 
+    _restart_pods(d, spec, obs, rss, desired, now)
     _scale_old(d, spec, rss, desired, now)
     _emit_replica_actions(d, rss, desired, h)
     _replica_counts(st, rss, h)
@@ -843,3 +859,38 @@ def _terminate_stale_step_run(d: Decision, steps: tuple[Step, ...], idx: int, h:
     run = d.analysis_runs.get(str(info.get("name")))
     if run is not None and run.name != current and run.phase in RUN_ACTIVE and not run.terminated:
         d.actions.append(TerminateAnalysisRun(run.name))
+
+
+def restart_pending(spec: RolloutSpec, status: RolloutStatus, now: datetime) -> bool:
+    """Whether spec.restartAt asks for pods to be restarted now (the reconciler then
+    gathers the pods)."""
+    ra = parse_time(spec.restart_at)
+    done = parse_time(status.restarted_at)
+    return ra is not None and ra <= now and (done is None or done < ra)
+
+
+def _restart_pods(d: Decision, spec: RolloutSpec, obs: Observations, rss: dict[str, ReplicaSetObs],
+                  desired: dict[str, int], now: datetime) -> None:
+    """Argo's restartAt: replace every pod created before it, one at a time, only while
+    every pod is available (so capacity never drops by more than one pod)."""
+    st = d.status
+    ra = parse_time(spec.restart_at)
+    if ra is None or st.abort:
+        return
+    if ra > now:
+        d.wake_in(_seconds_until(ra, now))
+        return
+    if not restart_pending(spec, st, now):
+        return
+    old = sorted((p for p in obs.pods if p.created < ra and not p.deleting), key=lambda p: p.created)
+    if not old:
+        st.restarted_at = spec.restart_at
+        d.normal("RolloutRestarted", f"all pods restarted (restartAt {spec.restart_at})")
+        return
+    steady = all(rss[h].available >= rss[h].replicas and desired.get(h, rss[h].replicas) == rss[h].replicas
+                 for h in rss if rss[h].replicas > 0)
+    if steady and not any(p.deleting for p in obs.pods):
+        d.actions.append(DeletePod(old[0].name))
+        d.normal("RestartingPod",
+                 f"restarting pod {old[0].name} ({len(old)} left, restartAt {spec.restart_at})")
+    d.wake_in(1)

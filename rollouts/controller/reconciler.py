@@ -25,7 +25,7 @@ from rollouts.api.constants import (
     VERSION,
 )
 from rollouts.api.spec import RolloutSpec, parse_spec
-from rollouts.api.status import RolloutStatus
+from rollouts.api.status import RolloutStatus, parse_time
 from rollouts.controller.analysis_builder import (
     AnalysisSpecError,
     build_run,
@@ -36,17 +36,20 @@ from rollouts.controller.decide import (
     AnalysisRunObs,
     CreateAnalysisRun,
     CreateReplicaSet,
+    DeletePod,
     DeleteReplicaSet,
     Event,
     Observations,
+    PodObs,
     ReplicaSetObs,
     RolloutInput,
     ScaleReplicaSet,
     SetTraffic,
     TerminateAnalysisRun,
     decide,
+    restart_pending,
 )
-from rollouts.kube.client import DEPLOYMENTS, JSON, REPLICASETS, Kube, KubeError, Resource
+from rollouts.kube.client import DEPLOYMENTS, JSON, PODS, REPLICASETS, Kube, KubeError, Resource
 from rollouts.kube.events import EventRecorder
 from rollouts.kube.informer import Informer
 from rollouts.traffic.istio import IstioRouter
@@ -140,8 +143,11 @@ class Reconciler:
             md.get("uid", ""))
         runs = {r["metadata"]["name"]: run_observation(r)
                 for r in self._owned_runs(ns, md.get("uid", ""))}
+        pods: tuple[PodObs, ...] = ()
+        if spec is not None and owned and restart_pending(spec, status, self.clock()):
+            pods = await self._pods(ns, list(owned))
         obs = Observations(template, {h: rs_observation(r) for h, r in owned.items()},
-                           tuple(env_errors), runs)
+                           tuple(env_errors), runs, pods)
         ro = RolloutInput(ns, name, int(md.get("generation") or 0), spec, tuple(spec_errors), status)
         decision = decide(ro, obs, self.clock())
 
@@ -178,6 +184,16 @@ class Reconciler:
             except Exception:  # observability must never fail a reconcile
                 log.exception("decision listener failed for %s", key)
         return decision.requeue_after
+
+    async def _pods(self, ns: str, hashes: list[str]) -> tuple[PodObs, ...]:
+        data = await self.kube.get_list(PODS.path(ns), labelSelector=f"{HASH} in ({','.join(hashes)})")
+        out = []
+        for p in data.get("items") or []:
+            md = p.get("metadata") or {}
+            created = parse_time(md.get("creationTimestamp"))
+            if created is not None:
+                out.append(PodObs(md["name"], created, md.get("deletionTimestamp") is not None))
+        return tuple(out)
 
     def _owned_runs(self, ns: str, uid: str) -> list[JSON]:
         if self.analysis_runs is None:
@@ -248,6 +264,8 @@ class Reconciler:
             except KubeError as e:
                 if not e.conflict:
                     raise
+        elif isinstance(action, DeletePod):
+            await self.kube.delete(PODS.path(ns, action.name))
         elif isinstance(action, TerminateAnalysisRun):
             try:
                 await self.kube.merge_patch(ANALYSIS_RUNS.path(ns, action.name),

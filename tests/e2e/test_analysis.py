@@ -10,10 +10,12 @@ import signal
 import subprocess
 import sys
 import tempfile
-from collections.abc import AsyncIterator, Callable
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import yaml
 
@@ -197,24 +199,41 @@ async def _step_is(rkube: Kube, ns: str, idx: int) -> bool:
 
 
 @pytest.fixture
-async def own_prometheus(simulator: Simulator) -> AsyncIterator[tuple[str, subprocess.Popen[bytes]]]:
+def own_prometheus(simulator: Simulator) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """A Prometheus of this test's own, scraping the simulator, that the test may stop."""
     work = Path(tempfile.mkdtemp(prefix="prom-"))
     port = free_port()
-    cfg = {"global": {"scrape_interval": "1s"},
+    cfg = {"global": {"scrape_interval": "1s", "scrape_timeout": "1s"},
            "scrape_configs": [{"job_name": "sim", "static_configs": [{"targets": [simulator.address]}]}]}
     (work / "prometheus.yml").write_text(yaml.safe_dump(cfg))
-    proc = subprocess.Popen(["prometheus",  # noqa: ASYNC220 f"--config.file={work / 'prometheus.yml'}",
+    proc = subprocess.Popen(["prometheus", f"--config.file={work / 'prometheus.yml'}",
                              f"--storage.tsdb.path={work / 'data'}",
                              f"--web.listen-address=127.0.0.1:{port}"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
     try:
-        yield f"http://127.0.0.1:{port}", proc
+        deadline = time.monotonic() + 30
+        while not _ready(url + "/-/ready"):
+            assert proc.poll() is None, "the test's Prometheus exited"
+            assert time.monotonic() < deadline, "the test's Prometheus did not become ready"
+            time.sleep(0.2)
+        yield url, proc
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(10)
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(5)
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _ready(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
 
 
 async def test_prometheus_down_mid_analysis_never_promotes(
@@ -225,7 +244,9 @@ async def test_prometheus_down_mid_analysis_never_promotes(
     start_controller()
     tmpl = copy.deepcopy(TEMPLATES["istio-success-rate"])
     m = tmpl["spec"]["metrics"][0]
-    m.update(interval="2s", count=30, consecutiveErrorLimit=2, successCondition="result[0] >= 0.95")
+    # initialDelay: the canary's series need a couple of scrapes before rate() has data
+    m.update(interval="2s", count=30, consecutiveErrorLimit=2, initialDelay="5s",
+             successCondition="result[0] >= 0.95")
     steps = [{"setWeight": 20}, analysis_step("istio-success-rate", prom), {"setWeight": 60}]
     await release(rkube, ns, steps, [tmpl], prom, canary={SIM + "error-rate": "0.01"})
 

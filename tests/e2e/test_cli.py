@@ -136,8 +136,17 @@ async def test_pause_resume_undo_restart_list_and_get(
     assert r.code == 1 and "no revision 42" in r.err, r
 
     r = await cli("restart", "demo", kubeconfig=kc, namespace=ns)
-    assert r.code == 0 and "does not act on restartAt yet" in r.out, r
-    assert (await get_rollout(rkube, ns))["spec"]["restartAt"]
+    assert r.code == 0 and "replaced one at a time" in r.out, r
+    restart_at = (await get_rollout(rkube, ns))["spec"]["restartAt"]
+
+    async def restarted() -> bool:
+        st = (await get_rollout(rkube, ns)).get("status") or {}
+        pods = await rkube.get_list(f"/api/v1/namespaces/{ns}/pods", labelSelector="app=demo")
+        live = [p for p in pods["items"] if not p["metadata"].get("deletionTimestamp")]
+        return st.get("restartedAt") == restart_at and bool(live) and \
+            all(p["metadata"]["creationTimestamp"] >= restart_at for p in live)
+
+    await eventually(restarted, 60, "every pod replaced after restartAt")
     r = await cli("set", "image", "demo", "nope=x:1", kubeconfig=kc, namespace=ns)
     assert r.code == 1 and "no container named nope" in r.err, r
 

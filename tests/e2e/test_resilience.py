@@ -96,7 +96,11 @@ async def test_two_controllers_with_leader_election_one_acts_and_the_other_takes
 
     await request_action(rkube, ns, "demo", "promote", user="e2e-user")
     # The standby takes over after the lease expires (15 s) and carries on.
-    await eventually(lambda: _weight_is(rkube, ns, 75), 60, "weight 75 via the standby")
+    try:
+        await eventually(lambda: _weight_is(rkube, ns, 75), 120, "weight 75 via the standby")
+    except AssertionError as e:
+        st = (await get_rollout(rkube, ns)).get("status")
+        raise AssertionError(f"{e}\nstatus: {st}\nstandby log:\n{standby.output()[-3000:]}") from e
     assert "controller started" in standby.output()
     await request_action(rkube, ns, "demo", "promote", user="e2e-user")
     await eventually(lambda: phase_is(rkube, ns, "Healthy"), 60, "promotion by the standby")
