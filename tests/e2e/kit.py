@@ -14,16 +14,21 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from rollouts.kube.client import JSON, Kube, Resource
+from rollouts.api.constants import POD_TEMPLATE_HASH_LABEL
+from rollouts.kube.client import (
+    DESTINATION_RULES,
+    JSON,
+    REPLICASETS,
+    VIRTUAL_SERVICES,
+    Kube,
+    Resource,
+)
+from rollouts.kube.signals import ROLLOUTS
 
 REPO = Path(__file__).resolve().parents[2]
-ROLLOUTS = Resource("rollouts.dev", "v1alpha1", "rollouts")
-VS = Resource("networking.istio.io", "v1", "virtualservices")
-DR = Resource("networking.istio.io", "v1", "destinationrules")
-SERVICES = Resource("", "v1", "services")
-REPLICASETS = Resource("apps", "v1", "replicasets")
-EVENTS = Resource("", "v1", "events")
-HASH = "rollouts-pod-template-hash"
+VS = VIRTUAL_SERVICES
+DR = DESTINATION_RULES
+HASH = POD_TEMPLATE_HASH_LABEL
 
 T = TypeVar("T")
 
