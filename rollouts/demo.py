@@ -86,7 +86,7 @@ class Demo:
             crd = await kube.get("/apis/apiextensions.k8s.io/v1/customresourcedefinitions/"
                                  "analysisruns.rollouts.dev")
             if any(c["type"] == "Established" and c["status"] == "True"
-                   for c in crd.get("status", {}).get("conditions", [])):
+                   for c in (crd.get("status") or {}).get("conditions") or []):
                 break
             await asyncio.sleep(0.1)
         try:

@@ -413,7 +413,7 @@ class Kube:
 
     def crd_established(self, name: str) -> bool:
         status, body = self.request("GET", f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}")
-        conds = (body or {}).get("status", {}).get("conditions", []) if status == 200 else []
+        conds = ((body or {}).get("status") or {}).get("conditions") or [] if status == 200 else []
         return any(c["type"] == "Established" and c["status"] == "True" for c in conds)
 
     def any_node_ready(self) -> bool:
@@ -421,7 +421,7 @@ class Kube:
         if status != 200:
             return False
         for node in body.get("items", []):
-            for c in node.get("status", {}).get("conditions", []):
+            for c in (node.get("status") or {}).get("conditions") or []:
                 if c["type"] == "Ready" and c["status"] == "True" and not node["spec"].get("taints"):
                     return True
         return False

@@ -88,7 +88,7 @@ async def installed(rkube: Kube) -> None:
                 for _ in range(100):
                     crd = await rkube.get(f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}")
                     if any(c["type"] == "Established" and c["status"] == "True"
-                           for c in crd.get("status", {}).get("conditions", [])):
+                           for c in (crd.get("status") or {}).get("conditions") or []):
                         break
                     await asyncio.sleep(0.1)
 
