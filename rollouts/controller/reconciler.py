@@ -112,7 +112,6 @@ class Reconciler:
         self.kube = kube
         self.rollouts = rollouts
         self.replicasets = replicasets
-        self.router = IstioRouter(kube)
         self.recorder = recorder
         self.clock = clock or (lambda: datetime.now(UTC))
 
@@ -126,6 +125,7 @@ class Reconciler:
         ns, name = md["namespace"], md["name"]
         spec, spec_errors = parse_spec(obj.get("spec"))
         status = RolloutStatus.from_dict(obj.get("status"))
+        router = IstioRouter(self.kube)  # per reconcile: caches what it reads
         env_errors: list[str] = []
         template: JSON | None = None
         if spec is not None:
@@ -137,7 +137,7 @@ class Reconciler:
                 if missing:
                     env_errors.append("spec.selector does not match the pod template labels")
                 else:
-                    env_errors += await self.router.check(ns, spec, labels)
+                    env_errors += await router.check(ns, spec, labels)
         owned = owned_replica_sets(
             [r for r in self.replicasets.values() if r["metadata"].get("namespace") == ns],
             md.get("uid", ""))
@@ -154,11 +154,11 @@ class Reconciler:
         if decision.actions:
             assert spec is not None and template is not None
             log.debug("%s: %s", key, decision.actions)
-            previous = await self.router.current_weight(ns, spec)
+            previous = await router.current_weight(ns, spec)
             if previous is None:
                 previous = status.canary_weight
             for action in decision.actions:
-                await self._act(obj, spec, template, owned, action, previous)
+                await self._act(obj, spec, template, owned, action, previous, router)
                 if isinstance(action, SetTraffic):
                     previous = action.canary_weight
 
@@ -230,7 +230,7 @@ class Reconciler:
         return tmpl
 
     async def _act(self, obj: JSON, spec: RolloutSpec, template: JSON, owned: dict[str, JSON],
-                   action: Any, previous_weight: int) -> None:
+                   action: Any, previous_weight: int, router: IstioRouter) -> None:
         md = obj["metadata"]
         ns = md["namespace"]
         if isinstance(action, CreateReplicaSet):
@@ -274,7 +274,7 @@ class Reconciler:
                 if not e.not_found:
                     raise
         elif isinstance(action, SetTraffic):
-            await self.router.apply(ns, spec, action.stable_hash, action.canary_hash,
+            await router.apply(ns, spec, action.stable_hash, action.canary_hash,
                                     action.canary_weight, previous_weight)
 
 

@@ -17,8 +17,10 @@ from typing import Any, TypeVar
 from rollouts.api.constants import POD_TEMPLATE_HASH_LABEL
 from rollouts.kube.client import (
     DESTINATION_RULES,
+    EVENTS,
     JSON,
     REPLICASETS,
+    SERVICES,
     VIRTUAL_SERVICES,
     Kube,
     Resource,
@@ -29,6 +31,8 @@ REPO = Path(__file__).resolve().parents[2]
 VS = VIRTUAL_SERVICES
 DR = DESTINATION_RULES
 HASH = POD_TEMPLATE_HASH_LABEL
+# Re-exported for the tests, which name resources the way a user reads them.
+__all__ = ["DR", "EVENTS", "HASH", "REPLICASETS", "ROLLOUTS", "SERVICES", "VS"]
 
 T = TypeVar("T")
 
