@@ -48,6 +48,7 @@ class SequentialConfig:
     alpha_promote: float = 0.05
     min_dwell_s: float = 120.0
     latency_min_baseline: int = 100
+    latency_unit: str = ""  # only for the explanation, e.g. "ms" for Istio's histogram
 
     def __post_init__(self) -> None:
         for name in ("alpha", "alpha_cs", "alpha_promote"):
@@ -275,7 +276,8 @@ class SequentialJudge:
         r = worst.ratio
         dec = Decision.ROLLBACK if e >= thr else Decision.CONTINUE
         text = (
-            f"canary requests slower than {worst.le:g} are {_range_text(r.ci_low, r.ci_high)} as "
+            f"canary requests slower than {worst.le:g}{(' ' + self.config.latency_unit).rstrip()} are "
+            f"{_range_text(r.ci_low, r.ci_high)} as "
             f"frequent as on stable ({1 - self.config.alpha_cs:.0%} anytime-valid), e-value "
             f"{e:.3g} (mean over {len(bounds)} bucket bounds) "
             + (f">= {thr:g}: roll back" if dec is Decision.ROLLBACK else f"< {thr:g}: continue")

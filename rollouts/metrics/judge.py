@@ -44,6 +44,7 @@ def _config(spec: dict[str, Any]) -> Any:
             except (TypeError, ValueError) as e:
                 raise ProviderError(f"judge.{key} must be a number, got {spec[key]!r}") from e
     kwargs["early_promotion"] = spec.get("earlyPromotion") is True
+    kwargs["latency_unit"] = str(spec.get("latencyUnit", "ms"))  # Istio's histogram is in ms
     try:
         return SequentialConfig(**kwargs)
     except ValueError as e:
