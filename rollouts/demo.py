@@ -25,7 +25,7 @@ from typing import Any
 import yaml
 from rich.console import Console
 
-from rollouts.kube.apply import apply
+from rollouts.kube.apply import apply, apply_files, wait_established
 from rollouts.kube.client import JSON, Kube, KubeError, make_api_client
 
 REPO = Path(__file__).resolve().parent.parent
@@ -77,18 +77,9 @@ class Demo:
         return p
 
     async def install(self, kube: Kube) -> None:
-        for path in [*sorted((REPO / "crds").glob("*.yaml")), REPO / "deploy" / "00-namespace.yaml",
-                     REPO / "deploy" / "10-rbac.yaml"]:
-            for doc in yaml.safe_load_all(path.read_text()):
-                if doc:
-                    await apply(kube, doc)
-        for _ in range(100):
-            crd = await kube.get("/apis/apiextensions.k8s.io/v1/customresourcedefinitions/"
-                                 "analysisruns.rollouts.dev")
-            if any(c["type"] == "Established" and c["status"] == "True"
-                   for c in (crd.get("status") or {}).get("conditions") or []):
-                break
-            await asyncio.sleep(0.1)
+        crds = await apply_files(kube, sorted((REPO / "crds").glob("*.yaml")))
+        await apply_files(kube, [REPO / "deploy" / "00-namespace.yaml", REPO / "deploy" / "10-rbac.yaml"])
+        await wait_established(kube, crds)
         try:
             await kube.create("/api/v1/namespaces", {"metadata": {"name": self.ns}})
         except KubeError as e:

@@ -7,14 +7,13 @@ parameter), so the verdicts are exactly those a live run would have reached then
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from rollouts.controller import analysisrun as ar
-from rollouts.metrics import judge as judge_provider
-from rollouts.metrics import providers
+from rollouts.controller.analysis_reconciler import take_measurement
 
 
 @dataclass
@@ -25,6 +24,11 @@ class ReplayRow:
     value: str
     metric_phase: str  # the metric's phase after this measurement
     message: str
+
+
+def _stopped(at: datetime) -> Callable[[], datetime]:
+    """A clock standing at the replayed time: measurements are stamped with it."""
+    return lambda: at
 
 
 async def replay(template: dict[str, Any], args: dict[str, str], start: datetime, end: datetime,
@@ -46,37 +50,17 @@ async def replay(template: dict[str, Any], args: dict[str, str], start: datetime
     rows: list[ReplayRow] = []
     for metric in metrics:
         result: dict[str, Any] = {"name": metric.name}
-        snapshots: list[dict[str, Any]] = []
         step = interval or metric.interval or default_interval
         t = start + timedelta(seconds=metric.initial_delay)
         while t <= end:
-            ts = t.timestamp()
-            try:
-                if metric.provider_kind == "prometheus":
-                    reading = await providers.prometheus(metric.provider, at=ts)
-                    phase, msg = ar.measurement_phase(metric, reading.value)
-                    value: Any = reading.value
-                    extra = None
-                elif metric.provider_kind == "judge":
-                    reading = await judge_provider.judge_reading(metric.provider, snapshots, ts, at=ts)
-                    assert reading.snapshot is not None
-                    snapshots.append(reading.snapshot)
-                    phase = ar.INCONCLUSIVE if reading.phase == ar.INCONCLUSIVE else (
-                        ar.SUCCESSFUL if reading.phase == ar.SUCCESSFUL else str(reading.phase))
-                    msg, value = reading.message or "", reading.value
-                    extra = {"decision": (reading.evidence or {}).get("decision")}
-                else:
-                    raise providers.ProviderError(f"replay supports prometheus and judge providers, "
-                                                  f"not {metric.provider_kind}")
-            except (TimeoutError, providers.ProviderError) as e:
-                phase, msg, value, extra = ar.ERROR, str(e), "", None
-            now = datetime.fromtimestamp(ts, UTC)
-            result = ar.record(metric, result, phase, value, msg, now, now, extra)
-            if phase == ar.INCONCLUSIVE and metric.is_judge:
-                result["inconclusive"] = 0
-            mphase = ar.assess(metric, result, terminated=t + timedelta(seconds=step) > end)
-            rows.append(ReplayRow(now, metric.name, phase, str(result["measurements"][-1]["value"]),
-                                  mphase, msg))
+            now = t
+            result = await take_measurement(metric, metric.provider, result, now, _stopped(now),
+                                            at=t.timestamp())
+            last = result["measurements"][-1]
+            # The end of the range is not a termination: an unfinished metric stays Running.
+            mphase = ar.assess(metric, result)
+            rows.append(ReplayRow(now, metric.name, last["phase"], str(last["value"]), mphase,
+                                  str(last.get("message") or "")))
             if mphase in ar.TERMINAL:
                 break
             t += timedelta(seconds=step)

@@ -53,7 +53,6 @@ class Reason:
     PROMOTED_FULL: Final = "RolloutPromotedFull"
     INVALID_SPEC: Final = "InvalidSpec"
     PROGRESS_DEADLINE: Final = "ProgressDeadlineExceeded"
-    WAITING_FOR_CANARY: Final = "WaitingForCanaryReady"
     ACTION_REJECTED: Final = "ActionRejected"
     SCALED_DOWN: Final = "ScaledDownReplicaSet"
     AVAILABLE: Final = "AvailableReason"

@@ -101,12 +101,6 @@ class RolloutSpec:
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
-class SpecErrors(Exception):
-    def __init__(self, errors: list[str]) -> None:
-        super().__init__("; ".join(errors))
-        self.errors = errors
-
-
 def _int(d: dict[str, Any], key: str, default: int, errors: list[str], path: str,
          lo: int = 0, hi: int = INT32_MAX) -> int:
     v = d.get(key, default)

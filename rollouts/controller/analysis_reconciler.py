@@ -119,7 +119,7 @@ class AnalysisRunReconciler:
                     r, pending = await self._job(spec_owner, metric, prov, r)
                     wait = 1.0 if pending else ar.next_due(metric, r, started, self.clock())
                 else:
-                    r = await self._take(metric, prov, r, now)
+                    r = await take_measurement(metric, prov, r, now, self.clock)
                     wait = ar.next_due(metric, r, started, self.clock())
             r["phase"] = ar.assess(metric, r, terminated)
             if r["phase"] not in ar.TERMINAL and wait is not None:
@@ -170,38 +170,37 @@ class AnalysisRunReconciler:
                              self.clock(), {"metadata": {"job": name}}), False
         return r, True
 
-    async def _take(self, metric: ar.MetricSpec, prov: dict[str, Any], r: dict[str, Any],
-                    now: datetime) -> dict[str, Any]:
-        started = self.clock()
-        extra: dict[str, Any] = {}
-        try:
-            if metric.provider_kind == "prometheus":
-                reading = await providers.prometheus(prov)
-            elif metric.provider_kind == "web":
-                reading = await providers.web(prov)
-            elif metric.provider_kind == "judge":
-                reading = await judge.judge_reading(prov, list(r.get("judgeSnapshots") or []),
-                                                    now.timestamp())
-            else:
-                raise providers.ProviderError(f"provider {metric.provider_kind} is not supported yet")
-        except (TimeoutError, providers.ProviderError) as e:
-            msg = str(e) or "provider timed out"
-            return ar.record(metric, r, ar.ERROR, "", msg, started, self.clock())
-        extra["metadata"] = reading.metadata
-        if metric.provider_kind == "judge":
-            r = dict(r)
-            r["judgeSnapshots"] = [*(r.get("judgeSnapshots") or []), reading.snapshot]
-            ev = reading.evidence or {}
-            extra["decision"] = ev.get("decision")
-            r["evidence"] = ev
-            phase = ar.SUCCESSFUL if reading.phase in (ar.SUCCESSFUL, ar.INCONCLUSIVE) else str(reading.phase)
-            if reading.phase == ar.INCONCLUSIVE:
-                # No canary traffic yet: not a vote either way; the budget decides at the end.
-                phase = ar.INCONCLUSIVE
-            out = ar.record(metric, r, phase, str(reading.value), reading.message or "", started,
-                            self.clock(), extra)
-            if phase == ar.INCONCLUSIVE:
-                out["inconclusive"] = 0  # judge metrics use the decision, not the count
-            return out
-        phase, message = ar.measurement_phase(metric, reading.value)
-        return ar.record(metric, r, phase, reading.value, message, started, self.clock(), extra)
+
+async def take_measurement(metric: ar.MetricSpec, prov: dict[str, Any], r: dict[str, Any],
+                           now: datetime, clock: Callable[[], datetime],
+                           at: float | None = None) -> dict[str, Any]:
+    """The metric result after one more measurement from its provider (prometheus, web,
+    judge); ``at`` evaluates Prometheus queries at a past time (replay). A provider
+    failure is an Error measurement, never an exception."""
+    started = clock()
+    extra: dict[str, Any] = {}
+    try:
+        if metric.provider_kind == "prometheus":
+            reading = await providers.prometheus(prov, at=at)
+        elif metric.provider_kind == "web" and at is None:
+            reading = await providers.web(prov)
+        elif metric.provider_kind == "judge":
+            reading = await judge.judge_reading(prov, list(r.get("judgeSnapshots") or []),
+                                                now.timestamp(), at=at)
+        else:
+            raise providers.ProviderError(f"the {metric.provider_kind} provider cannot be "
+                                          f"{'replayed' if at is not None else 'measured here'}")
+    except (TimeoutError, providers.ProviderError) as e:
+        return ar.record(metric, r, ar.ERROR, "", str(e) or "provider timed out", started, clock())
+    extra["metadata"] = reading.metadata
+    if metric.provider_kind == "judge":
+        # The judge's own phase: Inconclusive = no usable canary traffic yet (assess decides
+        # judge metrics by the decision, so it is not a vote either way).
+        ev = reading.evidence or {}
+        extra["decision"] = ev.get("decision")
+        r = {**r, "judgeSnapshots": [*(r.get("judgeSnapshots") or []), reading.snapshot],
+             "evidence": ev}
+        return ar.record(metric, r, str(reading.phase), str(reading.value), reading.message or "",
+                         started, clock(), extra)
+    phase, message = ar.measurement_phase(metric, reading.value)
+    return ar.record(metric, r, phase, reading.value, message, started, clock(), extra)

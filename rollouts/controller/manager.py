@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import logging
 import signal
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -63,9 +62,7 @@ class Controller:
         self.queue = WorkQueue()
         self.telemetry = Telemetry(self.queue)
         self.ready = False
-        self.reconciles_total = 0
         self.analysis_reconciler: AnalysisRunReconciler | None = None
-        self.reconcile_errors_total = 0
 
     def _enqueue_rollout(self, _kind: str, obj: JSON) -> None:
         self.queue.add(key_of(obj))
@@ -83,7 +80,6 @@ class Controller:
     async def _worker(self, reconciler: Reconciler) -> None:
         while True:
             key, waited = await self.queue.get()
-            started = time.monotonic()
             self.telemetry.started(key, waited)
             try:
                 if key.startswith(AR_PREFIX):
@@ -98,14 +94,11 @@ class Controller:
             except asyncio.CancelledError:
                 raise
             except Exception as e:  # one bad object must never stop the others
-                self.reconcile_errors_total += 1
                 self.telemetry.finished(key, error=True)
                 log.warning("reconcile %s failed: %s: %s", key, type(e).__name__, e)
                 self.queue.add_rate_limited(key)
             finally:
-                self.reconciles_total += 1
                 self.queue.done(key)
-                log.debug("reconciled %s in %.3fs", key, time.monotonic() - started)
 
     async def _resync(self, informer: Informer) -> None:
         while True:

@@ -95,6 +95,10 @@ def rs_observation(rs: JSON) -> ReplicaSetObs:
 DecisionListener = Callable[[JSON, RolloutStatus, list[Event]], None]
 
 
+def _refs_key(analysis: Any) -> str:
+    return json.dumps((analysis or {}).get("templates"), sort_keys=True)
+
+
 def run_observation(run: JSON) -> AnalysisRunObs:
     st = run.get("status") or {}
     return AnalysisRunObs(name=run["metadata"]["name"], phase=str(st.get("phase") or "Pending"),
@@ -126,11 +130,12 @@ class Reconciler:
         spec, spec_errors = parse_spec(obj.get("spec"))
         status = RolloutStatus.from_dict(obj.get("status"))
         router = IstioRouter(self.kube)  # per reconcile: caches what it reads
+        loaded_templates: dict[str, list[JSON]] = {}
         env_errors: list[str] = []
         template: JSON | None = None
         if spec is not None:
             template = await self._template(ns, spec, env_errors)
-            env_errors += await self._check_analysis(ns, spec)
+            env_errors += await self._check_analysis(ns, spec, loaded_templates)
             if template is not None:
                 labels = (template.get("metadata") or {}).get("labels") or {}
                 missing = {k: v for k, v in spec.selector.items() if labels.get(k) != v}
@@ -158,7 +163,8 @@ class Reconciler:
             if previous is None:
                 previous = status.canary_weight
             for action in decision.actions:
-                await self._act(obj, spec, template, owned, action, previous, router)
+                await self._act(obj, spec, template, owned, action, previous, router,
+                                loaded_templates)
                 if isinstance(action, SetTraffic):
                     previous = action.canary_weight
 
@@ -202,7 +208,10 @@ class Reconciler:
                 if r["metadata"].get("namespace") == ns
                 and any(o.get("uid") == uid for o in r["metadata"].get("ownerReferences") or [])]
 
-    async def _check_analysis(self, ns: str, spec: RolloutSpec) -> list[str]:
+    async def _check_analysis(self, ns: str, spec: RolloutSpec,
+                              loaded: dict[str, list[JSON]]) -> list[str]:
+        """Every referenced template must exist; what was read is kept in ``loaded`` so a run
+        created in the same reconcile does not read the templates again."""
         blocks = [(f"spec.strategy.canary.steps[{s.index}].analysis", s.analysis)
                   for s in spec.canary.steps if s.analysis is not None]
         if spec.canary.background_analysis is not None:
@@ -210,7 +219,7 @@ class Reconciler:
         errors = []
         for path, block in blocks:
             try:
-                await load_templates(self.kube, ns, block)
+                loaded[_refs_key(block)] = await load_templates(self.kube, ns, block)
             except AnalysisSpecError as e:
                 errors.append(f"{path}: {e}")
         return errors
@@ -230,7 +239,8 @@ class Reconciler:
         return tmpl
 
     async def _act(self, obj: JSON, spec: RolloutSpec, template: JSON, owned: dict[str, JSON],
-                   action: Any, previous_weight: int, router: IstioRouter) -> None:
+                   action: Any, previous_weight: int, router: IstioRouter,
+                   loaded_templates: dict[str, list[JSON]]) -> None:
         md = obj["metadata"]
         ns = md["namespace"]
         if isinstance(action, CreateReplicaSet):
@@ -254,7 +264,8 @@ class Reconciler:
             if rs is not None:
                 await self.kube.delete(REPLICASETS.path(ns, rs["metadata"]["name"]))
         elif isinstance(action, CreateAnalysisRun):
-            templates = await load_templates(self.kube, ns, action.analysis)
+            templates = (loaded_templates.get(_refs_key(action.analysis))
+                         or await load_templates(self.kube, ns, action.analysis))
             status = obj.get("status") or {}
             run = build_run(obj, templates, action.analysis, action.name, action.kind,
                             action.step_index, str(status.get("stableRS") or ""),

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+from pathlib import Path
 from typing import Any
+
+import yaml
 
 from rollouts.api.constants import GROUP, VERSION
 from rollouts.kube.client import JSON, Kube, Resource
@@ -52,3 +56,27 @@ async def apply(kube: Kube, obj: JSON, namespace: str | None = None,
     return await kube.request("PATCH", path, body=obj,
                               query={"fieldManager": field_manager, "force": "true"},
                               content_type="application/apply-patch+yaml")
+
+
+async def apply_files(kube: Kube, paths: list[Path], skip_kinds: tuple[str, ...] = ()) -> list[JSON]:
+    """Apply every document of the YAML files (like ``kubectl apply -f``); the applied objects."""
+    applied = []
+    for path in paths:
+        for doc in yaml.safe_load_all(path.read_text()):
+            if doc and doc.get("kind") not in skip_kinds:
+                applied.append(await apply(kube, doc))
+    return applied
+
+
+async def wait_established(kube: Kube, crds: list[JSON], timeout: float = 30) -> None:
+    """Wait until the API server serves these CustomResourceDefinitions."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    for crd in (c for c in crds if c.get("kind") == "CustomResourceDefinition"):
+        path = resource_for(crd).path(None, crd["metadata"]["name"])
+        while True:
+            conds = ((await kube.get(path)).get("status") or {}).get("conditions") or []
+            if any(c["type"] == "Established" and c["status"] == "True" for c in conds):
+                break
+            if asyncio.get_running_loop().time() > deadline:
+                raise TimeoutError(f"CRD {crd['metadata']['name']} not Established in {timeout:.0f}s")
+            await asyncio.sleep(0.1)

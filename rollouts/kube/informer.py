@@ -32,7 +32,6 @@ class Informer:
         self.store: dict[str, JSON] = {}
         self.synced = asyncio.Event()
         self._handlers: list[Handler] = []
-        self.relists = 0
 
     def add_handler(self, handler: Handler) -> None:
         self._handlers.append(handler)
@@ -58,7 +57,6 @@ class Informer:
             if prev is None or prev.get("metadata", {}).get("resourceVersion") != \
                     o.get("metadata", {}).get("resourceVersion"):
                 self._fire("ADDED" if prev is None else "MODIFIED", o)
-        self.relists += 1
         self.synced.set()
         return str(data.get("metadata", {}).get("resourceVersion", ""))
 

@@ -151,6 +151,3 @@ async def web(spec: dict[str, Any]) -> Reading:
     value = json_path(doc, path) if isinstance(path, str) and path else doc
     return Reading(value=value, metadata={"url": url})
 
-
-def is_missing(v: Any) -> bool:
-    return v is None or (isinstance(v, float) and math.isnan(v)) or (isinstance(v, list) and not v)

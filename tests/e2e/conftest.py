@@ -59,12 +59,11 @@ async def namespace(kube: client.ApiClient, request: pytest.FixtureRequest) -> A
 
 # --- the controller under test ------------------------------------------------------
 
-import asyncio  # noqa: E402
 import collections.abc  # noqa: E402
 
 import yaml  # noqa: E402
 
-from rollouts.kube.apply import apply  # noqa: E402
+from rollouts.kube.apply import apply_files, wait_established  # noqa: E402
 from rollouts.kube.client import Kube  # noqa: E402
 from tests.e2e.kit import REPO, ControllerProcess  # noqa: E402
 
@@ -77,20 +76,10 @@ async def rkube(kube: client.ApiClient) -> Kube:
 @pytest.fixture(scope="session")
 async def installed(rkube: Kube) -> None:
     """crds/ and the controller's RBAC from deploy/, exactly as a user applies them."""
-    for path in sorted((REPO / "crds").glob("*.yaml")) + sorted((REPO / "deploy").glob("*.yaml")):
-        for doc in yaml.safe_load_all(path.read_text()):
-            if doc and doc["kind"] != "Deployment":  # no image to run in the test bed
-                await apply(rkube, doc)
-    for path in sorted((REPO / "crds").glob("*.yaml")):
-        for doc in yaml.safe_load_all(path.read_text()):
-            if doc and doc["kind"] == "CustomResourceDefinition":
-                name = doc["metadata"]["name"]
-                for _ in range(100):
-                    crd = await rkube.get(f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}")
-                    if any(c["type"] == "Established" and c["status"] == "True"
-                           for c in (crd.get("status") or {}).get("conditions") or []):
-                        break
-                    await asyncio.sleep(0.1)
+    crds = await apply_files(rkube, sorted((REPO / "crds").glob("*.yaml")))
+    # the Deployment needs an image, which the test bed cannot run
+    await apply_files(rkube, sorted((REPO / "deploy").glob("*.yaml")), skip_kinds=("Deployment",))
+    await wait_established(rkube, crds)
 
 
 @pytest.fixture(scope="session")

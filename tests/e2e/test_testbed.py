@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import copy
-import json
 import time
 from typing import Any
 
@@ -15,6 +13,7 @@ from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from testbed.cluster import TestBed
+from tests.e2e.kit import eventually
 
 
 async def _ready_pods(core: client.CoreV1Api, ns: str, selector: str) -> int:
@@ -24,17 +23,6 @@ async def _ready_pods(core: client.CoreV1Api, ns: str, selector: str) -> int:
         if p.metadata.deletion_timestamp is None and p.status.conditions
         and any(c.type == "Ready" and c.status == "True" for c in p.status.conditions)
     )
-
-
-async def _eventually(check: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = await check()
-        if last:
-            return
-        await asyncio.sleep(0.5)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last})")
 
 
 async def test_deployment_pods_become_ready_on_kwok_nodes_and_scale_down(
@@ -51,14 +39,14 @@ async def test_deployment_pods_become_ready_on_kwok_nodes_and_scale_down(
     }
     await apps.create_namespaced_deployment(namespace, dep)
     t0 = time.monotonic()
-    await _eventually(lambda: _count_is(core, namespace, 3), 60, "3 ready pods")
+    await eventually(lambda: _count_is(core, namespace, 3), 60, "3 ready pods")
     assert time.monotonic() - t0 < 60
     pods = await core.list_namespaced_pod(namespace, label_selector="app=web")
     assert all(p.spec.node_name and p.spec.node_name.startswith("kwok-node-") for p in pods.items)
 
     await apps.patch_namespaced_deployment_scale(namespace=namespace, name="web",
                                                  body={"spec": {"replicas": 1}})
-    await _eventually(lambda: _total_pods_is(core, namespace, 1), 60, "1 pod left")
+    await eventually(lambda: _total_pods_is(core, namespace, 1), 60, "1 pod left")
     assert await _ready_pods(core, namespace, "app=web") == 1
 
 
@@ -134,11 +122,10 @@ async def test_alert_posted_to_alertmanager_reaches_webhook_receiver(
             return any(a["labels"].get("alertname") == "TestBedAlert"
                        for msg in received for a in msg.get("alerts", []))
 
-        await _eventually(got_it, 30, "the webhook to receive the alert")
+        await eventually(got_it, 30, "the webhook to receive the alert")
         msg = next(m for m in received if m.get("alerts"))
         assert msg["status"] == "firing"
         assert msg["alerts"][0]["annotations"]["summary"] == "hello from the test bed"
-        json.dumps(msg)
     finally:
         testbed.route_alerts("namespace", namespace, None)
         await runner.cleanup()
