@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from typing import Any, Final
 
+from rollouts.api.analysis_readout import analysis_runs
 from rollouts.api.constants import Phase
 from rollouts.api.spec import parse_spec
 from rollouts.api.status import RolloutStatus
@@ -42,6 +43,45 @@ def settled_phase(obj: dict[str, Any]) -> str | None:
     if up_to_date(obj) and phase in (HEALTHY, DEGRADED):
         return str(phase)
     return None
+
+
+def _revision_of_run(rollout: str, run: str) -> str | None:
+    """The revision in a run name ``{rollout}-{hash}-{attempt}-{kind}`` (the controller's)."""
+    rest = run[len(rollout) + 1:] if rollout and run.startswith(f"{rollout}-") else ""
+    parts = rest.split("-")
+    return parts[0] if len(parts) >= 3 and parts[0] else None
+
+
+def _analysis(name: str, raw_status: Any, st: RolloutStatus) -> dict[str, Any] | None:
+    """The AnalysisRuns status records (the controller's ``status.analysis``, Argo's
+    ``status.canary.current*AnalysisRunStatus``), each marked as of the current revision and
+    attempt or not: a run of a replaced revision must not read as the canary's verdict."""
+    status = raw_status if isinstance(raw_status, dict) else {}
+    a = status.get("analysis")
+    attempt = a.get("attempt") if isinstance(a, dict) else None
+    attempt = attempt if isinstance(attempt, int) and not isinstance(attempt, bool) else 0
+    runs = []
+    for r in analysis_runs(status):
+        rev = _revision_of_run(name, r.name)
+        current = rev is not None and rev == st.current_pod_hash and \
+            r.name.startswith(f"{name}-{rev}-{attempt}-")
+        runs.append({"kind": r.kind, "name": r.name, "phase": r.phase, "message": r.message,
+                     "revision": rev, "current": current})
+    if not runs:
+        return None
+    return {"attempt": attempt, "runs": runs}
+
+
+def _last_action(st: RolloutStatus) -> dict[str, Any] | None:
+    """status.lastAction with ``current``: whether it was applied to the revision the
+    rollout is on now (a promote of the previous canary is history, not this one's)."""
+    a = st.last_action
+    if a is None:
+        return None
+    rev = a.get("podHash")
+    if not isinstance(rev, str) or not rev:
+        return {**a, "current": None}  # recorded without its revision: unknown
+    return {**a, "current": rev == st.current_pod_hash}
 
 
 def summarize(obj: dict[str, Any]) -> dict[str, Any]:
@@ -85,10 +125,9 @@ def summarize(obj: dict[str, Any]) -> dict[str, Any]:
                      "current": st.replicas, "updated": st.updated_replicas,
                      "ready": st.ready_replicas, "available": st.available_replicas},
         "containers": _containers(raw_spec),
-        # Keys the analysis layer writes under status.canary (shown as they are).
-        "analysis": st.canary_extra or None,
+        "analysis": _analysis(str(md.get("name") or ""), obj.get("status"), st),
         "pendingAction": st.pending_action,
-        "lastAction": st.last_action,
+        "lastAction": _last_action(st),
         "conditions": st.conditions,
         "specErrors": errors,
     }

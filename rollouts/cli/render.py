@@ -6,7 +6,6 @@ Colour appears only when the console is a terminal; rich decides that from the s
 from __future__ import annotations
 
 import io
-import json
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,7 +16,9 @@ from rich.text import Text
 HASH_LABEL = "rollouts-pod-template-hash"
 REVISION_ANNOTATION = "rollouts.dev/revision"
 
-PHASE_STYLE = {"Healthy": "green", "Degraded": "red", "Paused": "yellow", "Progressing": "cyan"}
+PHASE_STYLE = {"Healthy": "green", "Degraded": "red", "Paused": "yellow", "Progressing": "cyan",
+               "Successful": "green", "Failed": "red", "Error": "red", "Inconclusive": "yellow",
+               "Running": "cyan"}
 STEP_MARK = {"done": "✓", "current": "▶", "pending": "·"}
 
 
@@ -104,7 +105,8 @@ def _action_line(a: dict[str, Any] | None, pending: bool) -> str:
     if pending:
         return f"{what} by {a.get('user', '?')} (waiting for the controller)"
     msg = f": {a['message']}" if a.get("message") else ""
-    return f"{what} by {a.get('user', '?')} -> {a.get('result', '?')}{msg}"
+    earlier = f" (on earlier revision {a.get('podHash')})" if a.get("current") is False else ""
+    return f"{what} by {a.get('user', '?')} -> {a.get('result', '?')}{msg}{earlier}"
 
 
 def detail(summary: dict[str, Any], rss: list[dict[str, Any]], events: list[dict[str, Any]],
@@ -163,12 +165,17 @@ def detail(summary: dict[str, Any], rss: list[dict[str, Any]], events: list[dict
                        style="dim" if r["role"] == "old" else "")
         parts.append(rt)
 
-    if s.get("analysis"):
+    runs = (s.get("analysis") or {}).get("runs") or []
+    if runs:
         at = Table(title="Analysis", title_justify="left", box=None, header_style="bold")
-        at.add_column("KEY")
-        at.add_column("VALUE", overflow="fold")
-        for k, v in s["analysis"].items():
-            at.add_row(str(k), v if isinstance(v, str) else json.dumps(v, sort_keys=True))
+        for c in ("KIND", "RUN", "PHASE", "MESSAGE"):
+            at.add_column(c, overflow="fold" if c == "MESSAGE" else "ellipsis")
+        for r in runs:
+            # a run of a replaced revision (or an earlier attempt) is history, not a verdict
+            old = "" if r.get("current") else " (earlier revision or attempt)"
+            at.add_row(str(r.get("kind", "")), str(r.get("name", "")),
+                       phase_text(str(r.get("phase") or "Pending")), str(r.get("message") or "") + old,
+                       style="" if r.get("current") else "dim")
         parts.append(at)
 
     evs = event_rows(events)
