@@ -1,9 +1,10 @@
 """`rollouts lint`: offline checks of Rollout and analysis manifests, with line numbers.
 
 Pure apart from reading the CRDs shipped with the package: no cluster needed, so it runs
-in pre-commit hooks and CI. Each Rollout is checked twice: against the CRD's schema
-(what the API server would reject) and with ``parse_spec`` (what the controller would
-report as InvalidSpec).
+in pre-commit hooks and CI. Each object is checked twice: as the API server validates it
+(the CRD's schema and its CEL rules, ``source`` "api-server": "lint clean" means "the server
+accepts it") and as the controller reads it (``parse_spec``, what it would report as
+InvalidSpec, or the analysis checks it makes when a run starts; ``source`` "controller").
 """
 
 from __future__ import annotations
@@ -16,11 +17,14 @@ from typing import Any
 
 import yaml
 
-from rollouts.cli.schema import Path, parse_path, path_text, validate
+from rollouts.cli.schema import Path, check, parse_path, path_text
 
 GROUP = "rollouts.dev"
 ANALYSIS_KINDS = ("AnalysisTemplate", "ClusterAnalysisTemplate", "AnalysisRun")
 SPEC_PATH_RE = re.compile(r"\bspec(?:\.[A-Za-z_][A-Za-z0-9_]*|\[\d+\])*")
+# metadata.name of a custom resource: a DNS subdomain, as the API server checks it
+NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+SERVER, CONTROLLER = "api-server", "controller"  # who refuses it
 
 
 @dataclass(frozen=True)
@@ -31,6 +35,7 @@ class Finding:
     message: str
     kind: str = ""
     name: str = ""
+    source: str = ""  # SERVER, CONTROLLER or "" (the file itself)
 
     def __str__(self) -> str:
         what = f" {self.kind}/{self.name}:" if self.kind else ""
@@ -38,7 +43,8 @@ class Finding:
 
     def as_dict(self) -> dict[str, Any]:
         return {"file": self.file, "line": self.line, "severity": self.severity,
-                "kind": self.kind, "name": self.name, "message": self.message}
+                "kind": self.kind, "name": self.name, "message": self.message,
+                "source": self.source}
 
 
 def crd_dirs() -> list[FsPath]:
@@ -122,8 +128,8 @@ def lint_document(doc: Any, node: yaml.Node | None, file: str) -> list[Finding]:
         return []  # Services, VirtualServices...: not ours to check
     out: list[Finding] = []
 
-    def err(path: Path, msg: str, sev: str = "error") -> None:
-        out.append(Finding(file, line_of(node, path), sev, msg, kind, name))
+    def err(path: Path, msg: str, source: str = SERVER) -> None:
+        out.append(Finding(file, line_of(node, path), "error", msg, kind, name, source))
 
     if api.startswith("argoproj.io/"):
         err(("apiVersion",), f"apiVersion {api}: use {GROUP}/v1alpha1 (same fields, our API group)")
@@ -135,10 +141,15 @@ def lint_document(doc: Any, node: yaml.Node | None, file: str) -> list[Finding]:
         elif kind == "Rollout":
             err(("apiVersion",), f"apiVersion {api}: expected {GROUP}/v1alpha1")
         return out  # another group's kind of the same name
-    if not name and not (doc.get("metadata") or {}).get("generateName"):
+    raw_md = doc.get("metadata")
+    md: dict[str, Any] = raw_md if isinstance(raw_md, dict) else {}
+    if not name and not md.get("generateName"):
         err(("metadata",), "metadata.name is required")
+    elif name and (len(name) > 253 or not NAME_RE.match(name)):
+        err(("metadata", "name"), f"metadata.name {name!r} must be a DNS subdomain: lower-case "
+                                  "letters, digits, '-' and '.', starting and ending alphanumeric")
     schema_paths: list[Path] = []
-    for path, msg in validate(doc, schema):
+    for path, msg in check(doc, schema):
         err(path, f"{path_text(path)}: {msg}")
         schema_paths.append(path)
     if kind == "Rollout":
@@ -148,13 +159,13 @@ def lint_document(doc: Any, node: yaml.Node | None, file: str) -> list[Finding]:
         for e in errors:
             m = SPEC_PATH_RE.search(e)
             path = parse_path(m.group(0)) if m else ("spec",)
-            # the schema already said it, at this field or inside it
+            # the server already said it, at this field or inside it
             if len(path) > 2 and any(p[:len(path)] == path for p in schema_paths):
                 continue
-            err(path, e)
+            err(path, e, CONTROLLER)
     elif kind in ("AnalysisTemplate", "ClusterAnalysisTemplate"):
         for path, msg in _analysis_checks(doc.get("spec")):
-            err(path, msg)
+            err(path, msg, CONTROLLER)
     return out
 
 

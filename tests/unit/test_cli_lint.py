@@ -51,7 +51,8 @@ def test_errors_are_located_and_not_repeated() -> None:
     assert got == [(26, "spec.strategy.canary.steps[0].setWeight"),
                    (27, "spec.strategy.canary.steps[1].pause.duration"),
                    (28, "spec.strategy.canary.steps[2]"),
-                   (30, "spec.strategy.canary.steps[3].bogus")]
+                   (30, "spec.strategy.canary.steps[3].bogus"),
+                   (30, "spec.strategy.canary.steps[3]")]  # the CEL rule: no step kind left
     assert str(findings[0]).startswith("bad.yaml:26: error: Rollout/demo: ")
 
 
