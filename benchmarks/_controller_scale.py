@@ -225,7 +225,9 @@ class Controller:
     def __init__(self, kubeconfig: str, logdir: Path, tag: str) -> None:
         self.port = free_port()
         self.argv = [sys.executable, "-m", "rollouts.cli.main", "controller",
-                     "--kubeconfig", kubeconfig, "--listen", f"127.0.0.1:{self.port}"]
+                     "--kubeconfig", kubeconfig, "--listen", "127.0.0.1:0",
+                     # /metrics and /readyz in plain HTTP, no token (the bench scrapes them)
+                     "--metrics-listen", f"127.0.0.1:{self.port}"]
         logdir.mkdir(parents=True, exist_ok=True)
         self.log = logdir / f"controller-{tag}.log"
         self.proc: subprocess.Popen[bytes] | None = None

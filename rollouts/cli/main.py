@@ -55,11 +55,23 @@ def controller(
     leader_elect: bool = typer.Option(False, help="run for leadership on a Lease before acting"),
     lease_namespace: str = typer.Option("default", help="namespace of the leader-election Lease"),
     lease_name: str = typer.Option("rollouts-controller", help="name of the Lease"),
-    listen: str = typer.Option("127.0.0.1:8080", help="address of /healthz, /readyz and the HTTP API"),
+    listen: str = typer.Option("127.0.0.1:8443", help="address of the HTTP API, /metrics, /healthz "
+                                                      "and /readyz (HTTPS unless --insecure-http)"),
     resync_seconds: float = typer.Option(30.0, help="re-check every rollout this often"),
-    tls_cert_file: str = typer.Option(None, help="serve HTTPS with this certificate (PEM), "
-                                                 "e.g. tls.crt of a mounted kubernetes.io/tls Secret"),
-    tls_key_file: str = typer.Option(None, help="the certificate's private key (PEM), e.g. tls.key"),
+    tls_cert_file: str = typer.Option(None, help="serve HTTPS with this certificate (PEM), e.g. "
+                                                 "tls.crt of a mounted kubernetes.io/tls Secret "
+                                                 "(default: a self-signed one made at start)"),
+    tls_key_file: str = typer.Option(None, "--tls-private-key-file", "--tls-key-file",
+                                     help="the certificate's private key (PEM), e.g. tls.key"),
+    insecure_http: bool = typer.Option(False, "--insecure-http",
+                                       help="serve plain HTTP on --listen (bearer tokens in clear "
+                                            "text: only behind a TLS-terminating proxy or mesh)"),
+    audience: list[str] = typer.Option(
+        [], "--audience", help="also accept tokens minted for this audience (kubectl create token "
+                               "--audience=...), besides the API server's (repeatable)"),
+    metrics_listen: str = typer.Option(
+        "", help="also serve /metrics, /healthz and /readyz in plain HTTP without authentication "
+                 "on this address (e.g. 127.0.0.1:8080 for a local scraper); '' for none"),
     alertmanager_url: list[str] = typer.Option(
         [], "--alertmanager-url", help="Alertmanager base URL for rollout alerts (repeatable)"),
     notifications_configmap: str = typer.Option(
@@ -75,12 +87,15 @@ def controller(
     from rollouts.controller.manager import ControllerOptions, run_controller
 
     if (tls_cert_file is None) != (tls_key_file is None):
-        raise typer.BadParameter("--tls-cert-file and --tls-key-file go together")
+        raise typer.BadParameter("--tls-cert-file and --tls-private-key-file go together")
+    if insecure_http and tls_cert_file:
+        raise typer.BadParameter("--insecure-http and --tls-cert-file contradict each other")
     raise typer.Exit(run_controller(ControllerOptions(
         kubeconfig=kubeconfig, context=context, namespace=namespace, workers=workers,
         leader_elect=leader_elect, lease_namespace=lease_namespace, lease_name=lease_name,
         listen=listen, resync_seconds=resync_seconds, tls_cert_file=tls_cert_file,
-        tls_key_file=tls_key_file,
+        tls_key_file=tls_key_file, insecure_http=insecure_http, audiences=tuple(audience),
+        metrics_listen=metrics_listen,
         alertmanager_urls=tuple(alertmanager_url), notifications_configmap=notifications_configmap,
         controller_namespace=controller_namespace, alert_resend_seconds=alert_resend_seconds,
         rollout_alertmanager_urls=rollout_alertmanager_urls)))

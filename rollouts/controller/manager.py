@@ -11,7 +11,6 @@ from dataclasses import dataclass
 
 import uvicorn
 from fastapi import FastAPI
-from fastapi.responses import PlainTextResponse
 
 from rollouts.api.constants import POD_TEMPLATE_HASH_LABEL
 from rollouts.controller.analysis_reconciler import ANALYSIS_RUNS, AnalysisRunReconciler
@@ -22,6 +21,8 @@ from rollouts.kube.events import EventRecorder
 from rollouts.kube.informer import Informer, key_of
 from rollouts.kube.leader import LeaderElector
 from rollouts.kube.workqueue import WorkQueue
+from rollouts.server.app import create_app, create_plain_metrics_app
+from rollouts.server.tls import load_serving_cert
 
 log = logging.getLogger("rollouts.controller")
 AR_PREFIX = "AnalysisRun:"  # work-queue keys of AnalysisRuns; plain "ns/name" keys are Rollouts
@@ -36,7 +37,7 @@ class ControllerOptions:
     leader_elect: bool = False
     lease_namespace: str = "default"
     lease_name: str = "rollouts-controller"
-    listen: str = "127.0.0.1:8080"
+    listen: str = "127.0.0.1:8443"
     resync_seconds: float = 30.0
     # alerting and notifications (rollouts.controller.telemetry)
     alertmanager_urls: tuple[str, ...] = ()
@@ -44,8 +45,12 @@ class ControllerOptions:
     controller_namespace: str | None = None  # default: $POD_NAMESPACE or rollouts-system
     alert_resend_seconds: float = 60.0
     rollout_alertmanager_urls: bool = True  # honour the Rollout annotation
-    tls_cert_file: str | None = None  # serve HTTPS (e.g. from a mounted kubernetes.io/tls Secret)
+    # HTTPS with these (a mounted kubernetes.io/tls Secret), else a self-signed certificate
+    tls_cert_file: str | None = None
     tls_key_file: str | None = None
+    insecure_http: bool = False  # plain HTTP on --listen: only when asked for
+    audiences: tuple[str, ...] = ()  # token audiences accepted besides the API server's
+    metrics_listen: str = ""  # plain, unauthenticated /metrics + probes ("": none)
 
 
 class _QuietServer(uvicorn.Server):
@@ -106,25 +111,33 @@ class Controller:
             for obj in informer.values():
                 self.queue.add(key_of(obj))
 
-    def http_app(self, kube: Kube | None = None) -> FastAPI:
-        app = FastAPI(title="rollouts controller", docs_url="/docs", redoc_url=None)
-        if kube is not None:  # the manual-judgement API (rollouts.server)
-            from rollouts.server.api import install
+    def http_app(self, kube: Kube) -> FastAPI:
+        """The app of --listen: the HTTP API, /metrics (authenticated), health."""
+        return create_app(kube, ready=lambda: self.ready, metrics=self.telemetry.metrics,
+                          namespace=self.opts.namespace, audiences=self.opts.audiences)
 
-            install(app, kube, namespace=self.opts.namespace)
-
-        self.telemetry.install(app)  # GET /metrics
-
-        @app.get("/healthz", response_class=PlainTextResponse)
-        async def healthz() -> str:
-            return "ok"
-
-        @app.get("/readyz", response_class=PlainTextResponse)
-        async def readyz() -> PlainTextResponse:
-            return PlainTextResponse("ok" if self.ready else "not ready",
-                                     status_code=200 if self.ready else 503)
-
-        return app
+    def _servers(self, kube: Kube) -> list[_QuietServer]:
+        host, _, port = self.opts.listen.rpartition(":")
+        main = uvicorn.Config(self.http_app(kube), host=host or "127.0.0.1", port=int(port),
+                              log_level="warning", lifespan="off")
+        if not self.opts.insecure_http:
+            cert = load_serving_cert(self.opts.tls_cert_file, self.opts.tls_key_file, host)
+            # uvicorn only builds a context from files; a generated key never goes to disk,
+            # so the context is set after load() (serve() does not load twice)
+            main.load()
+            main.ssl = cert.context
+            log.info("serving HTTPS on %s (certificate: %s, sha256 %s)", self.opts.listen,
+                     cert.source, cert.fingerprint)
+        else:
+            log.warning("serving plain HTTP on %s (--insecure-http): bearer tokens cross the "
+                        "network in clear text", self.opts.listen)
+        servers = [_QuietServer(main)]
+        if self.opts.metrics_listen:
+            mhost, _, mport = self.opts.metrics_listen.rpartition(":")
+            servers.append(_QuietServer(uvicorn.Config(
+                create_plain_metrics_app(self.telemetry.metrics, ready=lambda: self.ready),
+                host=mhost or "127.0.0.1", port=int(mport), log_level="warning", lifespan="off")))
+        return servers
 
     async def run(self) -> int:
         api = await make_api_client(self.opts.kubeconfig, self.opts.context)
@@ -133,12 +146,14 @@ class Controller:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        host, _, port = self.opts.listen.rpartition(":")
-        server = _QuietServer(uvicorn.Config(self.http_app(kube), host=host or "127.0.0.1",
-                                             port=int(port), log_level="warning", lifespan="off",
-                                             ssl_certfile=self.opts.tls_cert_file,
-                                             ssl_keyfile=self.opts.tls_key_file))
-        tasks: list[asyncio.Task[object]] = [asyncio.create_task(server.serve())]
+        try:
+            servers = self._servers(kube)
+        except ValueError as e:  # an unreadable certificate or key: say so, do not serve plain
+            log.error("%s", e)
+            await api.close()
+            return 2
+        tasks: list[asyncio.Task[object]] = [asyncio.create_task(s.serve()) for s in servers]
+        n_servers = len(servers)
         elector = None
         exit_code = 0
         try:
@@ -178,7 +193,7 @@ class Controller:
             waiters: list[asyncio.Task[object]] = [asyncio.create_task(stop.wait())]
             if elector is not None:
                 waiters.append(asyncio.create_task(elector.lost.wait()))
-            waiters += [t for t in tasks if t is not tasks[0]]
+            waiters += tasks[n_servers:]
             done, _ = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
             if elector is not None and elector.lost.is_set():
                 exit_code = 2  # stop acting at once; the process supervisor restarts us
@@ -192,14 +207,15 @@ class Controller:
         finally:
             self.ready = False
             self.queue.shutdown()
-            server.should_exit = True
-            for t in tasks[1:]:
+            for s in servers:
+                s.should_exit = True
+            for t in tasks[n_servers:]:
                 t.cancel()
-            await asyncio.gather(*tasks[1:], return_exceptions=True)
+            await asyncio.gather(*tasks[n_servers:], return_exceptions=True)
             if elector is not None and exit_code != 2:
                 await elector.release()
             with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
-                await asyncio.wait_for(tasks[0], 5)
+                await asyncio.wait_for(asyncio.gather(*tasks[:n_servers]), 5)
             await api.close()
         return exit_code
 

@@ -8,6 +8,7 @@ the token itself) so a chat-ops bot polling a rollout does not double the API lo
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import time
 from collections import OrderedDict
@@ -73,42 +74,99 @@ def token_key(token: str) -> str:
 
 
 class Authorizer:
-    """TokenReview + SubjectAccessReview with the controller's own credentials."""
+    """TokenReview + SubjectAccessReview with the controller's own credentials.
+
+    ``audiences``: tokens minted for one of these (``kubectl create token --audience``) are
+    accepted as well as tokens for the API server's own audience. A rejected token is
+    remembered for ``negative_ttl`` in a cache of its own, concurrent requests with the same
+    token share one TokenReview, and at most ``max_reviews`` TokenReviews run at once: a
+    flood of bad tokens cannot become a flood of TokenReviews, nor push the good tokens out.
+    """
 
     def __init__(self, kube: Kube, ttl: float = 10.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, *,
+                 audiences: tuple[str, ...] = (), negative_ttl: float = 5.0,
+                 negative_size: int = 1024, max_reviews: int = 8) -> None:
         self.kube = kube
-        # None caches "not authenticated" too, so a flood of bad tokens is cheap
-        self._users: TTLCache[str, UserInfo | None] = TTLCache(ttl, clock=clock)
-        self._decisions: TTLCache[tuple[str, str, str, str], bool] = TTLCache(ttl, clock=clock)
+        self.audiences = tuple(a for a in audiences if a)
+        self._users: TTLCache[str, UserInfo] = TTLCache(ttl, clock=clock)
+        self._rejected: TTLCache[str, bool] = TTLCache(negative_ttl, size=negative_size, clock=clock)
+        self._decisions: TTLCache[tuple[str, ...], bool] = TTLCache(ttl, clock=clock)
+        self._inflight: dict[str, asyncio.Future[UserInfo | None]] = {}
+        self._reviews = asyncio.Semaphore(max_reviews)
 
     async def authenticate(self, token: str) -> UserInfo | None:
         key = token_key(token)
-        found, cached = self._users.lookup(key)
+        found, user = self._users.lookup(key)
         if found:
-            return cached
-        review: JSON = await self.kube.create(TOKEN_REVIEWS, {
-            "apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview",
-            "spec": {"token": token}})
-        st = review.get("status") or {}
-        user = UserInfo.from_dict(st.get("user")) if st.get("authenticated") is True else None
-        if user is not None and not user.username:
+            return user
+        if self._rejected.lookup(key)[0]:
+            return None
+        pending = self._inflight.get(key)
+        if pending is None:
+            pending = asyncio.ensure_future(self._review(key, token))
+            self._inflight[key] = pending
+            pending.add_done_callback(lambda f: self._settled(key, f))
+        # shielded: a caller that hangs up does not cancel the review the others wait for
+        return await asyncio.shield(pending)
+
+    def _settled(self, key: str, fut: asyncio.Future[UserInfo | None]) -> None:
+        self._inflight.pop(key, None)
+        if not fut.cancelled():
+            fut.exception()  # retrieved here too, so no waiter left is no warning
+
+    async def _review(self, key: str, token: str) -> UserInfo | None:
+        async with self._reviews:
             user = None
-        self._users.put(key, user)
+            if self.audiences:
+                user = await self._token_review(token, self.audiences)
+            if user is None:
+                user = await self._token_review(token, ())
+        if user is None:
+            self._rejected.put(key, True)
+        else:
+            self._users.put(key, user)
         return user
+
+    async def _token_review(self, token: str, audiences: tuple[str, ...]) -> UserInfo | None:
+        spec: JSON = {"token": token}
+        if audiences:
+            spec["audiences"] = list(audiences)
+        review: JSON = await self.kube.create(TOKEN_REVIEWS, {
+            "apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "spec": spec})
+        st = review.get("status") or {}
+        if st.get("authenticated") is not True:
+            return None
+        granted = [str(a) for a in st.get("audiences") or []]
+        # an audience-aware authenticator names the audience it matched; an empty list
+        # means "valid for the API server's audience", which we accept anyway
+        if audiences and granted and not set(granted) & set(audiences):
+            return None
+        user = UserInfo.from_dict(st.get("user"))
+        return user if user.username else None
 
     async def allowed(self, token: str, user: UserInfo, verb: str, namespace: str,
                       name: str = "") -> bool:
-        key = (token_key(token), verb, namespace, name)
-        found, decision = self._decisions.lookup(key)
-        if found and decision is not None:
-            return decision
+        """May ``user`` do ``verb`` on rollouts (in ``namespace``, on ``name``)?"""
         attrs: JSON = {"verb": verb, "group": GROUP, "resource": ROLLOUT_PLURAL,
                        "namespace": namespace}
         if name:
             attrs["name"] = name
-        spec: JSON = {"user": user.username, "groups": list(user.groups),
-                      "resourceAttributes": attrs}
+        return await self._access(token, user, (verb, namespace, name),
+                                  {"resourceAttributes": attrs})
+
+    async def allowed_path(self, token: str, user: UserInfo, path: str, verb: str = "get") -> bool:
+        """May ``user`` do ``verb`` on the non-resource URL ``path`` (e.g. get /metrics)?
+        The check controller-runtime's secure metrics and kube-rbac-proxy make."""
+        return await self._access(token, user, ("path", verb, path),
+                                  {"nonResourceAttributes": {"path": path, "verb": verb}})
+
+    async def _access(self, token: str, user: UserInfo, what: tuple[str, ...], attrs: JSON) -> bool:
+        key = (token_key(token), *what)
+        found, decision = self._decisions.lookup(key)
+        if found and decision is not None:
+            return decision
+        spec: JSON = {"user": user.username, "groups": list(user.groups), **attrs}
         if user.uid:
             spec["uid"] = user.uid
         if user.extra:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 
 class PromoteRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    full: bool = Field(False, description="skip all remaining steps (promote to stable at once)")
+    # strict: "yes", "on", 1 are not true; a promote --full must be meant
+    model_config = ConfigDict(extra="forbid", strict=True)
+    full: StrictBool = Field(False, description="skip all remaining steps (promote to stable at once)")
 
 
 class Weights(BaseModel):

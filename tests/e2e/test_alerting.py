@@ -125,7 +125,7 @@ async def test_aborted_canary_fires_one_alert_resolved_after_retry_and_promotion
     async with receiver() as am_hook:
         testbed.route_alerts("namespace", ns, am_hook.url)
         try:
-            ctl = start_controller(f"--listen=127.0.0.1:{port}",
+            ctl = start_controller(f"--metrics-listen=127.0.0.1:{port}",
                                    f"--alertmanager-url={testbed.alertmanager_url}",
                                    "--alert-resend-seconds=2", "--notifications-configmap=")
             await _deploy(rkube, ns)
@@ -226,7 +226,7 @@ async def test_webhook_and_slack_receivers_in_order_and_a_dead_one_changes_nothi
                 {"triggers": ["on-rollout-paused", "on-rollout-completed"], "receivers": ["chat"]},
             ]),
         }}, ns)
-        start_controller(f"--listen=127.0.0.1:{port}", f"--controller-namespace={ns}")
+        start_controller(f"--metrics-listen=127.0.0.1:{port}", f"--controller-namespace={ns}")
         first = await _deploy(rkube, ns)
         await set_image(rkube, ns, "demo:2")
         await eventually(lambda: _at_pause(rkube, ns), 60, "canary paused at step 1")

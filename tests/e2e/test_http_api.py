@@ -1,14 +1,18 @@
 """The HTTP API end to end: Kubernetes tokens, TokenReview + SubjectAccessReview, actions.
 
 The controller runs as in production: with deploy/'s RBAC (not admin), serving the API on
-a known port. Callers are ServiceAccounts of the test namespace with their own Roles.
+a known port over HTTPS with the self-signed certificate it makes at start (the tests pin
+that certificate, as a careful client would). Callers are ServiceAccounts of the test
+namespace with their own Roles.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ssl
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -30,19 +34,33 @@ from tests.e2e.kit import (
 API = "/api/v1/namespaces/{ns}/rollouts/{name}"
 
 
-async def _serve(start: Callable[..., ControllerProcess]) -> str:
+@dataclass
+class Served:
+    base: str
+    verify: ssl.SSLContext | bool  # trusts exactly the controller's certificate
+    pem: str  # that certificate ("" over plain HTTP)
+
+
+async def serve(start: Callable[..., ControllerProcess], *extra: str) -> Served:
+    """A controller with its API on a known port; HTTPS with its certificate pinned, or
+    plain HTTP when ``extra`` holds --insecure-http."""
     port = free_port()
-    proc = start(f"--listen=127.0.0.1:{port}")
-    base = f"http://127.0.0.1:{port}"
+    proc = start(f"--listen=127.0.0.1:{port}", *extra)
+    plain = "--insecure-http" in extra
+    served = Served(f"{'http' if plain else 'https'}://127.0.0.1:{port}", True, "")
 
     async def ready() -> bool:
         try:
-            async with httpx.AsyncClient() as c:
-                return (await c.get(f"{base}/readyz", timeout=2)).status_code == 200
-        except httpx.HTTPError:
+            if not plain and not served.pem:
+                served.pem = await asyncio.to_thread(ssl.get_server_certificate,
+                                                     ("127.0.0.1", port), timeout=2)
+                served.verify = ssl.create_default_context(cadata=served.pem)
+            async with httpx.AsyncClient(verify=served.verify) as c:
+                return (await c.get(f"{served.base}/readyz", timeout=2)).status_code == 200
+        except (httpx.HTTPError, OSError):
             return False
-    await eventually(ready, 60, f"controller ready on {base} (log {proc.log})")
-    return base
+    await eventually(ready, 60, f"controller ready on {served.base} (log {proc.log})")
+    return served
 
 
 def _auth(token: str) -> dict[str, str]:
@@ -52,14 +70,15 @@ def _auth(token: str) -> dict[str, str]:
 async def test_promote_and_abort_over_http_with_rbac(
         rkube: Kube, namespace: str, start_controller: Callable[..., ControllerProcess]) -> None:
     ns = namespace
-    base = await _serve(start_controller)
+    served = await serve(start_controller)
+    base = served.base
     judge = await service_account_token(rkube, ns, "judge", ["get", "list", "promote", "abort"])
     viewer = await service_account_token(rkube, ns, "viewer", ["get", "list"])
     await deploy(rkube, ns)
     await set_image(rkube, ns, "demo:2")
     await eventually(lambda: at_step(rkube, ns, 1), 60, "paused at step 1")
     url = base + API.format(ns=ns, name="demo")
-    async with httpx.AsyncClient(timeout=30) as http:
+    async with httpx.AsyncClient(timeout=30, verify=served.verify) as http:
         before = (await get_rollout(rkube, ns))["status"]
         # no token, a bad token: 401; a token without the verb: 403; status unchanged
         r = await http.post(f"{url}/promote", json={})
@@ -82,6 +101,13 @@ async def test_promote_and_abort_over_http_with_rbac(
         assert r.status_code == 422 and "full" in r.json()["message"], r.text
         r = await http.post(f"{url}/promote", json={"ful": True}, headers=_auth(judge))
         assert r.status_code == 422, r.text
+        # non-JSON numbers, deep nesting and "truthy" values are refused, never a 500 and
+        # never a promote: what the user sees is a 4xx and an unchanged rollout
+        for body in (b'{"full": NaN}', b'{"full": Infinity}', b"[" * 100_000, b"[" * 10_000,
+                     b'{"full": "yes"}', b'{"full": "on"}', b'{"full": 1}'):
+            r = await http.post(f"{url}/promote", content=body, headers={
+                **_auth(judge), "Content-Type": "application/json"})
+            assert r.status_code in (413, 422), (body[:20], r.status_code, r.text[:300])
         r = await http.post(base + API.format(ns=ns, name="nope") + "/promote", json={},
                             headers=_auth(judge))
         assert r.status_code == 404, r.text
@@ -130,7 +156,9 @@ async def _weight_is(rkube: Kube, ns: str, w: int) -> bool:
 async def test_token_allowed_in_one_namespace_is_forbidden_in_another(
         rkube: Kube, namespace: str, start_controller: Callable[..., ControllerProcess]) -> None:
     ns = namespace
-    base = await _serve(start_controller)
+    # plain HTTP when asked for explicitly (e.g. behind a TLS-terminating mesh)
+    base = (await serve(start_controller, "--insecure-http")).base
+    assert base.startswith("http://")
     judge = await service_account_token(rkube, ns, "judge", ["get", "list", "promote"])
     other = f"{ns[:50]}-b"
     await rkube.create("/api/v1/namespaces", {"metadata": {"name": other, "labels": {"e2e": "true"}}})
@@ -158,7 +186,8 @@ async def test_fuzzing_the_api_from_its_openapi_schema_finds_no_server_error(
         rkube: Kube, namespace: str, testbed: TestBed,
         start_controller: Callable[..., ControllerProcess]) -> None:
     ns = namespace
-    base = await _serve(start_controller)
+    served = await serve(start_controller)
+    base = served.base
     token = await service_account_token(
         rkube, ns, "fuzzer", ["get", "list", "promote", "abort", "retry", "pause", "resume"])
     await deploy(rkube, ns)
@@ -173,8 +202,10 @@ async def test_fuzzing_the_api_from_its_openapi_schema_finds_no_server_error(
     # (202, 409) instead of stopping at 404
     config = workdir / "fixed.toml"
     config.write_text(f'[parameters]\n"path.namespace" = "{ns}"\n"path.name" = "demo"\n')
+    ca = workdir / "controller-ca.pem"
+    ca.write_text(served.pem)
     for extra in ([], ["--config-file", str(config)]):
-        argv = [str(st), *extra, "run", f"{base}/openapi.json",
+        argv = [str(st), *extra, "run", f"{base}/openapi.json", "--tls-verify", str(ca),
                 "-H", f"Authorization: Bearer {token}",
                 "--checks", "not_a_server_error", "--max-examples", "30", "--workers", "1",
                 "--phases", "examples,coverage,fuzzing", "--seed", "20240601",
