@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import math
 import re
+import ssl
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -130,16 +131,35 @@ def json_path(doc: Any, path: str) -> Any:
     return cur
 
 
+def _untrusted_certificate(e: BaseException) -> ssl.SSLCertVerificationError | None:
+    seen: BaseException | None = e
+    while seen is not None:
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
 async def web(spec: dict[str, Any]) -> Reading:
     url = spec.get("url")
     if not isinstance(url, str) or not url:
         raise ProviderError("web.url is required")
+    insecure = spec.get("insecure", False)
+    if not isinstance(insecure, bool):
+        raise ProviderError(f"web.insecure must be true or false, not {insecure!r}")
     method = str(spec.get("method") or "GET").upper()
     try:
-        async with httpx.AsyncClient(timeout=_timeout(spec, 10.0)) as http:
+        # insecure: Argo's meaning, the server's certificate is not verified (self-signed)
+        async with httpx.AsyncClient(timeout=_timeout(spec, 10.0), verify=not insecure) as http:
             r = await http.request(method, url, headers=_headers(spec),
                                    content=spec.get("body") if isinstance(spec.get("body"), str) else None)
     except httpx.HTTPError as e:
+        bad_cert = _untrusted_certificate(e)
+        if bad_cert is not None:
+            raise ProviderError(
+                f"{method} {url}: the server's TLS certificate is not trusted "
+                f"({bad_cert.verify_message or bad_cert.reason}); for a self-signed endpoint "
+                "set web.insecure: true") from e
         raise ProviderError(f"{method} {url} failed: {type(e).__name__}: {e}") from e
     if r.status_code >= 300:
         raise ProviderError(f"{method} {url} answered HTTP {r.status_code}: {r.text[:200]}")
