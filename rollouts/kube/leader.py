@@ -3,6 +3,16 @@
 The work runs only while we hold the lease. If renewing fails for longer than the renew
 deadline, ``lost`` is set and the process must stop acting at once (the manager exits),
 so two controllers never write together for longer than the lease allows.
+
+Two rules from client-go keep that promise:
+
+- Another holder's lease is judged by the *local* monotonic clock: it is valid until
+  ``leaseDurationSeconds`` after we last saw its record change. The remote ``renewTime``
+  is written for humans and never compared with our clock, so clock skew between nodes
+  can neither let two leaders act at once nor keep a dead leader's lease alive.
+- Every attempt has a deadline: a renewal that hangs is abandoned when the renew
+  deadline (shorter than the lease) runs out, and the lease is then given up as lost,
+  before any other candidate may take it.
 """
 
 from __future__ import annotations
@@ -11,8 +21,12 @@ import asyncio
 import logging
 import os
 import socket
+import time
 import uuid
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
 
 from rollouts.kube.client import JSON, LEASES, Kube, KubeError
 
@@ -23,58 +37,94 @@ def _micro(t: datetime) -> str:
     return t.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def _parse(v: str | None) -> datetime | None:
-    if not v:
-        return None
-    return datetime.fromisoformat(v.replace("Z", "+00:00"))
+@dataclass
+class LeaseObserver:
+    """The lease record last seen and when it last changed, by the local monotonic clock."""
+
+    record: tuple[Any, ...] | None = None
+    changed_at: float = 0.0
+
+    def observe(self, spec: JSON, now: float) -> None:
+        record = (spec.get("holderIdentity"), spec.get("renewTime"), spec.get("acquireTime"),
+                  spec.get("leaseDurationSeconds"), spec.get("leaseTransitions"))
+        if record != self.record:
+            self.record, self.changed_at = record, now
+
+    def held_by_other(self, identity: str, default_duration: float, now: float) -> bool:
+        """Someone else holds the lease and has renewed it within its duration (as seen
+        here): we must not take it."""
+        if self.record is None:
+            return False
+        holder, duration = self.record[0], self.record[3]
+        if not holder or holder == identity:
+            return False
+        valid_for = duration if isinstance(duration, int) and duration > 0 else default_duration
+        return self.changed_at + valid_for > now
 
 
 class LeaderElector:
     def __init__(self, kube: Kube, namespace: str, name: str = "rollouts-controller",
                  identity: str | None = None, lease_duration: float = 15,
-                 renew_deadline: float = 10, retry_period: float = 2) -> None:
+                 renew_deadline: float = 10, retry_period: float = 2,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        if not retry_period < renew_deadline < lease_duration:
+            raise ValueError("leader election needs retry_period < renew_deadline < lease_duration")
         self.kube, self.namespace, self.name = kube, namespace, name
         self.identity = identity or f"{socket.gethostname()}_{os.getpid()}_{uuid.uuid4().hex[:6]}"
         self.lease_duration, self.renew_deadline, self.retry_period = (
             lease_duration, renew_deadline, retry_period)
+        self.clock = clock
+        self.observed = LeaseObserver()
         self.is_leader = asyncio.Event()
         self.lost = asyncio.Event()
 
-    async def _try(self) -> bool:
-        now = datetime.now(UTC)
+    async def try_acquire_or_renew(self) -> bool:
+        """One attempt: True when we hold the lease afterwards."""
         path = LEASES.path(self.namespace, self.name)
         lease = await self.kube.get_or_none(path)
+        now = self.clock()
+        wall = _micro(datetime.now(UTC))  # for humans and kubectl; never compared
         spec: JSON = {"holderIdentity": self.identity,
-                      "leaseDurationSeconds": int(self.lease_duration),
-                      "renewTime": _micro(now)}
+                      "leaseDurationSeconds": int(self.lease_duration), "renewTime": wall}
         if lease is None:
-            spec.update(acquireTime=_micro(now), leaseTransitions=0)
+            spec.update(acquireTime=wall, leaseTransitions=0)
             await self.kube.create(LEASES.path(self.namespace), {
                 "metadata": {"name": self.name, "namespace": self.namespace}, "spec": spec})
+            self.observed.observe(spec, now)
             return True
         cur = lease.get("spec") or {}
-        holder = cur.get("holderIdentity")
-        renewed = _parse(cur.get("renewTime"))
-        duration = cur.get("leaseDurationSeconds") or self.lease_duration
-        if holder and holder != self.identity and renewed and \
-                renewed + timedelta(seconds=duration) > now:
+        self.observed.observe(cur, now)
+        if self.observed.held_by_other(self.identity, self.lease_duration, now):
             return False
-        if holder == self.identity:
-            spec["acquireTime"] = cur.get("acquireTime") or _micro(now)
+        if cur.get("holderIdentity") == self.identity:
+            spec["acquireTime"] = cur.get("acquireTime") or wall
             spec["leaseTransitions"] = cur.get("leaseTransitions", 0)
         else:
-            spec["acquireTime"] = _micro(now)
+            spec["acquireTime"] = wall
             spec["leaseTransitions"] = int(cur.get("leaseTransitions") or 0) + 1
         lease["spec"] = spec
         await self.kube.replace(path, lease)  # resourceVersion in lease: 409 if someone won
+        self.observed.observe(spec, now)
         return True
 
+    def attempt_deadline(self, last_renew: float | None, now: float) -> float:
+        """How long the next attempt may take: as leader, what is left of the renew
+        deadline since the last renewal; as a candidate, the renew deadline."""
+        if self.is_leader.is_set() and last_renew is not None:
+            return max(0.0, self.renew_deadline - (now - last_renew))
+        return self.renew_deadline
+
     async def run(self) -> None:
-        last_renew = None
-        loop = asyncio.get_running_loop()
+        last_renew: float | None = None
         while True:
+            started = self.clock()
+            budget = self.attempt_deadline(last_renew, started)
             try:
-                ok = await self._try()
+                ok = budget > 0 and await asyncio.wait_for(self.try_acquire_or_renew(), budget)
+            except TimeoutError:
+                ok = False
+                log.warning("lease %s/%s: no answer within %.1f s", self.namespace, self.name,
+                            budget)
             except KubeError as e:
                 ok = False
                 if not e.conflict:
@@ -83,12 +133,12 @@ class LeaderElector:
                 ok = False
                 log.warning("lease %s/%s: %s: %s", self.namespace, self.name, type(e).__name__, e)
             if ok:
-                last_renew = loop.time()
+                last_renew = started  # the attempt's start: the conservative moment
                 if not self.is_leader.is_set():
                     log.info("became leader as %s", self.identity)
                     self.is_leader.set()
             elif self.is_leader.is_set() and last_renew is not None and \
-                    loop.time() - last_renew > self.renew_deadline:
+                    self.clock() - last_renew >= self.renew_deadline:
                 log.error("lost the lease %s/%s: stopping", self.namespace, self.name)
                 self.lost.set()
                 return
@@ -100,10 +150,10 @@ class LeaderElector:
             return
         try:
             path = LEASES.path(self.namespace, self.name)
-            lease = await self.kube.get(path)
+            lease = await asyncio.wait_for(self.kube.get(path), self.renew_deadline)
             if (lease.get("spec") or {}).get("holderIdentity") == self.identity:
                 lease["spec"]["holderIdentity"] = None
                 lease["spec"]["renewTime"] = None
-                await self.kube.replace(path, lease)
+                await asyncio.wait_for(self.kube.replace(path, lease), self.renew_deadline)
         except Exception as e:
             log.warning("could not release the lease: %s", e)
