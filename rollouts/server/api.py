@@ -44,6 +44,8 @@ ACTION_ERRORS: dict[int | str, dict[str, Any]] = {
     404: {"model": Problem, "description": "no such rollout"},
     409: {"model": Problem, "description": "the action does not apply to the rollout now"},
 }
+PROMOTE_ERRORS: dict[int | str, dict[str, Any]] = {
+    **ACTION_ERRORS, 413: {"model": Problem, "description": "request body over 16 KiB"}}
 
 
 def _kube_error(e: KubeError) -> HTTPException:
@@ -124,7 +126,7 @@ def create_api(kube: Kube, authorizer: Authorizer | None = None,
                                       "(see status.lastAction)")
 
     @router.post("/namespaces/{namespace}/rollouts/{name}/promote", status_code=202,
-                 response_model=ActionAccepted, responses=ACTION_ERRORS,
+                 response_model=ActionAccepted, responses=PROMOTE_ERRORS,
                  summary="End the current pause (or skip the current step); full: skip all steps",
                  openapi_extra={"requestBody": {"required": False, "content": {
                      "application/json": {"schema": PromoteRequest.model_json_schema()}}}})

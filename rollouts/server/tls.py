@@ -2,13 +2,15 @@
 none is given, a self-signed one made at start, as kube-rbac-proxy and controller-runtime
 do. Bearer tokens are never sent over plain HTTP unless the user asks for it.
 
-A generated key never touches the disk: the PEM is handed to OpenSSL through an
+Certificate files are watched: a rotated pair is served to new connections without a
+restart. A generated key never touches the disk: the PEM is handed to OpenSSL through an
 anonymous in-memory file where the platform has one (the pod's root filesystem is
 read-only anyway).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import ipaddress
@@ -25,11 +27,62 @@ from pathlib import Path
 log = logging.getLogger("rollouts.server")
 
 
-@dataclass(frozen=True)
+@dataclass
 class ServingCert:
     context: ssl.SSLContext
     fingerprint: str  # SHA-256 of the leaf certificate (DER), for pinning
     source: str  # the certificate file, or "self-signed"
+    files: tuple[str, str] | None = None  # (cert, key) to watch for rotation
+    _stamp: tuple[object, ...] = ()
+
+    def reload_if_changed(self) -> bool:
+        """Loads rotated files into the same context (new connections get the new
+        certificate; cert-manager and the kubelet swap a Secret's files atomically). A
+        broken pair keeps the certificate being served and is logged."""
+        if self.files is None:
+            return False
+        stamp = _stamp(*self.files)
+        if stamp == self._stamp:
+            return False
+        self._stamp = stamp
+        try:
+            cert_pem, key_pem = (Path(f).read_bytes() for f in self.files)
+            fingerprint = _fingerprint(_first_pem(cert_pem))
+            # tried on a scratch context first: a pair that fails half-way would leave
+            # the live context with the new certificate and the old key
+            with _pem_paths(cert_pem, key_pem) as (cert, key):
+                server_context().load_cert_chain(cert, key)
+                self.context.load_cert_chain(cert, key)
+        except (OSError, ssl.SSLError, ValueError) as e:
+            log.warning("rotated TLS certificate %s not loaded, still serving the previous "
+                        "one: %s", self.files[0], e)
+            return False
+        self.fingerprint = fingerprint
+        log.info("serving the rotated TLS certificate %s (sha256 %s)", self.files[0], fingerprint)
+        return True
+
+    async def watch(self, interval: float = 30.0) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            self.reload_if_changed()
+
+
+def _stamp(*paths: str) -> tuple[object, ...]:
+    out: list[object] = []
+    for p in paths:
+        try:
+            st = os.stat(p)  # follows the Secret volume's symlinks
+            out.append((st.st_ino, st.st_mtime_ns, st.st_size))
+        except OSError:
+            out.append(None)
+    return tuple(out)
+
+
+def _first_pem(pem: bytes) -> bytes:
+    end = pem.find(b"-----END CERTIFICATE-----")
+    if end < 0:
+        raise ValueError("no PEM certificate in the file")
+    return pem[:end + len(b"-----END CERTIFICATE-----")]
 
 
 def server_context() -> ssl.SSLContext:
@@ -117,14 +170,14 @@ def load_serving_cert(cert_file: str | None, key_file: str | None,
     """The certificate files when given (both or neither), else a fresh self-signed one."""
     ctx = server_context()
     if cert_file and key_file:
+        stamp = _stamp(cert_file, key_file)
         try:
             ctx.load_cert_chain(cert_file, key_file)
-            pem = Path(cert_file).read_bytes()
-        except (OSError, ssl.SSLError) as e:
+            fingerprint = _fingerprint(_first_pem(Path(cert_file).read_bytes()))
+        except (OSError, ssl.SSLError, ValueError) as e:
             raise ValueError(f"cannot load the TLS certificate {cert_file} / key {key_file}: "
                              f"{e}") from e
-        first = pem[:pem.find(b"-----END CERTIFICATE-----") + 25]
-        return ServingCert(ctx, _fingerprint(first), cert_file)
+        return ServingCert(ctx, fingerprint, cert_file, (cert_file, key_file), stamp)
     if cert_file or key_file:
         raise ValueError("--tls-cert-file and --tls-private-key-file go together")
     names = serving_names(listen_host)
