@@ -3,6 +3,9 @@ object after the server's pruning and defaulting."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 from rollouts.cli.lint import CONTROLLER, SERVER, lint_text
@@ -104,3 +107,14 @@ def test_controller_findings_are_told_apart() -> None:
     (f,) = lint_text(text, "x.yaml")[0]
     assert f.source == CONTROLLER and "args.who" in f.message
     assert f.as_dict()["source"] == "controller"
+
+
+def test_the_lint_command_fails_on_an_unknown_provider(tmp_path: Path) -> None:
+    """What the user runs: it used to lint clean while the server refused it."""
+    f = tmp_path / "template.yaml"
+    f.write_text(TEMPLATE.replace("PROVIDER", "nosuch: {address: 'http://p:9090'}"))
+    r = subprocess.run([sys.executable, "-m", "rollouts.cli.main", "lint", str(f)],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert f"{f}:9: error: AnalysisTemplate/errors: spec.metrics[0].provider: provider must set " \
+           "exactly one of prometheus, web, job, judge" in r.stdout

@@ -1,0 +1,220 @@
+"""Manifests, good and bad, each with whether the API server refuses it (with the shipped
+CRDs, a strict create as kubectl does). ``rollouts lint`` must say the same: the unit
+tests check lint against ``refused``, tests/e2e/test_lint_server.py checks both against the
+real API server."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+JSON = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Case:
+    id: str
+    doc: JSON
+    refused: bool  # by the API server
+    # for manifests the server accepts: a field the controller refuses (InvalidSpec), which
+    # must survive the server (not be pruned) and be named by lint
+    gap: str | None = None
+
+
+def rollout() -> JSON:
+    return {
+        "apiVersion": "rollouts.dev/v1alpha1", "kind": "Rollout", "metadata": {"name": "demo"},
+        "spec": {
+            "replicas": 3,
+            "selector": {"matchLabels": {"app": "demo"}},
+            "template": {"metadata": {"labels": {"app": "demo"}},
+                         "spec": {"containers": [{"name": "app", "image": "demo:1"}]}},
+            "strategy": {"canary": {
+                "canaryService": "demo-canary", "stableService": "demo-stable",
+                "trafficRouting": {"istio": {"virtualService": {"name": "demo",
+                                                                "routes": ["primary"]}}},
+                "steps": [{"setWeight": 20}, {"pause": {"duration": "30s"}}, {"pause": {}}],
+            }},
+        },
+    }
+
+
+def template(kind: str = "AnalysisTemplate") -> JSON:
+    return {
+        "apiVersion": "rollouts.dev/v1alpha1", "kind": kind, "metadata": {"name": "errors"},
+        "spec": {
+            "args": [{"name": "service"}],
+            "metrics": [{
+                "name": "error-rate", "interval": "30s", "count": 5, "failureLimit": 1,
+                "successCondition": "result[0] < 0.01",
+                "provider": {"prometheus": {"address": "http://prometheus:9090",
+                                            "query": "sum(rate(errors{svc='{{args.service}}'}[1m]))"}},
+            }],
+        },
+    }
+
+
+def _mut(base: Callable[[], JSON], f: Callable[[JSON], Any]) -> JSON:
+    doc = copy.deepcopy(base())
+    f(doc)
+    return doc
+
+
+def _canary(d: JSON) -> JSON:
+    c: JSON = d["spec"]["strategy"]["canary"]
+    return c
+
+
+def _steps(d: JSON) -> list[JSON]:
+    s: list[JSON] = _canary(d)["steps"]
+    return s
+
+
+def _metric(d: JSON) -> JSON:
+    m: JSON = d["spec"]["metrics"][0]
+    return m
+
+
+def rollout_cases() -> list[Case]:
+    r = rollout
+    cases = [
+        Case("good", r(), False),
+        Case("setWeight-150", _mut(r, lambda d: _steps(d).append({"setWeight": 150})), True),
+        Case("setWeight-null", _mut(r, lambda d: _steps(d).append({"setWeight": None})), True),
+        Case("pause-soon", _mut(r, lambda d: _steps(d).append({"pause": {"duration": "soon"}})),
+             True),
+        Case("pause-600", _mut(r, lambda d: _steps(d).append({"pause": {"duration": 600}})), False),
+        Case("pause-negative", _mut(r, lambda d: _steps(d).append({"pause": {"duration": -5}})),
+             True),
+        Case("two-kinds", _mut(r, lambda d: _steps(d).append({"setWeight": 5, "pause": {}})), True),
+        Case("empty-step", _mut(r, lambda d: _steps(d).append({})), True),
+        Case("unknown-step-field", _mut(r, lambda d: _steps(d).append({"setWeight": 5, "bogus": 1})),
+             True),
+        Case("too-many-steps", _mut(r, lambda d: _canary(d).update(
+            steps=[{"setWeight": 1}] * 101)), True),
+        Case("replicas-negative", _mut(r, lambda d: d["spec"].update(replicas=-1)), True),
+        Case("replicas-string", _mut(r, lambda d: d["spec"].update(replicas="3")), True),
+        Case("replicas-null", _mut(r, lambda d: d["spec"].update(replicas=None)), False),
+        Case("paused-yes", _mut(r, lambda d: d["spec"].update(paused="yes")), True),
+        Case("deadline-0", _mut(r, lambda d: d["spec"].update(progressDeadlineSeconds=0)), True),
+        Case("maxSurge-lots", _mut(r, lambda d: _canary(d).update(maxSurge="lots")), True),
+        Case("maxSurge-negative", _mut(r, lambda d: _canary(d).update(maxSurge=-1)), True),
+        Case("maxSurge-float", _mut(r, lambda d: _canary(d).update(maxSurge=1.5)), True),
+        Case("maxSurge-percent", _mut(r, lambda d: _canary(d).update(maxSurge="50%",
+                                                                     maxUnavailable=0)), False),
+        Case("same-services", _mut(r, lambda d: _canary(d).update(canaryService="demo-stable")),
+             True),
+        Case("no-canary-service", _mut(r, lambda d: _canary(d).pop("canaryService")), True),
+        Case("subsets-without-services", _mut(r, lambda d: (
+            _canary(d).pop("canaryService"), _canary(d).pop("stableService"),
+            _canary(d)["trafficRouting"]["istio"].update(destinationRule={
+                "name": "demo", "canarySubsetName": "canary", "stableSubsetName": "stable"}))),
+             False),
+        Case("destination-rule-incomplete", _mut(r, lambda d: _canary(d)["trafficRouting"]["istio"]
+                                                 .update(destinationRule={"name": "demo"})), True),
+        Case("vs-and-vss", _mut(r, lambda d: _canary(d)["trafficRouting"]["istio"].update(
+            virtualServices=[{"name": "other"}])), True),
+        Case("vss-empty", _mut(r, lambda d: _canary(d)["trafficRouting"].update(
+            istio={"virtualServices": []})), True),
+        Case("template-and-workloadRef", _mut(r, lambda d: d["spec"].update(
+            workloadRef={"kind": "Deployment", "name": "demo"})), True),
+        Case("neither-template-nor-workloadRef", _mut(r, lambda d: d["spec"].pop("template")), True),
+        Case("workloadRef-statefulset", _mut(r, lambda d: (d["spec"].pop("template"), d["spec"].update(
+            workloadRef={"kind": "StatefulSet", "name": "demo"}))), True),
+        Case("workloadRef-scaleDown-sometimes", _mut(r, lambda d: (
+            d["spec"].pop("template"), d["spec"].update(workloadRef={
+                "kind": "Deployment", "name": "demo", "scaleDown": "sometimes"}))), True),
+        Case("workloadRef-scaleDown-never", _mut(r, lambda d: (
+            d["spec"].pop("template"), d["spec"].update(workloadRef={
+                "apiVersion": "apps/v1", "kind": "Deployment", "name": "demo",
+                "scaleDown": "never"}))), False),
+        Case("no-strategy", _mut(r, lambda d: d["spec"].pop("strategy")), True),
+        Case("empty-strategy", _mut(r, lambda d: d["spec"].update(strategy={})), True),
+        Case("canary-and-blueGreen", _mut(r, lambda d: d["spec"]["strategy"].update(
+            blueGreen={"activeService": "x"})), True),
+        Case("no-spec", _mut(r, lambda d: d.pop("spec")), True),
+        Case("unknown-spec-field", _mut(r, lambda d: d["spec"].update(foo=1)), True),
+        Case("selector-operator", _mut(r, lambda d: d["spec"]["selector"].update(
+            matchExpressions=[{"key": "app", "operator": "Maybe"}])), True),
+        Case("restartAt-yesterday", _mut(r, lambda d: d["spec"].update(restartAt="yesterday")), True),
+        Case("restartAt-time", _mut(r, lambda d: d["spec"].update(restartAt="2024-05-01T12:00:00Z")),
+             False),
+        Case("name-uppercase", _mut(r, lambda d: d["metadata"].update(name="Bad_Name")), True),
+        Case("name-dots", _mut(r, lambda d: d["metadata"].update(name="shop.api-v2")), False),
+        # the server accepts these; the controller refuses them (lint says so, as controller)
+        Case("selector-mismatch", _mut(r, lambda d: d["spec"]["selector"]["matchLabels"].update(
+            app="other")), False),
+        Case("no-traffic-routing", _mut(r, lambda d: _canary(d).pop("trafficRouting")), False),
+    ]
+    gaps: list[tuple[str, Callable[[JSON], Any], str]] = [
+        ("blueGreen", lambda d: d["spec"].update(strategy={"blueGreen": {"activeService": "a"}}),
+         "spec.strategy.blueGreen"),
+        ("canaryMetadata", lambda d: _canary(d).update(canaryMetadata={"labels": {"r": "c"}}),
+         "spec.strategy.canary.canaryMetadata"),
+        ("antiAffinity", lambda d: _canary(d).update(antiAffinity={
+            "requiredDuringSchedulingIgnoredDuringExecution": {}}),
+         "spec.strategy.canary.antiAffinity"),
+        ("scaleDownDelayRevisionLimit", lambda d: _canary(d).update(scaleDownDelayRevisionLimit=1),
+         "spec.strategy.canary.scaleDownDelayRevisionLimit"),
+        ("managedRoutes", lambda d: _canary(d)["trafficRouting"].update(
+            managedRoutes=[{"name": "h"}]), "spec.strategy.canary.trafficRouting.managedRoutes"),
+        ("nginx", lambda d: _canary(d)["trafficRouting"].update(nginx={"stableIngress": "demo"}),
+         "spec.strategy.canary.trafficRouting.nginx"),
+        ("experiment", lambda d: _steps(d).append({"experiment": {"duration": "5m"}}),
+         "spec.strategy.canary.steps[3].experiment"),
+        ("setCanaryScale", lambda d: _steps(d).append({"setCanaryScale": {"replicas": 1}}),
+         "spec.strategy.canary.steps[3].setCanaryScale"),
+        ("analysis-dryRun", lambda d: _canary(d).update(analysis={
+            "templates": [{"templateName": "errors"}], "dryRun": [{"metricName": "x"}]}),
+         "spec.strategy.canary.analysis.dryRun"),
+        ("rollbackWindow", lambda d: d["spec"].update(rollbackWindow={"revisions": 2}),
+         "spec.rollbackWindow"),
+        ("workloadRef-scaleDown-onsuccess", lambda d: (d["spec"].pop("template"), d["spec"].update(
+            workloadRef={"kind": "Deployment", "name": "demo", "scaleDown": "onsuccess"})),
+         "spec.workloadRef.scaleDown"),
+    ]
+    cases += [Case(f"gap-{name}", _mut(r, f), False, gap) for name, f, gap in gaps]
+    return cases
+
+
+def template_cases() -> list[Case]:
+    t = template
+    cases = [
+        Case("good", t(), False),
+        Case("provider-nosuch", _mut(t, lambda d: _metric(d).update(
+            provider={"nosuch": {"address": "http://x"}})), True),
+        Case("provider-two", _mut(t, lambda d: _metric(d)["provider"].update(
+            web={"url": "http://x"})), True),
+        Case("provider-empty", _mut(t, lambda d: _metric(d).update(provider={})), True),
+        Case("provider-null", _mut(t, lambda d: _metric(d).update(provider=None)), True),
+        Case("provider-web", _mut(t, lambda d: _metric(d).update(
+            provider={"web": {"url": "http://x", "jsonPath": "{$.ok}"}})), False),
+        Case("no-metrics", _mut(t, lambda d: d["spec"].update(metrics=[])), True),
+        Case("metric-without-name", _mut(t, lambda d: _metric(d).pop("name")), True),
+        Case("metric-empty-name", _mut(t, lambda d: _metric(d).update(name="")), True),
+        Case("interval-float", _mut(t, lambda d: _metric(d).update(interval=1.5)), True),
+        Case("count-string", _mut(t, lambda d: _metric(d).update(count="5")), False),
+        Case("condition-number", _mut(t, lambda d: _metric(d).update(successCondition=5)), True),
+        Case("unknown-metric-field", _mut(t, lambda d: _metric(d).update(timeoutSeconds=5)), True),
+        Case("retention-0", _mut(t, lambda d: d["spec"].update(
+            measurementRetention=[{"metricName": "error-rate", "limit": 0}])), True),
+        Case("dryRun-without-name", _mut(t, lambda d: d["spec"].update(dryRun=[{}])), True),
+        Case("dryRun-ok", _mut(t, lambda d: d["spec"].update(dryRun=[{"metricName": "*"}])), False),
+        Case("arg-without-name", _mut(t, lambda d: d["spec"]["args"].append({"value": "x"})), True),
+        Case("secret-without-key", _mut(t, lambda d: d["spec"]["args"].append(
+            {"name": "token", "valueFrom": {"secretKeyRef": {"name": "s"}}})), True),
+        Case("name-uppercase", _mut(t, lambda d: d["metadata"].update(name="Errors")), True),
+        # accepted by the server; the controller's checks find these when a run starts
+        Case("duplicate-metric", _mut(t, lambda d: d["spec"]["metrics"].append(
+            copy.deepcopy(_metric(d)))), False),
+    ]
+    cases += [Case(f"cluster-{c.id}", {**c.doc, "kind": "ClusterAnalysisTemplate"}, c.refused)
+              for c in cases if c.id in ("good", "provider-nosuch")]
+    return cases
+
+
+def all_cases() -> list[Case]:
+    return [Case(f"rollout-{c.id}", c.doc, c.refused, c.gap) for c in rollout_cases()] + \
+        [Case(f"template-{c.id}", c.doc, c.refused) for c in template_cases()]
