@@ -47,9 +47,26 @@ class Step:
 
 
 @dataclass(frozen=True)
+class TLSRouteRef:
+    """A ``tls[]`` route of a VirtualService, found by its match (Argo's ``tlsRoutes``)."""
+
+    port: int = 0  # 0: the route's match names no port
+    sni_hosts: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class TCPRouteRef:
+    """A ``tcp[]`` route of a VirtualService, found by its match port (Argo's ``tcpRoutes``)."""
+
+    port: int = 0
+
+
+@dataclass(frozen=True)
 class VirtualServiceRef:
     name: str
     routes: tuple[str, ...] = ()
+    tls_routes: tuple[TLSRouteRef, ...] = ()
+    tcp_routes: tuple[TCPRouteRef, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -200,6 +217,33 @@ def _parse_steps(raw: Any, errors: list[str]) -> tuple[Step, ...]:
     return tuple(steps)
 
 
+def _route_list(rd: dict[str, Any], key: str, rp: str, errors: list[str]) -> list[dict[str, Any]]:
+    raw = rd.get(key)
+    if raw is None:
+        return []
+    if not isinstance(raw, list) or not all(isinstance(x, dict) for x in raw):
+        errors.append(f"{rp}.{key} must be a list of objects")
+        return []
+    return raw
+
+
+def _tls_routes(rd: dict[str, Any], rp: str, errors: list[str]) -> tuple[TLSRouteRef, ...]:
+    out = []
+    for i, r in enumerate(_route_list(rd, "tlsRoutes", rp, errors)):
+        p = f"{rp}.tlsRoutes[{i}]"
+        hosts = r.get("sniHosts") or []
+        if not isinstance(hosts, list) or not all(isinstance(x, str) and x for x in hosts):
+            errors.append(f"{p}.sniHosts must be a list of host names")
+            continue
+        out.append(TLSRouteRef(_int(r, "port", 0, errors, p, 0, 65535), tuple(hosts)))
+    return tuple(out)
+
+
+def _tcp_routes(rd: dict[str, Any], rp: str, errors: list[str]) -> tuple[TCPRouteRef, ...]:
+    return tuple(TCPRouteRef(_int(r, "port", 0, errors, f"{rp}.tcpRoutes[{i}]", 0, 65535))
+                 for i, r in enumerate(_route_list(rd, "tcpRoutes", rp, errors)))
+
+
 def _parse_istio(canary: dict[str, Any], errors: list[str]) -> IstioRouting:
     path = "spec.strategy.canary.trafficRouting"
     tr = _dict(canary.get("trafficRouting"), path, errors)
@@ -225,7 +269,8 @@ def _parse_istio(canary: dict[str, Any], errors: list[str]) -> IstioRouting:
         if not isinstance(routes, list) or not all(isinstance(x, str) and x for x in routes):
             errors.append(f"{rp}.routes must be a list of route names")
             routes = []
-        refs.append(VirtualServiceRef(name, tuple(routes)))
+        refs.append(VirtualServiceRef(name, tuple(routes), _tls_routes(rd, rp, errors),
+                                      _tcp_routes(rd, rp, errors)))
     dr: DestinationRuleRef | None = None
     if istio.get("destinationRule") is not None:
         dp = f"{path}.istio.destinationRule"

@@ -14,6 +14,7 @@ from fastapi import FastAPI
 
 from rollouts.api.constants import POD_TEMPLATE_HASH_LABEL
 from rollouts.controller.analysis_reconciler import ANALYSIS_RUNS, AnalysisRunReconciler
+from rollouts.controller.failures import ActionFailed
 from rollouts.controller.reconciler import ROLLOUTS, Reconciler
 from rollouts.controller.telemetry import Telemetry
 from rollouts.kube.client import JSON, REPLICASETS, Kube, make_api_client
@@ -22,7 +23,7 @@ from rollouts.kube.informer import Informer, key_of
 from rollouts.kube.leader import LeaderElector
 from rollouts.kube.workqueue import WorkQueue
 from rollouts.server.app import create_app, create_plain_metrics_app
-from rollouts.server.tls import ServingCert, load_serving_cert
+from rollouts.server.tls import load_serving_cert
 
 log = logging.getLogger("rollouts.controller")
 AR_PREFIX = "AnalysisRun:"  # work-queue keys of AnalysisRuns; plain "ns/name" keys are Rollouts
@@ -68,7 +69,6 @@ class Controller:
         self.telemetry = Telemetry(self.queue)
         self.ready = False
         self.analysis_reconciler: AnalysisRunReconciler | None = None
-        self._cert: ServingCert | None = None
 
     def _enqueue_rollout(self, _kind: str, obj: JSON) -> None:
         self.queue.add(key_of(obj))
@@ -99,6 +99,11 @@ class Controller:
                     self.queue.add_after(key, requeue)
             except asyncio.CancelledError:
                 raise
+            except ActionFailed as e:  # already in status and Events (and logged)
+                self.telemetry.finished(key, error=True)
+                self.queue.add_rate_limited(key)
+                if e.requeue_after is not None:  # the progress deadline falls due before
+                    self.queue.add_after(key, e.requeue_after)
             except Exception as e:  # one bad object must never stop the others
                 self.telemetry.finished(key, error=True)
                 log.warning("reconcile %s failed: %s: %s", key, type(e).__name__, e)
@@ -127,7 +132,6 @@ class Controller:
             # so the context is set after load() (serve() does not load twice)
             main.load()
             main.ssl = cert.context
-            self._cert = cert
             log.info("serving HTTPS on %s (certificate: %s, sha256 %s)", self.opts.listen,
                      cert.source, cert.fingerprint)
         else:
@@ -156,8 +160,6 @@ class Controller:
             return 2
         tasks: list[asyncio.Task[object]] = [asyncio.create_task(s.serve()) for s in servers]
         n_servers = len(servers)
-        if self._cert is not None and self._cert.files is not None:  # rotated Secret files
-            tasks.append(asyncio.create_task(self._cert.watch()))
         elector = None
         exit_code = 0
         try:

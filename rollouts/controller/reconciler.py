@@ -3,12 +3,37 @@
 Level-based and idempotent: every call recomputes from the cached Rollout, its
 ReplicaSets and the routing objects. Status is written with the resourceVersion read, so
 a concurrent writer (a user's promote, another controller) makes us retry rather than
-overwrite; it is written only after every action succeeded, so it never describes
-traffic that was not set.
+overwrite.
+
+When every action succeeds, the decision's status is written. When one fails (the API
+server refuses a ReplicaSet, a webhook denies it, a 403, a write conflict that outlasts
+its retries), the actions after it are not run (each relies on those before it: traffic
+moves only to pods that were created) and the failure is written instead
+(``rollouts.controller.failures``), by this rule:
+
+- until the decision's traffic change (``SetTraffic``) has succeeded, the status as read,
+  which still describes the traffic on the cluster; only what the decision observed joins
+  it (observedGeneration, replica counts, a spec found valid, a revision not completed);
+- once it has succeeded, the decision's status: the traffic is as it says, and the actions
+  left (scale-downs, deletions, AnalysisRun bookkeeping) are derived again from what the
+  retry observes;
+- in both cases Progressing=False with reason ReplicaSetCreateError (the new ReplicaSet
+  was refused) or ReconciliationError (anything else, including reading the cluster) and
+  the API server's message; phase Progressing, or Degraded when aborted or once
+  progressDeadlineSeconds passed without progress; a Warning Event each attempt (repeats
+  are aggregated); then ``ActionFailed`` makes the manager retry with backoff, and at the
+  latest when the deadline falls due.
+
+So an update of a Healthy rollout whose new ReplicaSet is rejected no longer reads Healthy
+for the new generation, and status never claims traffic that was not written. A failure's
+condition is cleared by the first reconcile whose actions all succeed. Nothing is kept in
+memory: a controller killed at any moment finds the failure (and its deadline clock,
+``progressAt``) in status.
 """
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import json
 import logging
@@ -18,6 +43,7 @@ from typing import Any
 
 from rollouts.api.constants import (
     API_VERSION,
+    DEFAULT_PROGRESS_DEADLINE_S,
     GROUP,
     POD_TEMPLATE_HASH_LABEL,
     REVISION_ANNOTATION,
@@ -34,6 +60,7 @@ from rollouts.controller.analysis_builder import (
 from rollouts.controller.analysis_reconciler import ANALYSIS_RUNS
 from rollouts.controller.decide import (
     AnalysisRunObs,
+    ClusterAction,
     CreateAnalysisRun,
     CreateReplicaSet,
     DeletePod,
@@ -48,6 +75,14 @@ from rollouts.controller.decide import (
     TerminateAnalysisRun,
     decide,
     restart_pending,
+)
+from rollouts.controller.failures import (
+    ActionFailed,
+    Failure,
+    decision_events,
+    describe,
+    failed_status,
+    recovered,
 )
 from rollouts.kube.client import DEPLOYMENTS, JSON, PODS, REPLICASETS, Kube, KubeError, Resource
 from rollouts.kube.events import EventRecorder
@@ -131,6 +166,50 @@ class Reconciler:
         status = RolloutStatus.from_dict(obj.get("status"))
         router = IstioRouter(self.kube)  # per reconcile: caches what it reads
         loaded_templates: dict[str, list[JSON]] = {}
+        try:
+            template, owned, obs = await self._observe(obj, spec, status, router, loaded_templates)
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:  # a 403, an unreachable API server: reported, then retried
+            return await self._failed(obj, spec, status, None,
+                                      describe(None, e, rollout=name, traffic_done=False), [])
+        ro = RolloutInput(ns, name, int(md.get("generation") or 0), spec, tuple(spec_errors), status)
+        decision = decide(ro, obs, self.clock())
+
+        current: ClusterAction | None = None
+        traffic_done = False
+        try:
+            if decision.actions:
+                assert spec is not None and template is not None
+                log.debug("%s: %s", key, decision.actions)
+                previous = await router.current_weight(ns, spec)
+                if previous is None:
+                    previous = status.canary_weight
+                for action in decision.actions:
+                    current = action
+                    await self._act(obj, spec, template, owned, action, previous, router,
+                                    loaded_templates)
+                    if isinstance(action, SetTraffic):
+                        previous = action.canary_weight
+                        traffic_done = True
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:
+            return await self._failed(obj, spec, status, decision.status,
+                                      describe(current, e, rollout=name, traffic_done=traffic_done),
+                                      decision.events)
+
+        recovered(status, decision.status, self.clock())
+        if not await self._write_status(obj, decision.status):
+            return 0.2  # someone wrote since we read: recompute from the new version
+        await self._emit(obj, decision.status, decision.events)
+        return decision.requeue_after
+
+    async def _observe(self, obj: JSON, spec: RolloutSpec | None, status: RolloutStatus,
+                       router: IstioRouter, loaded_templates: dict[str, list[JSON]],
+                       ) -> tuple[JSON | None, dict[str, JSON], Observations]:
+        md = obj["metadata"]
+        ns = md["namespace"]
         env_errors: list[str] = []
         template: JSON | None = None
         if spec is not None:
@@ -153,43 +232,62 @@ class Reconciler:
             pods = await self._pods(ns, list(owned))
         obs = Observations(template, {h: rs_observation(r) for h, r in owned.items()},
                            tuple(env_errors), runs, pods)
-        ro = RolloutInput(ns, name, int(md.get("generation") or 0), spec, tuple(spec_errors), status)
-        decision = decide(ro, obs, self.clock())
+        return template, owned, obs
 
-        if decision.actions:
-            assert spec is not None and template is not None
-            log.debug("%s: %s", key, decision.actions)
-            previous = await router.current_weight(ns, spec)
-            if previous is None:
-                previous = status.canary_weight
-            for action in decision.actions:
-                await self._act(obj, spec, template, owned, action, previous, router,
-                                loaded_templates)
-                if isinstance(action, SetTraffic):
-                    previous = action.canary_weight
+    async def _failed(self, obj: JSON, spec: RolloutSpec | None, status: RolloutStatus,
+                      decided: RolloutStatus | None, failure: Failure,
+                      decided_events: list[Event]) -> float | None:
+        """Record ``failure`` (the rule is in the module docstring), then raise ActionFailed."""
+        md = obj["metadata"]
+        key = f"{md['namespace']}/{md['name']}"
+        deadline_s = spec.progress_deadline_seconds if spec is not None else DEFAULT_PROGRESS_DEADLINE_S
+        new_status, events, due = failed_status(
+            read=status, decided=decided, failure=failure,
+            generation=int(md.get("generation") or 0), progress_deadline_seconds=deadline_s,
+            now=self.clock())
+        log.warning("%s: %s: %s", key, failure.reason, failure.message)
+        try:
+            if not await self._write_status(obj, new_status):
+                due = 0.2  # someone wrote since we read: look again soon
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:  # the API server may be the failure: the retry records it
+            if isinstance(e, KubeError) and e.not_found:
+                return None
+            log.warning("%s: could not record the failure in status: %s", key, e)
+        await self._emit(obj, new_status, [*decision_events(decided_events, failure), *events])
+        raise ActionFailed(failure, due)
 
-        new_status = decision.status.to_dict()
-        if new_status != (obj.get("status") or {}):
-            body = copy.deepcopy(obj)
-            body["status"] = new_status
-            try:
-                updated = await self.kube.replace(ROLLOUTS.path(ns, name, "status"), body)
-            except KubeError as e:
-                if e.conflict:
-                    return 0.2  # someone wrote since we read: recompute from the new version
-                if e.not_found:
-                    return None
-                raise
-            self.rollouts.store[key] = updated  # read-your-writes before the watch catches up
-        for ev in decision.events:
+    async def _write_status(self, obj: JSON, status: RolloutStatus) -> bool:
+        """Write ``status`` unless unchanged; False on a conflict (someone wrote since we read)."""
+        new_status = status.to_dict()
+        if new_status == (obj.get("status") or {}):
+            return True
+        md = obj["metadata"]
+        body = copy.deepcopy(obj)
+        body["status"] = new_status
+        try:
+            updated = await self.kube.replace(ROLLOUTS.path(md["namespace"], md["name"], "status"), body)
+        except KubeError as e:
+            if e.conflict:
+                return False
+            if e.not_found:
+                return True  # deleted meanwhile: nothing left to describe
+            raise
+        self.rollouts.store[f"{md['namespace']}/{md['name']}"] = updated  # read-your-writes
+        return True
+
+    async def _emit(self, obj: JSON, status: RolloutStatus, events: list[Event]) -> None:
+        md = obj["metadata"]
+        key = f"{md['namespace']}/{md['name']}"
+        for ev in events:
             log.info("%s: %s %s: %s", key, ev.type, ev.reason, ev.message)
             await self.recorder.emit(obj, ev.type, ev.reason, ev.message)
         for listener in self.listeners:
             try:
-                listener(obj, decision.status, decision.events)
+                listener(obj, status, events)
             except Exception:  # observability must never fail a reconcile
                 log.exception("decision listener failed for %s", key)
-        return decision.requeue_after
 
     async def _pods(self, ns: str, hashes: list[str]) -> tuple[PodObs, ...]:
         data = await self.kube.get_list(PODS.path(ns), labelSelector=f"{HASH} in ({','.join(hashes)})")
@@ -285,8 +383,9 @@ class Reconciler:
                 if not e.not_found:
                     raise
         elif isinstance(action, SetTraffic):
-            await router.apply(ns, spec, action.stable_hash, action.canary_hash,
-                                    action.canary_weight, previous_weight)
+            await router.apply(ns, spec, stable_hash=action.stable_hash,
+                               canary_hash=action.canary_hash, canary_weight=action.canary_weight,
+                               previous_weight=previous_weight)
 
 
 def build_replica_set(rollout: JSON, spec: RolloutSpec, template: JSON,

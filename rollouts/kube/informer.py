@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Callable
+import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from rollouts.kube.client import JSON, Kube, KubeError, Resource
@@ -21,14 +22,53 @@ def key_of(obj: JSON) -> str:
     return f"{ns}/{md.get('name')}" if ns else str(md.get("name"))
 
 
+class ReconnectBackoff:
+    """How long to wait before the next list/watch attempt after a failure.
+
+    An API server restart drops every watch; it is usually back within seconds, and every
+    second we wait is a second a promote or a new image waits. So the first retry comes at
+    once (sub-second), the next ones double, and the wait never exceeds ``cap`` (plus at
+    most ``jitter`` of it, spreading the reconnects of many controllers): whenever the
+    server comes back, we are back within ``cap * (1 + jitter)``. After ``reset_after``
+    seconds without a failure the schedule starts over.
+    """
+
+    def __init__(self, first: float = 0.1, factor: float = 2.0, cap: float = 5.0,
+                 jitter: float = 0.2, reset_after: float = 30.0,
+                 rand: Callable[[], float] = random.random) -> None:
+        self.first, self.factor, self.cap, self.jitter = first, factor, cap, jitter
+        self.reset_after = reset_after
+        self._rand = rand
+        self._failures = 0
+        self._last_failure: float | None = None
+
+    def failed(self, now: float) -> float:
+        """Record a failure at ``now`` (monotonic seconds); the seconds to wait."""
+        if self._last_failure is not None and now - self._last_failure > self.reset_after:
+            self._failures = 0
+        self._last_failure = now
+        base = min(self.first * self.factor ** self._failures, self.cap)
+        self._failures += 1
+        return base * (1 + self.jitter * self._rand())
+
+    def succeeded(self) -> None:
+        """A list or a watch went through: the next failure starts the schedule over."""
+        self._failures = 0
+        self._last_failure = None
+
+
 class Informer:
     def __init__(self, kube: Kube, resource: Resource, namespace: str | None = None,
-                 label_selector: str | None = None, watch_timeout: int = 240) -> None:
+                 label_selector: str | None = None, watch_timeout: int = 240,
+                 backoff: ReconnectBackoff | None = None,
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
         self.kube = kube
         self.resource = resource
         self.namespace = namespace
         self.label_selector = label_selector
         self.watch_timeout = watch_timeout
+        self.backoff = backoff or ReconnectBackoff()
+        self._sleep = sleep
         self.store: dict[str, JSON] = {}
         self.synced = asyncio.Event()
         self._handlers: list[Handler] = []
@@ -61,15 +101,21 @@ class Informer:
         return str(data.get("metadata", {}).get("resourceVersion", ""))
 
     async def run(self) -> None:
-        backoff = 0.5
+        """List, then watch from the list's resourceVersion; after any failure wait (see
+        ReconnectBackoff) and list again, so changes made while the watch was down are seen
+        as events (a relist fires MODIFIED/DELETED for whatever differs from the store)."""
         rv = ""
         while True:
             try:
                 if not rv:
                     rv = await self._relist()
+                    self.backoff.succeeded()
+                started, events = time.monotonic(), 0
                 async for ev in self.kube.watch(self.resource.path(self.namespace), rv,
                                                 self.watch_timeout,
                                                 labelSelector=self.label_selector):
+                    self.backoff.succeeded()  # connected: a later break starts from `first`
+                    events += 1
                     obj: JSON = ev.get("object") or {}
                     new_rv = obj.get("metadata", {}).get("resourceVersion")
                     if new_rv:
@@ -83,23 +129,26 @@ class Informer:
                     else:
                         self.store[k] = obj
                     self._fire(str(kind), obj)
-                backoff = 0.5
+                if not events and time.monotonic() - started < 1:
+                    # ended at once without a line (a server shutting down): never spin
+                    await self._sleep(self.backoff.failed(time.monotonic()))
             except asyncio.CancelledError:
                 raise
             except KubeError as e:
+                rv = ""
                 if e.gone:
                     log.info("watch of %s expired (410): relisting", self.resource.plural)
-                else:
-                    log.warning("watch of %s failed: %s", self.resource.plural, e)
-                    await asyncio.sleep(backoff + random.random() * backoff)
-                    backoff = min(backoff * 2, 30)
-                rv = ""
+                    continue
+                delay = self.backoff.failed(time.monotonic())
+                log.warning("watch of %s failed: %s; relisting in %.1fs", self.resource.plural,
+                            e, delay)
+                await self._sleep(delay)
             except Exception as e:  # network errors, timeouts, bad JSON
-                log.warning("watch of %s broke (%s: %s): relisting", self.resource.plural,
-                            type(e).__name__, e)
-                await asyncio.sleep(backoff + random.random() * backoff)
-                backoff = min(backoff * 2, 30)
                 rv = ""
+                delay = self.backoff.failed(time.monotonic())
+                log.warning("watch of %s broke (%s: %s): relisting in %.1fs", self.resource.plural,
+                            type(e).__name__, e, delay)
+                await self._sleep(delay)
 
     def get(self, key: str) -> JSON | None:
         return self.store.get(key)

@@ -9,11 +9,12 @@ to ignore exactly these fields.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from rollouts.api.constants import FIELD_MANAGER, POD_TEMPLATE_HASH_LABEL
-from rollouts.api.spec import RolloutSpec
+from rollouts.api.spec import RolloutSpec, VirtualServiceRef
 from rollouts.kube.client import DESTINATION_RULES, JSON, SERVICES, VIRTUAL_SERVICES, Kube, KubeError
 
 HASH = POD_TEMPLATE_HASH_LABEL
@@ -28,43 +29,93 @@ def host_matches(host: str, service: str, namespace: str) -> bool:
                     f"{service}.{namespace}.svc.cluster.local")
 
 
+ROUTE_KINDS = ("http", "tls", "tcp")
+
+
 @dataclass(frozen=True)
 class RoutePlan:
-    http_index: int
+    kind: str  # the VirtualService section: "http", "tls" or "tcp"
+    index: int
     canary_index: int
     stable_index: int
     canary_weight: int
 
 
-def plan_routes(vs: JSON, spec: RolloutSpec, namespace: str,
-                route_names: tuple[str, ...]) -> tuple[list[RoutePlan], list[str]]:
-    """Where the canary and stable destinations sit in a VirtualService, or why not."""
-    name = vs.get("metadata", {}).get("name")
-    http = (vs.get("spec") or {}).get("http") or []
-    if not isinstance(http, list) or not http:
-        return [], [f"VirtualService {name} has no http routes"]
-    if route_names:
-        picked: list[tuple[int, Any]] = []
-        errors = []
-        for rn in route_names:
-            idx = next((i for i, r in enumerate(http) if isinstance(r, dict) and r.get("name") == rn), None)
+def _match_ports_and_hosts(route: Any) -> tuple[set[int], set[str]]:
+    ports: set[int] = set()
+    hosts: set[str] = set()
+    for m in (route.get("match") if isinstance(route, dict) else None) or []:
+        if isinstance(m, dict):
+            p = m.get("port")
+            ports.add(p if isinstance(p, int) else 0)
+            hosts.update(h for h in m.get("sniHosts") or [] if isinstance(h, str))
+    return ports or {0}, hosts
+
+
+def _matches(route: Any, port: int, sni_hosts: tuple[str, ...] | None) -> bool:
+    """Argo's rule: the route's matches name exactly one port (none counts as 0), that port,
+    and (tls) exactly the SNI hosts asked for."""
+    ports, hosts = _match_ports_and_hosts(route)
+    return ports == {port} and (sni_hosts is None or hosts == set(sni_hosts))
+
+
+def _pick(vs_name: str, kind: str, routes: list[Any], ref: VirtualServiceRef) -> tuple[list[int], list[str]]:
+    """Indexes of the routes of one section to manage. Named (http) or matched (tls, tcp)
+    routes must exist; without any, the section must hold at most one route."""
+    if kind == "http" and ref.routes:
+        picked, errors = [], []
+        for rn in ref.routes:
+            idx = next((i for i, r in enumerate(routes) if isinstance(r, dict) and r.get("name") == rn), None)
             if idx is None:
-                errors.append(f"route {rn!r} not found in VirtualService {name}")
+                errors.append(f"route {rn!r} not found in VirtualService {vs_name}")
             else:
-                picked.append((idx, http[idx]))
-        if errors:
-            return [], errors
-    elif len(http) == 1:
-        picked = [(0, http[0])]
-    else:
-        return [], [f"VirtualService {name} has {len(http)} http routes: name the ones to "
-                    "manage in trafficRouting.istio.virtualService.routes"]
+                picked.append(idx)
+        return picked, errors
+    wanted: list[tuple[str, int, tuple[str, ...] | None]] = (
+        [(f"port {t.port} and sniHosts {list(t.sni_hosts)}", t.port, t.sni_hosts) for t in ref.tls_routes]
+        if kind == "tls" else
+        [(f"port {t.port}", t.port, None) for t in ref.tcp_routes] if kind == "tcp" else [])
+    if wanted:
+        picked, errors = [], []
+        for what, port, hosts in wanted:
+            found = [i for i, r in enumerate(routes) if _matches(r, port, hosts)]
+            if not found:
+                errors.append(f"no {kind} route with {what} in VirtualService {vs_name}")
+            picked += [i for i in found if i not in picked]
+        return picked, errors
+    if len(routes) > 1:
+        field = {"http": "routes", "tls": "tlsRoutes", "tcp": "tcpRoutes"}[kind]
+        return [], [f"VirtualService {vs_name} has {len(routes)} {kind} routes: name the ones to "
+                    f"manage in trafficRouting.istio.virtualService.{field}"]
+    return list(range(len(routes))), []
+
+
+def plan_routes(vs: JSON, spec: RolloutSpec, namespace: str,
+                ref: VirtualServiceRef) -> tuple[list[RoutePlan], list[str]]:
+    """Where the canary and stable destinations sit in a VirtualService's http, tls and tcp
+    routes, or why not."""
+    name = vs.get("metadata", {}).get("name")
+    vs_spec = vs.get("spec") or {}
+    sections = {k: vs_spec.get(k) for k in ROUTE_KINDS}
+    errors: list[str] = [f"VirtualService {name} spec.{k} must be a list"
+                         for k, v in sections.items() if v is not None and not isinstance(v, list)]
+    picked: list[tuple[str, int, Any]] = []
+    for kind, routes in sections.items():
+        if not isinstance(routes, list):
+            routes = []
+        idxs, errs = _pick(str(name), kind, routes, ref)
+        errors += errs
+        picked += [(kind, i, routes[i]) for i in idxs]
+    if errors:
+        return [], errors
+    if not picked:
+        return [], [f"VirtualService {name} has no http, tls or tcp routes"]
     dr = spec.canary.istio.destination_rule
-    plans, errors = [], []
-    for idx, route in picked:
+    plans = []
+    for kind, idx, route in picked:
         dests = route.get("route") if isinstance(route, dict) else None
         if not isinstance(dests, list):
-            errors.append(f"VirtualService {name} http[{idx}] has no route destinations")
+            errors.append(f"VirtualService {name} {kind}[{idx}] has no route destinations")
             continue
         canary_i = stable_i = None
         for j, dst in enumerate(dests):
@@ -84,22 +135,21 @@ def plan_routes(vs: JSON, spec: RolloutSpec, namespace: str,
         what = (f"subsets {dr.stable_subset!r} and {dr.canary_subset!r}" if dr else
                 f"hosts {spec.canary.stable_service!r} and {spec.canary.canary_service!r}")
         if canary_i is None or stable_i is None or len(dests) != 2:
-            errors.append(f"VirtualService {name} http[{idx}] must route to exactly the {what}")
+            errors.append(f"VirtualService {name} {kind}[{idx}] must route to exactly the {what}")
             continue
         w = dests[canary_i].get("weight")
-        plans.append(RoutePlan(idx, canary_i, stable_i, int(w) if isinstance(w, int) else 0))
+        plans.append(RoutePlan(kind, idx, canary_i, stable_i, int(w) if isinstance(w, int) else 0))
     return plans, errors
 
 
 def weight_patch(vs: JSON, plans: list[RoutePlan], canary_weight: int) -> list[JSON]:
     """JSON patch setting the weights, empty when they are already right."""
     ops: list[JSON] = []
-    http = vs["spec"]["http"]
     for p in plans:
-        dests = http[p.http_index]["route"]
+        dests = vs["spec"][p.kind][p.index]["route"]
         for j, w in ((p.canary_index, canary_weight), (p.stable_index, 100 - canary_weight)):
             if dests[j].get("weight") != w:
-                ops.append({"op": "add", "path": f"/spec/http/{p.http_index}/route/{j}/weight",
+                ops.append({"op": "add", "path": f"/spec/{p.kind}/{p.index}/route/{j}/weight",
                             "value": w})
     if ops:
         ops.insert(0, {"op": "test", "path": "/metadata/resourceVersion",
@@ -107,13 +157,13 @@ def weight_patch(vs: JSON, plans: list[RoutePlan], canary_weight: int) -> list[J
     return ops
 
 
-def subset_patch(dr: JSON, canary_subset: str, stable_subset: str, canary_hash: str,
-                 stable_hash: str) -> tuple[list[JSON], list[str]]:
+def subset_patch(dr: JSON, hashes: dict[str, str]) -> tuple[list[JSON], list[str]]:
+    """JSON patch pointing each named subset (subset name -> pod template hash) at its hash."""
     name = dr.get("metadata", {}).get("name")
     subsets = (dr.get("spec") or {}).get("subsets") or []
     ops: list[JSON] = []
     errors = []
-    for subset, h in ((canary_subset, canary_hash), (stable_subset, stable_hash)):
+    for subset, h in hashes.items():
         idx = next((i for i, s in enumerate(subsets)
                     if isinstance(s, dict) and s.get("name") == subset), None)
         if idx is None:
@@ -141,9 +191,12 @@ def service_error(svc: JSON | None, name: str, template_labels: dict[str, str]) 
     return None
 
 
+ATTEMPTS = 3  # JSON patches guarded by a resourceVersion test: re-read and retry this often
+
+
 class IstioRouter:
     """One per reconcile: objects read once are reused (3 GETs instead of 7), and a write
-    guarded by a stale resourceVersion re-reads and retries."""
+    guarded by a stale resourceVersion re-reads and retries; a write that still fails raises."""
 
     def __init__(self, kube: Kube) -> None:
         self.kube = kube
@@ -175,14 +228,14 @@ class IstioRouter:
             if vs is None:
                 errors.append(f"VirtualService {ref.name} not found")
                 continue
-            errors += plan_routes(vs, spec, ns, ref.routes)[1]
+            errors += plan_routes(vs, spec, ns, ref)[1]
         dr = c.istio.destination_rule
         if dr is not None:
             obj = await self._get(DESTINATION_RULES.path(ns, dr.name))
             if obj is None:
                 errors.append(f"DestinationRule {dr.name} not found")
             else:
-                errors += subset_patch(obj, dr.canary_subset, dr.stable_subset, "x", "x")[1]
+                errors += subset_patch(obj, {dr.canary_subset: "x", dr.stable_subset: "x"})[1]
         return errors
 
     async def current_weight(self, ns: str, spec: RolloutSpec) -> int | None:
@@ -192,65 +245,78 @@ class IstioRouter:
             vs = await self._get(VIRTUAL_SERVICES.path(ns, ref.name))
             if vs is None:
                 return None
-            plans, errors = plan_routes(vs, spec, ns, ref.routes)
+            plans, errors = plan_routes(vs, spec, ns, ref)
             if errors:
                 return None
             seen.update(p.canary_weight for p in plans)
         return seen.pop() if len(seen) == 1 else None
 
-    async def apply(self, ns: str, spec: RolloutSpec, stable_hash: str, canary_hash: str,
+    async def apply(self, ns: str, spec: RolloutSpec, *, stable_hash: str, canary_hash: str,
                     canary_weight: int, previous_weight: int) -> None:
-        # Less canary traffic: move the weight first, while the canary pods still serve.
-        # More (or equal): point the selectors at the right pods first.
+        """Stable Service/subset -> stable_hash, canary -> canary_hash, canary_weight % on the
+        canary, in the order that never sends traffic to a selector without pods:
+
+        1. the stable selector first (Argo's order): it only moves at promotion, to the canary
+           pods the promotion waited for, while the old stable may already be scaled down
+           (dynamicStableScale after setWeight 100);
+        2. less canary traffic: the weights, then the canary selector (its old pods serve
+           until no traffic is left on them; after an abort it goes back to the stable hash);
+           more or equal: the canary selector, then the weights.
+        canary_hash may equal stable_hash (promotion, abort, undo): both point at one revision.
+        """
+        await self._point(ns, spec, role="stable", pod_hash=stable_hash)
         if canary_weight < previous_weight:
             await self._set_weights(ns, spec, canary_weight)
-            await self._point(ns, spec, stable_hash, canary_hash)
+            await self._point(ns, spec, role="canary", pod_hash=canary_hash)
         else:
-            await self._point(ns, spec, stable_hash, canary_hash)
+            await self._point(ns, spec, role="canary", pod_hash=canary_hash)
             await self._set_weights(ns, spec, canary_weight)
 
-    async def _point(self, ns: str, spec: RolloutSpec, stable_hash: str, canary_hash: str) -> None:
+    async def _point(self, ns: str, spec: RolloutSpec, *, role: str, pod_hash: str) -> None:
+        """The Service and the DestinationRule subset of one role at one revision."""
         c = spec.canary
-        for svc_name, h in ((c.stable_service, stable_hash), (c.canary_service, canary_hash)):
-            if not svc_name:
-                continue
+        svc_name = c.stable_service if role == "stable" else c.canary_service
+        if svc_name:
             path = SERVICES.path(ns, svc_name)
             svc = await self._must(path)
-            if ((svc.get("spec") or {}).get("selector") or {}).get(HASH) != h:
+            if ((svc.get("spec") or {}).get("selector") or {}).get(HASH) != pod_hash:
                 self._seen[path] = await self.kube.merge_patch(
-                    path, {"spec": {"selector": {HASH: h}}}, fieldManager=FIELD_MANAGER)
+                    path, {"spec": {"selector": {HASH: pod_hash}}}, fieldManager=FIELD_MANAGER)
         dr = c.istio.destination_rule
         if dr is not None:
-            for attempt in range(3):
-                obj = await self._must(DESTINATION_RULES.path(ns, dr.name), fresh=attempt > 0)
-                ops, errors = subset_patch(obj, dr.canary_subset, dr.stable_subset, canary_hash,
-                                           stable_hash)
-                if errors:
-                    raise KubeError(422, "; ".join(errors))
-                if not ops:
-                    break
-                try:
-                    self._seen[DESTINATION_RULES.path(ns, dr.name)] = await self.kube.json_patch(
-                        DESTINATION_RULES.path(ns, dr.name), ops, fieldManager=FIELD_MANAGER)
-                    break
-                except KubeError as e:
-                    if e.status not in (409, 422):  # a failed `test` op: re-read and retry
-                        raise
+            subset = dr.stable_subset if role == "stable" else dr.canary_subset
+            await self._patch_guarded(DESTINATION_RULES.path(ns, dr.name),
+                                      lambda obj: _or_raise(subset_patch(obj, {subset: pod_hash})))
 
     async def _set_weights(self, ns: str, spec: RolloutSpec, canary_weight: int) -> None:
         for ref in spec.canary.istio.virtual_services:
-            for attempt in range(3):
-                vs = await self._must(VIRTUAL_SERVICES.path(ns, ref.name), fresh=attempt > 0)
-                plans, errors = plan_routes(vs, spec, ns, ref.routes)
-                if errors:
-                    raise KubeError(422, "; ".join(errors))
-                ops = weight_patch(vs, plans, canary_weight)
-                if not ops:
-                    break
-                try:
-                    self._seen[VIRTUAL_SERVICES.path(ns, ref.name)] = await self.kube.json_patch(
-                        VIRTUAL_SERVICES.path(ns, ref.name), ops, fieldManager=FIELD_MANAGER)
-                    break
-                except KubeError as e:
-                    if e.status not in (409, 422) or attempt == 2:
-                        raise
+            def plan(vs: JSON, ref: VirtualServiceRef = ref) -> list[JSON]:
+                return weight_patch(vs, _or_raise(plan_routes(vs, spec, ns, ref)), canary_weight)
+
+            await self._patch_guarded(VIRTUAL_SERVICES.path(ns, ref.name), plan)
+
+    async def _patch_guarded(self, path: str, plan: Callable[[JSON], list[JSON]]) -> None:
+        """Apply the JSON patch ``plan`` computes from the object (nothing when it is empty).
+        Its resourceVersion test fails when someone wrote meanwhile (409/422): re-read and
+        retry, and raise when the last attempt fails too, so the caller never reports a
+        change that was not made."""
+        for attempt in range(ATTEMPTS):
+            ops = plan(await self._must(path, fresh=attempt > 0))
+            if not ops:
+                return
+            try:
+                self._seen[path] = await self.kube.json_patch(path, ops, fieldManager=FIELD_MANAGER)
+                return
+            except KubeError as e:
+                if e.status not in (409, 422) or attempt == ATTEMPTS - 1:
+                    raise
+
+
+T = TypeVar("T")
+
+
+def _or_raise(result: tuple[T, list[str]]) -> T:
+    value, errors = result
+    if errors:
+        raise KubeError(422, "; ".join(errors))
+    return value

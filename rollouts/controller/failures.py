@@ -1,0 +1,152 @@
+"""What a reconcile writes when an action (or reading the cluster) fails. Pure.
+
+A failure is never silent: the Progressing condition turns False with Argo's reason
+(``ReplicaSetCreateError`` when the API server refuses the new ReplicaSet,
+``ReconciliationError`` for anything else) and the API server's own message, a Warning
+Event says the same, and the rollout turns Degraded once progressDeadlineSeconds pass
+without progress. The status never claims traffic that was not written: until the
+decision's traffic change has succeeded, the base is the status as read (it still
+describes the traffic on the cluster); once it has, the base is the decision's status.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from rollouts.api.constants import Cond, Phase, Reason
+from rollouts.api.status import RolloutStatus, fmt_time, parse_time
+from rollouts.controller.decide import (
+    ClusterAction,
+    CreateAnalysisRun,
+    CreateReplicaSet,
+    DeletePod,
+    DeleteReplicaSet,
+    Event,
+    ScaleReplicaSet,
+    SetTraffic,
+    TerminateAnalysisRun,
+)
+from rollouts.kube.client import KubeError
+
+REPLICA_SET_CREATE_ERROR = "ReplicaSetCreateError"  # Argo's reason: the new ReplicaSet was refused
+RECONCILIATION_ERROR = "ReconciliationError"  # Argo's reason: any other failed step
+FAILURE_REASONS = (REPLICA_SET_CREATE_ERROR, RECONCILIATION_ERROR)
+MAX_MESSAGE = 2000  # conditions and Events stay readable (and small in etcd)
+# Decision Events about actions that run after the traffic change: when one of those fails,
+# its Event would claim what did not happen (the retry's decision emits it again).
+_ACTION_EVENTS = (Reason.SCALED_DOWN, "RestartingPod")
+
+
+@dataclass(frozen=True)
+class Failure:
+    reason: str
+    message: str
+    traffic_done: bool = False  # the decision's SetTraffic succeeded before the failure
+
+
+class ActionFailed(Exception):
+    """Raised by the reconciler after the failure is recorded: the manager retries with
+    backoff, and no later than ``requeue_after`` (when the progress deadline falls due)."""
+
+    def __init__(self, failure: Failure, requeue_after: float | None) -> None:
+        super().__init__(f"{failure.reason}: {failure.message}")
+        self.failure = failure
+        self.requeue_after = requeue_after
+
+
+def error_text(error: BaseException) -> str:
+    """The API server's message as it sent it; other errors with their type."""
+    if isinstance(error, KubeError):
+        text = f"{error.message} (HTTP {error.status})" if error.message else f"HTTP {error.status}"
+    else:
+        text = f"{type(error).__name__}: {error}"
+    return text if len(text) <= MAX_MESSAGE else text[:MAX_MESSAGE - 3] + "..."
+
+
+def describe(action: ClusterAction | None, error: BaseException, *, rollout: str,
+             traffic_done: bool) -> Failure:
+    """The failure of ``action`` (None: reading the cluster failed) in a user's words."""
+    why = error_text(error)
+    if isinstance(action, CreateReplicaSet):
+        return Failure(REPLICA_SET_CREATE_ERROR,
+                       f"creating ReplicaSet {rollout}-{action.hash} failed: {why}", traffic_done)
+    if isinstance(action, ScaleReplicaSet):
+        what = f"scaling ReplicaSet {rollout}-{action.hash} to {action.replicas}"
+    elif isinstance(action, DeleteReplicaSet):
+        what = f"deleting ReplicaSet {rollout}-{action.hash}"
+    elif isinstance(action, SetTraffic):
+        what = (f"setting traffic (canary {action.canary_weight}% to {action.canary_hash}, "
+                f"stable to {action.stable_hash})")
+    elif isinstance(action, CreateAnalysisRun):
+        what = f"creating AnalysisRun {action.name}"
+    elif isinstance(action, TerminateAnalysisRun):
+        what = f"terminating AnalysisRun {action.name}"
+    elif isinstance(action, DeletePod):
+        what = f"deleting pod {action.name}"
+    else:
+        what = "reading the cluster"
+    return Failure(RECONCILIATION_ERROR, f"{what} failed: {why}", traffic_done)
+
+
+def failed_status(*, read: RolloutStatus, decided: RolloutStatus | None, failure: Failure,
+                  generation: int, progress_deadline_seconds: int,
+                  now: datetime) -> tuple[RolloutStatus, list[Event], float | None]:
+    """The status to write after ``failure``, its Events, and the seconds until the progress
+    deadline (None once it has passed).
+
+    ``read`` is the status as read, ``decided`` the decision's (None when reading the
+    cluster failed). The deadline counts from the last progress stored in status, or from
+    the failure's first attempt when no progress clock ran (healthy, paused); that start is
+    stored in ``progressAt``, so a restarted controller keeps counting.
+    """
+    if failure.traffic_done and decided is not None:
+        st = decided.copy()
+    else:
+        st = read.copy()
+        if decided is not None:
+            # what the decision observed, not what its actions would have made true
+            st.replicas, st.ready_replicas = decided.replicas, decided.ready_replicas
+            st.available_replicas, st.updated_replicas = decided.available_replicas, decided.updated_replicas
+            st.selector = decided.selector
+            for ctype in (Cond.INVALID_SPEC, Cond.COMPLETED):  # a valid spec, a new revision
+                if decided.condition(ctype) is None:
+                    st.remove_condition(ctype)
+    # This generation was looked at: a Healthy from the previous one must not stand for it.
+    st.observed_generation = generation
+    since = parse_time(st.progress_at) or parse_time(read.progress_at) or now
+    st.progress_at = fmt_time(since)
+    deadline = since + timedelta(seconds=progress_deadline_seconds)
+    st.set_condition(Cond.PROGRESSING, False, failure.reason, failure.message, now)
+    events = [Event("Warning", failure.reason, failure.message)]
+    text = f"{failure.reason}: {failure.message}"
+    if now >= deadline:
+        st.phase = Phase.DEGRADED
+        st.message = f"{Reason.PROGRESS_DEADLINE}: no progress for {progress_deadline_seconds}s: {text}"
+        if not (read.phase == Phase.DEGRADED and read.message.startswith(Reason.PROGRESS_DEADLINE)):
+            events.append(Event("Warning", Reason.PROGRESS_DEADLINE, st.message))
+        return st, events, None
+    st.phase = Phase.DEGRADED if st.abort else Phase.PROGRESSING
+    st.message = text
+    return st, events, (deadline - now).total_seconds()
+
+
+def decision_events(events: list[Event], failure: Failure) -> list[Event]:
+    """The decision's Events worth emitting after ``failure``: none before its traffic change
+    succeeded (the status written does not record that decision), else those not about the
+    actions that may not have run."""
+    if not failure.traffic_done:
+        return []
+    return [e for e in events if e.reason not in _ACTION_EVENTS]
+
+
+def recovered(read: RolloutStatus, decided: RolloutStatus, now: datetime) -> None:
+    """A reconcile whose actions all succeeded clears a failure recorded before: decide sets
+    the Progressing condition on most paths, but not on all (a pause leaves it), and a
+    failure's condition must not outlive the failure."""
+    prev = read.condition(Cond.PROGRESSING)
+    if prev is None or prev.get("reason") not in FAILURE_REASONS:
+        return
+    if decided.condition(Cond.PROGRESSING) == prev:
+        decided.set_condition(Cond.PROGRESSING, True, Reason.ROLLOUT_UPDATED,
+                              decided.message or "all actions succeeded", now)
