@@ -77,7 +77,9 @@ def check_action(spec: RolloutSpec | None, status: RolloutStatus, action: Action
     if not canary_in_progress(status):
         return f"nothing to {a}: no canary is in progress (phase {status.phase or 'unknown'})"
     if a == "promote":
-        return "the rollout is aborted; retry it first" if status.abort else None
+        # Argo: a full promotion also lifts an abort (to 100 %, without new analysis)
+        return ("the rollout is aborted; retry it first, or promote --full"
+                if status.abort and not action.full else None)
     if a == "abort":
         return "the rollout is already aborted" if status.abort else None
     if a == "pause":

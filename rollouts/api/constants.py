@@ -57,4 +57,5 @@ class Reason:
     SCALED_DOWN: Final = "ScaledDownReplicaSet"
     AVAILABLE: Final = "AvailableReason"
     NOT_AVAILABLE: Final = "NotAvailable"
-    INCONCLUSIVE: Final = "InconclusiveAnalysis"
+    # Argo's pause reason and message for an inconclusive (step or background) analysis
+    INCONCLUSIVE: Final = "InconclusiveAnalysisRun"

@@ -54,7 +54,7 @@ _KNOWN = {
     "currentStepHash", "pauseConditions", "controllerPause", "abort", "abortedAt", "abortedBy",
     "abortReason", "promoteFull", "canary", "conditions", "replicas", "updatedReplicas",
     "readyReplicas", "availableReplicas", "selector", "pendingAction", "lastAction",
-    "scaleDownAt", "progressAt", "userPause", "restartedAt",
+    "scaleDownAt", "progressAt", "userPause", "restartedAt", "draining",
 }
 
 
@@ -87,6 +87,14 @@ class RolloutStatus:
     progress_at: str | None = None
     user_pause: dict[str, Any] | None = None
     restarted_at: str | None = None
+    # The pods the canary Service/subset selects when that is not the current revision: a
+    # superseded canary whose traffic is still draining back to the stable, or the stable
+    # itself once an aborted canary carries no traffic (written as the canary weight's
+    # podTemplateHash, so status names the pods that really get the canary share).
+    canary_route_hash: str | None = None
+    # Traffic is leaving the canary route after a restart of the steps (new template, new
+    # steps, retry) as fast as the stable's available pods allow; the steps wait for it.
+    draining: bool = False
     # what the weights block names, kept for the status readers (CLI, Argo-style tools)
     canary_service: str | None = None
     stable_service: str | None = None
@@ -105,11 +113,13 @@ class RolloutStatus:
         pcs = d.get("pauseConditions")
         conds = d.get("conditions")
         sda = d.get("scaleDownAt")
+        current = _str_or_none(d.get("currentPodHash"))
+        route = _str_or_none(cw.get("podTemplateHash"))
         return RolloutStatus(
             observed_generation=_int_or_none(d.get("observedGeneration")),
             phase=_str_or_none(d.get("phase")),
             message=_str_or_empty(d.get("message")),
-            current_pod_hash=_str_or_none(d.get("currentPodHash")),
+            current_pod_hash=current,
             stable_rs=_str_or_none(d.get("stableRS")),
             current_step_index=_int_or_none(d.get("currentStepIndex")),
             current_step_hash=_str_or_none(d.get("currentStepHash")),
@@ -134,6 +144,8 @@ class RolloutStatus:
             progress_at=_str_or_none(d.get("progressAt")),
             user_pause=_dict_or_none(d.get("userPause")),
             restarted_at=_str_or_none(d.get("restartedAt")),
+            canary_route_hash=route if route != current else None,
+            draining=d.get("draining") is True,
             canary_service=_str_or_none(cw.get("serviceName")),
             stable_service=_str_or_none(sw.get("serviceName")),
             extra={k: copy.deepcopy(v) for k, v in d.items() if k not in _KNOWN and v is not None},
@@ -159,7 +171,8 @@ class RolloutStatus:
             "abortReason": self.abort_reason,
             "promoteFull": self.promote_full or None,
             "canary": {**copy.deepcopy(self.canary_extra), "weights": {
-                "canary": {"weight": self.canary_weight, "podTemplateHash": self.current_pod_hash,
+                "canary": {"weight": self.canary_weight,
+                           "podTemplateHash": self.canary_route_hash or self.current_pod_hash,
                            "serviceName": self.canary_service},
                 "stable": {"weight": 100 - self.canary_weight, "podTemplateHash": self.stable_rs,
                            "serviceName": self.stable_service},
@@ -176,6 +189,7 @@ class RolloutStatus:
             "progressAt": self.progress_at,
             "userPause": self.user_pause,
             "restartedAt": self.restarted_at,
+            "draining": self.draining or None,
         })
         return {k: v for k, v in out.items() if v is not None}
 

@@ -3,7 +3,9 @@ measurement's phase is, and what the metric's and the run's phases are.
 
 Defaults as in Argo: failureLimit 0, inconclusiveLimit 0, consecutiveErrorLimit 4,
 measurementRetention 10. A metric without ``interval`` measures once; with an interval
-and no ``count`` it measures until the run is terminated (background analysis).
+and no ``count`` it measures until the run is terminated (background analysis). As in
+Argo, ``count`` counts measurements that are not errors: errors are limited by
+``consecutiveErrorLimit`` and never stand in for a measurement.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from rollouts.metrics.expr import ExprError, condition
 SUCCESSFUL, FAILED, INCONCLUSIVE, ERROR, RUNNING, PENDING = (
     "Successful", "Failed", "Inconclusive", "Error", "Running", "Pending")
 TERMINAL = {SUCCESSFUL, FAILED, INCONCLUSIVE, ERROR}
+ERROR_RETRY_S = 10.0
 PROVIDERS = ("prometheus", "web", "job", "judge")
 
 
@@ -169,12 +172,16 @@ def next_due(metric: MetricSpec, result: dict[str, Any], started: datetime,
     planned = metric.planned
     if planned is not None and n >= planned:
         return None
-    if n == 0:
-        return (started + timedelta(seconds=metric.initial_delay) - now).total_seconds()
     ms = result.get("measurements") or []
-    last = parse_time(ms[-1].get("finishedAt")) if ms else None
-    last = last or now
-    return (last + timedelta(seconds=metric.interval or 0) - now).total_seconds()
+    if not ms:
+        return (started + timedelta(seconds=metric.initial_delay) - now).total_seconds()
+    last = parse_time(ms[-1].get("finishedAt")) or now
+    wait = metric.interval or 0.0
+    if ms[-1].get("phase") == ERROR:
+        # An error is retried (it is not one of the `count` measurements): after the
+        # interval, at most ERROR_RETRY_S (Argo's retry delay), never in a tight loop.
+        wait = min(wait, ERROR_RETRY_S) if wait else ERROR_RETRY_S
+    return (last + timedelta(seconds=wait) - now).total_seconds()
 
 
 def record(metric: MetricSpec, result: dict[str, Any], phase: str, value: Any, message: str,
@@ -188,7 +195,8 @@ def record(metric: MetricSpec, result: dict[str, Any], phase: str, value: Any, m
     if extra:
         m.update(extra)
     r["measurements"] = ([*(r.get("measurements") or []), m])[-max(metric.retention, 1):]
-    r["count"] = int(r.get("count") or 0) + 1
+    if phase != ERROR:  # Argo: an error is not one of the `count` measurements
+        r["count"] = int(r.get("count") or 0) + 1
     key = {SUCCESSFUL: "successful", FAILED: "failed", INCONCLUSIVE: "inconclusive", ERROR: "error"}[phase]
     r[key] = int(r.get(key) or 0) + 1
     r["consecutiveError"] = int(r.get("consecutiveError") or 0) + 1 if phase == ERROR else 0
@@ -228,11 +236,11 @@ def assess(metric: MetricSpec, result: dict[str, Any], terminated: bool = False)
         return SUCCESSFUL  # Argo: a run stopped by its rollout ends Successful ("run terminated")
     done = metric.planned is not None and n >= metric.planned
     if not done:
-        return RUNNING if n else PENDING
+        return RUNNING if result.get("measurements") else PENDING
     if metric.is_judge and not int(result.get("successful") or 0):
         return INCONCLUSIVE  # the budget ran out without any usable canary traffic
     if not int(result.get("successful") or 0) and int(result.get("error") or 0):
-        return ERROR  # never a pass on missing data: every measurement errored
+        return ERROR  # never a pass on missing data: no measurement succeeded, some errored
     return SUCCESSFUL
 
 

@@ -10,10 +10,15 @@ from stored start times, never from in-memory timers).
 The reconciler runs the actions in order and writes the status only if all succeeded,
 so ``status`` never claims a traffic weight that was not written. Every decision on a
 valid spec carries exactly one ``SetTraffic`` equal to what the new status claims
-(stable_rs, current_pod_hash, canary_weight); a decision on an invalid spec carries no
-action at all. Actions come in a safe order: new and scaled-up ReplicaSets first, then
-the traffic change, then scale-downs (pods leave only after traffic left them), then
-deletions of old revisions.
+(stable_rs, canary_route_hash or current_pod_hash, canary_weight). A decision on an
+invalid spec carries no action, except the traffic part of an abort recorded earlier
+(the emergency brake works even then, see ``_invalid``). Actions come in a safe order:
+new and scaled-up ReplicaSets first, then the traffic change, then scale-downs (pods
+leave only after traffic left them), then deletions of old revisions.
+
+Traffic only ever moves to pods that are available: towards the canary as a step finds
+its pods ready, back towards a dynamically scaled stable (abort, or a restart of the
+steps) only as fast as the stable's pods come back.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from rollouts.api.actions import Action, check_action
+from rollouts.api.actions import Action, canary_in_progress, check_action
 from rollouts.api.constants import Cond, Phase, Reason
 from rollouts.api.spec import RolloutSpec, Step
 from rollouts.api.status import RolloutStatus, fmt_time, parse_time
@@ -111,14 +116,21 @@ class SetTraffic:
     canary_weight: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class CreateAnalysisRun:
-    """Create run ``name`` from a step's (or the background) ``analysis`` block."""
+    """Create run ``name`` from a step's (or the background) ``analysis`` block.
+
+    The hashes are those of this decision (``podTemplateHashValue: Stable|Latest``): a run
+    created in the reconcile that starts a new revision measures that revision, not the
+    one the status named before.
+    """
 
     name: str
     analysis: dict[str, Any]
     kind: str  # "step" | "background"
     step_index: int | None = None
+    stable_hash: str
+    canary_hash: str
 
 
 @dataclass(frozen=True)
@@ -218,7 +230,7 @@ def decide(ro: RolloutInput, obs: Observations, now: datetime) -> Decision:
     st.observed_generation = ro.generation
     errors = [*ro.spec_errors, *obs.environment_errors]
     if ro.spec is None or obs.template is None or errors:
-        return _invalid(d, errors or ["the pod template could not be resolved"], now)
+        return _invalid(d, ro, obs, errors or ["the pod template could not be resolved"], now)
     if st.condition(Cond.INVALID_SPEC) is not None:
         st.remove_condition(Cond.INVALID_SPEC)
         d.normal(Reason.ROLLOUT_UPDATED, "spec is valid again")
@@ -250,6 +262,7 @@ def decide(ro: RolloutInput, obs: Observations, now: datetime) -> Decision:
 
     if st.pending_action is not None:
         _apply_pending_action(d, spec, now)
+    _check_route(st, rss)
 
     assert st.stable_rs is not None
     stable = st.stable_rs
@@ -262,24 +275,57 @@ def decide(ro: RolloutInput, obs: Observations, now: datetime) -> Decision:
     _scale_old(d, spec, rss, desired, now)
     _emit_replica_actions(d, rss, desired, h)
     _replica_counts(st, rss, h)
-    _prune_history(d, spec, rss, desired, {stable, h, st.stable_rs})
+    _prune_history(d, spec, rss, desired, {stable, h, st.stable_rs, st.canary_route_hash})
     if st.phase != ro.status.phase and st.phase == Phase.HEALTHY:
         d.normal(Reason.HEALTHY, "rollout is healthy")
     return d
 
 
-def _invalid(d: Decision, errors: list[str], now: datetime) -> Decision:
-    """Report, and touch nothing on the cluster: traffic stays where status says it is."""
+def _invalid(d: Decision, ro: RolloutInput, obs: Observations, errors: list[str],
+             now: datetime) -> Decision:
+    """Report, and touch nothing on the cluster, except for an abort: the emergency brake.
+
+    Other actions are rejected. An abort is recorded at once (a decision with no action,
+    so nothing can stop it being written). From the next decision on, if the spec and the
+    pod template can still be read, its traffic part runs as on a valid spec: traffic
+    back to the stable (as fast as a dynamically scaled stable's pods allow), stable
+    scaled up. Scale-downs wait until the spec is valid again. If the spec cannot be
+    parsed at all, the routing is unknown: traffic stays where status says it is, and
+    the recorded abort is honoured as soon as the spec is valid again.
+    """
     st = d.status
     msg = "; ".join(errors)
     cur = st.condition(Cond.INVALID_SPEC)
     st.set_condition(Cond.INVALID_SPEC, True, Reason.INVALID_SPEC, msg, now)
-    st.phase = Phase.DEGRADED
-    st.message = f"InvalidSpec: {msg}"
     if cur is None or cur.get("message") != msg:
         d.warning(Reason.INVALID_SPEC, msg)
-    if st.pending_action is not None:
-        _reject(d, st.pending_action, "the spec is invalid", now)
+    raw = st.pending_action
+    if raw is not None:
+        act = Action.from_dict(raw)
+        why = check_action(ro.spec, st, act) if act is not None and act.action == "abort" else None
+        if act is not None and act.action == "abort" and why is None:
+            _record_abort(d, act.user, now)
+            st.last_action = {**act.to_dict(), "result": "Applied", "processedAt": fmt_time(now),
+                              "stepIndex": st.current_step_index,
+                              "message": "applied while the spec is invalid"}
+            st.pending_action = None
+            d.wake_in(0.5)  # the traffic part follows once the abort is written
+        else:
+            _reject(d, raw, why or "the spec is invalid", now)
+    if (ro.status.abort and st.abort and ro.spec is not None and obs.template is not None
+            and canary_in_progress(st) and st.stable_rs in obs.replica_sets):
+        assert st.current_pod_hash is not None and st.stable_rs is not None
+        desired: dict[str, int] = {}
+        _aborted(d, ro.spec, obs.replica_sets, st.current_pod_hash, st.stable_rs, desired, now)
+        ups = {k: n for k, n in desired.items()
+               if k in obs.replica_sets and n > obs.replica_sets[k].replicas}
+        _emit_replica_actions(d, obs.replica_sets, ups, st.current_pod_hash)
+    st.phase = Phase.DEGRADED
+    st.message = f"InvalidSpec: {msg}"
+    if st.abort:
+        st.message += f"; {Reason.ABORTED}: {st.abort_reason or 'aborted'}" + (
+            "" if ro.spec is not None and obs.template is not None else
+            " (traffic goes back to stable once the spec can be read)")
     return d
 
 
@@ -303,39 +349,67 @@ def _recover_stable(st: RolloutStatus, rss: dict[str, ReplicaSetObs], h: str) ->
 
 
 def _restart_steps(st: RolloutStatus, spec: RolloutSpec, now: datetime) -> None:
-    """Step 0 with no traffic on the canary (the new steps decide the weight)."""
+    """Step 0 with fresh AnalysisRuns. Traffic on the canary does not leave at once: it
+    drains back to the stable (``_drain``) before the new steps decide the weight."""
+    if st.canary_weight > 0:
+        st.draining = True
+        st.canary_route_hash = st.canary_route_hash or st.current_pod_hash
+    else:
+        st.draining = False
+        st.canary_route_hash = None
     st.current_step_index = 0
     st.current_step_hash = steps_hash(spec)
     st.pause_conditions = []
     st.controller_pause = False
     st.promote_full = False
-    st.canary_weight = 0
     st.progress_at = fmt_time(now)
     st.remove_condition(Cond.PAUSED)
+    a = _analysis_state(st)
+    a["attempt"] = int(a.get("attempt") or 0) + 1  # new run names: never reuse an old verdict
+    for key in ("step", "background", "backgroundRestarts"):
+        a.pop(key, None)
 
 
 def _clear_abort(st: RolloutStatus) -> None:
     st.abort = False
     st.aborted_at = st.aborted_by = st.abort_reason = None
+    if st.canary_route_hash == st.stable_rs:
+        st.canary_route_hash = None  # the canary Service follows the canary again
+
+
+def _check_route(st: RolloutStatus, rss: dict[str, ReplicaSetObs]) -> None:
+    """A route naming a ReplicaSet that is gone carries nothing worth protecting."""
+    route = st.canary_route_hash
+    if route is not None and (route == st.current_pod_hash
+                              or (route not in rss and not st.draining)):
+        st.canary_route_hash = None  # (a drain notices a vanished route itself: see _drain)
 
 
 def _new_revision(d: Decision, spec: RolloutSpec, h: str, now: datetime) -> None:
     st = d.status
     old = st.current_pod_hash
-    if old and old != st.stable_rs and old != h:
-        # The superseded canary loses its traffic in this decision and leaves at once.
-        st.scale_down_at[old] = fmt_time(now)
+    _restart_steps(st, spec, now)
+    if old and old != st.stable_rs and old != h and not st.draining:
+        st.scale_down_at[old] = fmt_time(now)  # the superseded canary had no traffic
     st.current_pod_hash = h
     _clear_abort(st)
     st.user_pause = None
     st.scale_down_at.pop(h, None)
-    _restart_steps(st, spec, now)
     if h == st.stable_rs:
         st.current_step_index = len(spec.canary.steps)
         d.normal(Reason.ROLLOUT_UPDATED, f"template is back to the stable revision {h}")
     else:
         st.remove_condition(Cond.COMPLETED)
         d.normal(Reason.ROLLOUT_UPDATED, f"new revision {h}: starting canary steps")
+
+
+def _record_abort(d: Decision, who: str, now: datetime) -> None:
+    st = d.status
+    st.abort = True
+    st.aborted_at = fmt_time(now)
+    st.aborted_by = who
+    st.abort_reason = f"aborted by {who}"
+    d.warning(Reason.ABORTED, f"rollout aborted by {who}: traffic back to stable")
 
 
 def _reject(d: Decision, raw: dict[str, Any], why: str, now: datetime) -> None:
@@ -359,10 +433,34 @@ def _apply_pending_action(d: Decision, spec: RolloutSpec, now: datetime) -> None
     n = len(spec.canary.steps)
     idx = min(max(st.current_step_index or 0, 0), n)
     who = act.user
+    bg = _background_run(d, spec, st.current_pod_hash or "")
     if act.action == "promote" and act.full:
+        # Argo: a full promotion also ends an abort or an inconclusive pause; every run stops
+        # and the canary goes to 100 % without new analysis.
+        aborted = st.abort
+        _clear_abort(st)
         st.promote_full = True
         st.user_pause = None
-        d.normal(Reason.PROMOTED_FULL, f"full promotion requested by {who}: skipping all remaining steps")
+        st.pause_conditions = []
+        st.controller_pause = False
+        st.progress_at = fmt_time(now)
+        d.normal(Reason.PROMOTED_FULL, f"full promotion requested by {who}: skipping all remaining "
+                 f"steps{' (the abort is lifted)' if aborted else ''}")
+    elif act.action == "promote" and bg is not None and bg.phase == RUN_INCONCLUSIVE:
+        # Argo: promote clears the inconclusive pause and a new background run starts; the
+        # step is not skipped (a reached pause step ends with it, its pause being cleared).
+        a = _analysis_state(st)
+        a["backgroundRestarts"] = int(a.get("backgroundRestarts") or 0) + 1
+        a.pop("background", None)
+        in_pause = any(p.get("reason") == Reason.CANARY_PAUSE for p in st.pause_conditions)
+        st.pause_conditions = []
+        st.controller_pause = False
+        st.user_pause = None
+        st.progress_at = fmt_time(now)
+        if in_pause:
+            st.current_step_index = min(idx + 1, n)
+        d.normal(Reason.PROMOTED, f"promoted by {who}: background analysis {bg.name} was inconclusive; "
+                 "a new background analysis starts" + (f", step {idx} ended" if in_pause else ""))
     elif act.action == "promote":
         # Ends a pause; on any other step skips it (Argo's meaning of promote). Like Argo's
         # promote, it also lifts a pause set by a user.
@@ -373,17 +471,9 @@ def _apply_pending_action(d: Decision, spec: RolloutSpec, now: datetime) -> None
         step = spec.canary.steps[idx].describe() if idx < n else "promotion"
         d.normal(Reason.PROMOTED, f"promoted by {who}: step {idx} ({step}) ended")
     elif act.action == "abort":
-        st.abort = True
-        st.aborted_at = fmt_time(now)
-        st.aborted_by = who
-        st.abort_reason = f"aborted by {who}"
-        d.warning(Reason.ABORTED, f"rollout aborted by {who}: traffic back to stable")
+        _record_abort(d, who, now)
     elif act.action == "retry":
         _clear_abort(st)
-        a = _analysis_state(st)
-        a["attempt"] = int(a.get("attempt") or 0) + 1  # fresh AnalysisRuns for the new attempt
-        a.pop("step", None)
-        a.pop("background", None)
         if st.current_pod_hash:
             st.scale_down_at.pop(st.current_pod_hash, None)
         _restart_steps(st, spec, now)
@@ -416,7 +506,6 @@ def _healthy(d: Decision, spec: RolloutSpec, rss: dict[str, ReplicaSetObs], h: s
              desired: dict[str, int], now: datetime) -> None:
     st = d.status
     desired[h] = spec.replicas
-    st.canary_weight = 0
     st.current_step_index = len(spec.canary.steps)
     st.current_step_hash = steps_hash(spec)
     st.pause_conditions = []
@@ -425,6 +514,11 @@ def _healthy(d: Decision, spec: RolloutSpec, rss: dict[str, ReplicaSetObs], h: s
     _clear_abort(st)
     st.user_pause = None
     st.remove_condition(Cond.PAUSED)
+    _sweep_runs(d, set())
+    if _drain(d, spec, rss, desired, now, f"rolling back to the stable revision {h}"):
+        return
+    st.canary_weight = 0
+    st.canary_route_hash = None
     d.actions.append(SetTraffic(h, h, 0))
     avail = _available(rss, h)
     if avail >= spec.replicas and h in rss:
@@ -435,6 +529,62 @@ def _healthy(d: Decision, spec: RolloutSpec, rss: dict[str, ReplicaSetObs], h: s
     st.set_condition(Cond.AVAILABLE, False, Reason.NOT_AVAILABLE, st.message, now)
     if not _check_deadline(d, spec, now):
         st.set_condition(Cond.PROGRESSING, True, Reason.ROLLOUT_UPDATED, st.message, now)
+
+
+def _weight_back_to_stable(spec: RolloutSpec, rss: dict[str, ReplicaSetObs], stable: str,
+                           weight: int) -> int:
+    """The canary weight once traffic went back to the stable as far as it can carry it.
+
+    All at once, unless the stable was scaled down for the canary (dynamicStableScale):
+    then it takes traffic back only as fast as its pods come back (Argo issue 3020).
+    """
+    replicas = spec.replicas
+    if not spec.canary.dynamic_stable_scale or weight <= 0 or replicas <= 0:
+        return 0
+    carries = 100 * _available(rss, stable) // replicas
+    return min(weight, max(0, 100 - carries))
+
+
+def _drain(d: Decision, spec: RolloutSpec, rss: dict[str, ReplicaSetObs],
+           desired: dict[str, int], now: datetime, what: str) -> bool:
+    """After a restart of the steps, traffic leaves the canary route only as fast as the
+    stable can take it; the route's pods stay until it carries nothing. True while
+    traffic is still on the route (the caller then holds the steps)."""
+    st = d.status
+    if not st.draining:
+        return False
+    assert st.stable_rs is not None
+    stable = st.stable_rs
+    route = st.canary_route_hash or st.current_pod_hash or stable
+    weight = (_weight_back_to_stable(spec, rss, stable, st.canary_weight)
+              if route in rss and route != stable else 0)
+    if weight != st.canary_weight:
+        d.normal(Reason.WEIGHT_UPDATED, f"canary weight {st.canary_weight} -> {weight} ({what})")
+    st.canary_weight = weight
+    desired[stable] = spec.replicas
+    if weight == 0:
+        st.draining = False
+        st.canary_route_hash = None
+        if route in rss and route not in (stable, st.current_pod_hash):
+            st.scale_down_at[route] = fmt_time(now)  # a superseded canary leaves at once
+        return False
+    rs = rss[route]
+    desired[route] = max(rs.replicas, replicas_for_weight(spec.replicas, weight))
+    st.canary_route_hash = route if route != st.current_pod_hash else None
+    st.pause_conditions = []
+    st.controller_pause = False
+    st.remove_condition(Cond.PAUSED)
+    st.phase = Phase.PROGRESSING
+    st.message = (f"{what}: {weight}% still on {route} until the stable {stable} has scaled "
+                  f"back up ({_available(rss, stable)}/{spec.replicas} available)")
+    if _check_deadline(d, spec, now):
+        if st.abort:
+            return True  # progressDeadlineAbort: the caller switches to the abort path
+    else:
+        st.set_condition(Cond.PROGRESSING, True, Reason.ROLLOUT_UPDATED, st.message, now)
+    d.actions.append(SetTraffic(stable, route, weight))
+    d.wake_in(5)
+    return True
 
 
 def _canary(d: Decision, spec: RolloutSpec, rss: dict[str, ReplicaSetObs], h: str, stable: str,
@@ -450,9 +600,15 @@ def _canary(d: Decision, spec: RolloutSpec, rss: dict[str, ReplicaSetObs], h: st
                      f"{stable_avail}, canary {h}: {canary_avail})", now)
 
     if st.abort:
-        _terminate_runs(d)
+        _sweep_runs(d, set())
         _aborted(d, spec, rss, h, stable, desired, now)
         return
+    if _drain(d, spec, rss, desired, now, "restarting the canary steps"):
+        if st.abort:
+            _aborted(d, spec, rss, h, stable, desired, now)
+        _sweep_runs(d, set())  # the runs of the superseded steps; new ones start after the drain
+        return
+    st.canary_route_hash = None
 
     steps = spec.canary.steps
     n = len(steps)
@@ -464,13 +620,17 @@ def _canary(d: Decision, spec: RolloutSpec, rss: dict[str, ReplicaSetObs], h: st
     paused_msg: str | None = None
     waiting_msg: str | None = None
     inconclusive = False
+    in_analysis = False
     hold = st.user_pause is not None or spec.paused
-    bg = _background_analysis(d, spec, h, idx) if not hold else None
+    # Background analysis keeps measuring while a user holds the rollout (as in Argo); a
+    # full promotion stops all analysis.
+    bg = None if st.promote_full else _background_analysis(d, spec, h, idx)
     if bg is not None and bg.phase in (RUN_FAILED, RUN_ERROR):
         _abort_for_analysis(d, bg, now)
+        hold = True
     elif bg is not None and bg.phase == RUN_INCONCLUSIVE:
-        paused_msg = (f"background analysis {bg.name} inconclusive: {bg.message} "
-                      "(promote to continue, or abort)")
+        paused_msg = (f"background analysis {bg.name} inconclusive: {bg.message}; promote starts a "
+                      "new background analysis and continues, abort rolls back")
         inconclusive = True
         hold = True
 
@@ -498,13 +658,13 @@ def _canary(d: Decision, spec: RolloutSpec, rss: dict[str, ReplicaSetObs], h: st
             _step_done(d, idx, n, step, now)
             idx += 1
         elif step.pause_seconds is not None:
-            pc = next((p for p in st.pause_conditions if p.get("reason") == Reason.CANARY_PAUSE), None)
+            pc = _pause_condition(st, Reason.CANARY_PAUSE)
             start = parse_time(pc.get("startTime")) if pc else None
             if start is None:
                 # Stored with 1 s precision: round up, so a restart never shortens the pause.
                 start = now if not now.microsecond else \
                     (now + timedelta(seconds=1)).replace(microsecond=0)
-                st.pause_conditions = [{"reason": Reason.CANARY_PAUSE, "startTime": fmt_time(start)}]
+                _set_pause_condition(st, Reason.CANARY_PAUSE, start)
                 d.normal(Reason.PAUSED, f"paused at step {idx}: {step.describe()}")
             if math.isinf(step.pause_seconds):
                 paused_msg = f"paused at step {idx}/{n}: waiting for promote"
@@ -515,41 +675,48 @@ def _canary(d: Decision, spec: RolloutSpec, rss: dict[str, ReplicaSetObs], h: st
                 paused_msg = f"paused at step {idx}/{n}: {step.describe()} until {fmt_time(end)}"
                 d.wake_in(_seconds_until(end, now))
                 break
-            st.pause_conditions = []
+            _drop_pause_condition(st, Reason.CANARY_PAUSE)
             _step_done(d, idx, n, step, now)
             idx += 1
         else:
-            run = _step_analysis(d, h, idx, n, step)
-            if run is None or run.phase in RUN_ACTIVE:
+            run = _step_analysis(d, h, idx, step)
+            if run.phase in RUN_ACTIVE:
                 waiting_msg = _analysis_msg(idx, n, run)
+                in_analysis = True
                 break
             if run.phase == RUN_SUCCESSFUL:
                 _step_done(d, idx, n, step, now)
                 idx += 1
                 continue
             if run.phase == RUN_INCONCLUSIVE:
-                paused_msg = (f"step {idx}/{n}: analysis {run.name} inconclusive: {run.message} "
-                              "(promote to continue, or abort)")
+                paused_msg = (f"step {idx}/{n}: analysis {run.name} inconclusive: {run.message}; "
+                              "promote skips the analysis step, abort rolls back")
                 inconclusive = True
                 break
             _abort_for_analysis(d, run, now)
             break
 
-    _terminate_stale_step_run(d, steps, idx, h)
+    # The runs that stay: this attempt's background run and the current step's run (also
+    # while a user holds the rollout). Every other run still measuring is stopped.
+    keep = {bg.name} if bg is not None else set()
+    if idx < n and steps[idx].analysis is not None:
+        keep.add(_step_run_name(d, h, idx))
+    st.current_step_index = idx
     if st.abort:  # an analysis failed
-        st.current_step_index = idx
-        _terminate_runs(d)
+        _sweep_runs(d, set())
         _aborted(d, spec, rss, h, stable, desired, now)
         return
-    st.current_step_index = idx
     st.canary_weight = weight
     desired.setdefault(h, replicas_for_weight(replicas, weight))
     desired[stable] = _stable_replicas(spec, min(weight, heading_to))
 
     if idx >= n and not hold:
-        _terminate_runs(d)
+        _sweep_runs(d, set())
         _promote_if_ready(d, spec, rss, h, stable, desired, now)
         return
+    _sweep_runs(d, keep)
+    if not inconclusive:
+        _drop_pause_condition(st, Reason.INCONCLUSIVE)
     if hold and not inconclusive:
         if st.user_pause is not None:
             paused_msg = f"paused by {st.user_pause.get('user') or 'a user'}"
@@ -563,8 +730,16 @@ def _canary(d: Decision, spec: RolloutSpec, rss: dict[str, ReplicaSetObs], h: st
         if by_spec and (prev is None or prev.get("reason") != Reason.PAUSED_BY_SPEC):
             d.normal(Reason.PAUSED_BY_SPEC, "paused by spec.paused")
         st.phase = Phase.PAUSED
-        st.message = paused_msg
-        st.controller_pause = not hold
+        if inconclusive:
+            # Argo's fields, which users' scripts read: message and pause condition
+            # InconclusiveAnalysisRun, a controller pause; the details in the condition.
+            if _pause_condition(st, Reason.INCONCLUSIVE) is None:
+                _set_pause_condition(st, Reason.INCONCLUSIVE, now.replace(microsecond=0))
+            st.message = Reason.INCONCLUSIVE
+            st.controller_pause = True
+        else:
+            st.message = paused_msg
+            st.controller_pause = not hold
         st.set_condition(Cond.PAUSED, True, reason, paused_msg, now)
         st.progress_at = None  # time spent paused never counts towards the deadline
         d.actions.append(SetTraffic(stable, h, weight))
@@ -573,7 +748,12 @@ def _canary(d: Decision, spec: RolloutSpec, rss: dict[str, ReplicaSetObs], h: st
     st.controller_pause = False
     st.phase = Phase.PROGRESSING
     st.message = waiting_msg or f"at step {idx}/{n}"
-    if _check_deadline(d, spec, now):
+    if in_analysis:
+        # Argo: time spent in an analysis step never counts towards the progress deadline
+        # (the analysis has its own limits); the clock starts again when the step ends.
+        st.progress_at = None
+        st.set_condition(Cond.PROGRESSING, True, Reason.ROLLOUT_UPDATED, st.message, now)
+    elif _check_deadline(d, spec, now):
         if st.abort:
             desired.pop(h, None)
             _aborted(d, spec, rss, h, stable, desired, now)
@@ -581,6 +761,19 @@ def _canary(d: Decision, spec: RolloutSpec, rss: dict[str, ReplicaSetObs], h: st
     else:
         st.set_condition(Cond.PROGRESSING, True, Reason.ROLLOUT_UPDATED, st.message, now)
     d.actions.append(SetTraffic(stable, h, weight))
+
+
+def _pause_condition(st: RolloutStatus, reason: str) -> dict[str, Any] | None:
+    return next((p for p in st.pause_conditions if p.get("reason") == reason), None)
+
+
+def _set_pause_condition(st: RolloutStatus, reason: str, start: datetime) -> None:
+    _drop_pause_condition(st, reason)
+    st.pause_conditions.append({"reason": reason, "startTime": fmt_time(start)})
+
+
+def _drop_pause_condition(st: RolloutStatus, reason: str) -> None:
+    st.pause_conditions = [p for p in st.pause_conditions if p.get("reason") != reason]
 
 
 def _step_done(d: Decision, idx: int, n: int, step: Step, now: datetime) -> None:
@@ -629,26 +822,32 @@ def _aborted(d: Decision, spec: RolloutSpec, rss: dict[str, ReplicaSetObs], h: s
     st = d.status
     replicas = spec.replicas
     desired[stable] = replicas
-    weight = 0
-    if spec.canary.dynamic_stable_scale and st.canary_weight > 0 and replicas > 0:
-        # The stable was scaled down for the canary: it takes traffic back only as fast
-        # as its pods come back, instead of being flooded at once.
-        carries = 100 * _available(rss, stable) // replicas
-        weight = min(st.canary_weight, max(0, 100 - carries))
+    st.draining = False  # an abort drains by the same rule, below
+    route = st.canary_route_hash
+    # the pods carrying the canary share: the canary, or a superseded one still draining
+    carrier = route if route is not None and route != stable else h
+    weight = _weight_back_to_stable(spec, rss, stable, st.canary_weight) if carrier in rss else 0
     if weight != st.canary_weight:
         d.normal(Reason.WEIGHT_UPDATED, f"canary weight {st.canary_weight} -> {weight} (aborted)")
     st.canary_weight = weight
-    d.actions.append(SetTraffic(stable, h, weight))
+    if weight > 0:
+        st.canary_route_hash = carrier if carrier != h else None
+        d.actions.append(SetTraffic(stable, carrier, weight))
+        desired[carrier] = max(rss[carrier].replicas, replicas_for_weight(replicas, weight))
+        d.wake_in(5)
+    else:
+        # As in Argo: once the canary carries nothing, the canary Service (or subset)
+        # selects the stable pods again rather than an aborted revision losing its pods.
+        st.canary_route_hash = stable
+        d.actions.append(SetTraffic(stable, stable, 0))
     rs = rss.get(h)
     delay = spec.canary.abort_scale_down_delay_seconds
-    if weight > 0 or delay == 0:
+    if (weight > 0 and carrier == h) or delay == 0:
         # Still carrying traffic (its scale-down delay starts once traffic has left), or
         # abortScaleDownDelaySeconds: 0, which (as in Argo) leaves the canary running.
         st.scale_down_at.pop(h, None)
         if rs is not None:
-            desired[h] = max(rs.replicas, replicas_for_weight(replicas, weight))
-        if weight > 0:
-            d.wake_in(5)
+            desired[h] = max(rs.replicas, desired.get(h, 0))
     elif h not in st.scale_down_at:
         st.scale_down_at[h] = fmt_time(now + timedelta(seconds=delay))
     st.pause_conditions = []
@@ -775,10 +974,11 @@ def run_name(rollout: str, h: str, attempt: int, kind: str) -> str:
 
 
 def _observe_run(d: Decision, name: str, analysis: dict[str, Any], kind: str,
-                 idx: int | None) -> AnalysisRunObs:
+                 idx: int | None, h: str) -> AnalysisRunObs:
     run = d.analysis_runs.get(name)
     if run is None:
-        d.actions.append(CreateAnalysisRun(name, analysis, kind, idx))
+        d.actions.append(CreateAnalysisRun(name=name, analysis=analysis, kind=kind, step_index=idx,
+                                           stable_hash=d.status.stable_rs or "", canary_hash=h))
         run = AnalysisRunObs(name, "Pending", "starting")
         d.analysis_runs[name] = run
     a = _analysis_state(d.status)
@@ -797,10 +997,29 @@ def _observe_run(d: Decision, name: str, analysis: dict[str, Any], kind: str,
     return run
 
 
-def _step_analysis(d: Decision, h: str, idx: int, n: int, step: Step) -> AnalysisRunObs | None:
-    attempt = int(_analysis_state(d.status).get("attempt") or 0)
-    name = run_name(d.rollout, h, attempt, f"step{idx}")
-    return _observe_run(d, name, step.analysis or {}, "step", idx)
+def _attempt(d: Decision) -> int:
+    return int(_analysis_state(d.status).get("attempt") or 0)
+
+
+def _step_run_name(d: Decision, h: str, idx: int) -> str:
+    return run_name(d.rollout, h, _attempt(d), f"step{idx}")
+
+
+def _step_analysis(d: Decision, h: str, idx: int, step: Step) -> AnalysisRunObs:
+    return _observe_run(d, _step_run_name(d, h, idx), step.analysis or {}, "step", idx, h)
+
+
+def _background_run_name(d: Decision, h: str) -> str:
+    """``bg``, then ``bg1``, ``bg2``... as promotes replace inconclusive runs."""
+    k = int(_analysis_state(d.status).get("backgroundRestarts") or 0)
+    return run_name(d.rollout, h, _attempt(d), f"bg{k}" if k else "bg")
+
+
+def _background_run(d: Decision, spec: RolloutSpec, h: str) -> AnalysisRunObs | None:
+    """The current background run as observed, if the spec has one."""
+    if not isinstance(spec.canary.background_analysis, dict):
+        return None
+    return d.analysis_runs.get(_background_run_name(d, h))
 
 
 def _background_analysis(d: Decision, spec: RolloutSpec, h: str, idx: int) -> AnalysisRunObs | None:
@@ -810,12 +1029,11 @@ def _background_analysis(d: Decision, spec: RolloutSpec, h: str, idx: int) -> An
     starting = bg.get("startingStep")
     if isinstance(starting, int) and idx < starting:
         return None
-    attempt = int(_analysis_state(d.status).get("attempt") or 0)
-    name = run_name(d.rollout, h, attempt, "bg")
+    name = _background_run_name(d, h)
     existing = d.analysis_runs.get(name)
     if existing is not None and existing.terminated and existing.phase not in (RUN_FAILED, RUN_ERROR):
         return None  # we stopped it (promotion under way): its end is not a verdict
-    return _observe_run(d, name, bg, "background", None)
+    return _observe_run(d, name, bg, "background", None, h)
 
 
 def _analysis_msg(idx: int, n: int, run: AnalysisRunObs | None) -> str:
@@ -836,29 +1054,18 @@ def _abort_for_analysis(d: Decision, run: AnalysisRunObs, now: datetime) -> None
     d.warning(Reason.ABORTED, f"rollout aborted: {st.abort_reason}; traffic back to stable")
 
 
-def _terminate_runs(d: Decision) -> None:
-    """Stop runs that are still measuring (the step or the rollout is over)."""
-    a = _analysis_state(d.status)
-    for kind in ("step", "background"):
-        info = a.get(kind)
-        if not isinstance(info, dict):
+def _sweep_runs(d: Decision, keep: set[str]) -> None:
+    """Stop every run of this rollout still measuring that is not current (Argo cancels all
+    but the current runs): a step promoted past, a superseded revision or attempt, an
+    inconclusive run replaced, an abort, a promotion."""
+    started = {a.name for a in d.actions if isinstance(a, CreateAnalysisRun)}
+    stopping = {a.name for a in d.actions if isinstance(a, TerminateAnalysisRun)}
+    for name in sorted(d.analysis_runs):
+        run = d.analysis_runs[name]
+        if name in keep or name in started or name in stopping:
             continue
-        run = d.analysis_runs.get(str(info.get("name")))
-        if run is not None and run.phase in RUN_ACTIVE and not run.terminated:
-            d.actions.append(TerminateAnalysisRun(run.name))
-
-
-def _terminate_stale_step_run(d: Decision, steps: tuple[Step, ...], idx: int, h: str) -> None:
-    """A step run left behind (its step was promoted past) stops measuring."""
-    info = _analysis_state(d.status).get("step")
-    if not isinstance(info, dict):
-        return
-    attempt = int(_analysis_state(d.status).get("attempt") or 0)
-    current = (run_name(d.rollout, h, attempt, f"step{idx}")
-               if idx < len(steps) and steps[idx].analysis is not None else None)
-    run = d.analysis_runs.get(str(info.get("name")))
-    if run is not None and run.name != current and run.phase in RUN_ACTIVE and not run.terminated:
-        d.actions.append(TerminateAnalysisRun(run.name))
+        if run.phase in RUN_ACTIVE and not run.terminated:
+            d.actions.append(TerminateAnalysisRun(name))
 
 
 def restart_pending(spec: RolloutSpec, status: RolloutStatus, now: datetime) -> bool:

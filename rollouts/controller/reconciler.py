@@ -364,10 +364,9 @@ class Reconciler:
         elif isinstance(action, CreateAnalysisRun):
             templates = (loaded_templates.get(_refs_key(action.analysis))
                          or await load_templates(self.kube, ns, action.analysis))
-            status = obj.get("status") or {}
+            # the hashes of this decision: the status read may predate a new revision
             run = build_run(obj, templates, action.analysis, action.name, action.kind,
-                            action.step_index, str(status.get("stableRS") or ""),
-                            str(status.get("currentPodHash") or ""))
+                            action.step_index, action.stable_hash, action.canary_hash)
             try:
                 await self.kube.create(ANALYSIS_RUNS.path(ns), run)
             except KubeError as e:

@@ -53,7 +53,10 @@ def test_nothing_to_do_without_a_canary(action: str) -> None:
 def test_promote() -> None:
     assert check("promote", status()) is None
     assert check("promote", status(), full=True) is None
-    assert check("promote", status(abort=True)) == "the rollout is aborted; retry it first"
+    assert check("promote", status(abort=True)) == \
+        "the rollout is aborted; retry it first, or promote --full"
+    # Argo: a full promotion lifts an abort (issue 11 item 18)
+    assert check("promote", status(abort=True), full=True) is None
 
 
 def test_abort() -> None:

@@ -51,7 +51,8 @@ def test_failure_limit_and_count() -> None:
 
 def test_consecutive_errors_and_all_errors_never_pass() -> None:
     m = metric(interval="10s", count=3, consecutiveErrorLimit=5)
-    assert ar.assess(m, run(m, [ar.ERROR] * 3)) == ar.ERROR  # never a pass on missing data
+    assert ar.assess(m, run(m, [ar.ERROR] * 3)) == ar.RUNNING  # errors are not the count
+    assert ar.assess(m, run(m, [ar.ERROR] * 6)) == ar.ERROR  # never a pass on missing data
     m2 = metric(interval="10s", consecutiveErrorLimit=2)
     assert ar.assess(m2, run(m2, [ar.ERROR] * 2)) == ar.RUNNING
     assert ar.assess(m2, run(m2, [ar.ERROR] * 3)) == ar.ERROR
@@ -101,3 +102,31 @@ def test_substitute_args_and_missing_arg() -> None:
     assert ar.substitute({"q": "a{{ args.x }}b", "l": ["{{args.x}}"]}, {"x": "1"}) == {"q": "a1b", "l": ["1"]}
     with pytest.raises(KeyError):
         ar.substitute("{{args.y}}", {"y": None})
+
+
+def test_errors_do_not_count_towards_count() -> None:
+    """Issue 10 item 6: as in Argo, `count` counts measurements that are not errors, so 4
+    errors and 1 success never end Successful with count 5."""
+    m = metric(interval="10s", count=5)  # consecutiveErrorLimit 4 by default
+    r = run(m, [ar.ERROR] * 4 + [ar.SUCCESSFUL])
+    assert r["count"] == 1 and r["error"] == 4 and r["successful"] == 1
+    assert ar.assess(m, r) == ar.RUNNING
+    assert ar.next_due(m, r, T0, T0 + timedelta(seconds=5)) is not None  # keeps measuring
+    r = run(m, [ar.ERROR, ar.SUCCESSFUL] * 5)
+    assert r["count"] == 5 and ar.assess(m, r) == ar.SUCCESSFUL
+    assert ar.next_due(m, r, T0, T0 + timedelta(seconds=20)) is None
+    # a single measurement (no interval) that errors is retried, not done
+    once = metric()
+    r = run(once, [ar.ERROR])
+    assert ar.assess(once, r) == ar.RUNNING and not r.get("count")
+
+
+def test_an_error_is_retried_after_the_interval_or_ten_seconds_at_most() -> None:
+    m = metric(interval="1m", count=3)
+    r = run(m, [ar.ERROR])  # finished at T0
+    assert ar.next_due(m, r, T0, T0) == ar.ERROR_RETRY_S == 10
+    r = run(metric(interval="2s", count=3), [ar.ERROR])
+    assert ar.next_due(metric(interval="2s", count=3), r, T0, T0) == 2
+    once = metric()
+    assert ar.next_due(once, run(once, [ar.ERROR]), T0, T0) == 10  # never a tight loop
+    assert ar.next_due(m, run(m, [ar.SUCCESSFUL]), T0, T0) == 60

@@ -26,7 +26,9 @@ from rollouts.api.actions import new_action
 from rollouts.api.spec import parse_spec
 from rollouts.api.status import RolloutStatus
 from rollouts.controller.decide import (
+    AnalysisRunObs,
     ClusterAction,
+    CreateAnalysisRun,
     CreateReplicaSet,
     Decision,
     DeleteReplicaSet,
@@ -36,6 +38,7 @@ from rollouts.controller.decide import (
     RolloutInput,
     ScaleReplicaSet,
     SetTraffic,
+    TerminateAnalysisRun,
     decide,
     replicas_for_weight,
     template_hash,
@@ -68,7 +71,7 @@ def rollout_spec(image: str = "shop:1", replicas: int = 5, steps: list[Any] | No
         "canaryService": "shop-canary",
         "stableService": "shop-stable",
         "trafficRouting": {"istio": {"virtualService": {"name": "shop", "routes": ["primary"]}}},
-        "steps": STEPS if steps is None else steps,
+        "steps": copy.deepcopy(STEPS) if steps is None else steps,
     }
     c.update(canary)
     return {"replicas": replicas, "selector": {"matchLabels": {"app": "shop"}},
@@ -104,6 +107,8 @@ class Cluster:
         self.events: list[Event] = []
         self.env_errors: tuple[str, ...] = ()
         self.last: Decision | None = None
+        self.runs: dict[str, AnalysisRunObs] = {}  # AnalysisRuns; phases set by the tests
+        self.created_runs: list[CreateAnalysisRun] = []
 
     # --- the world ------------------------------------------------------------------
 
@@ -136,7 +141,7 @@ class Cluster:
             replica_sets={k: ReplicaSetObs(k, f"shop-{k}", r.replicas, r.available(self.t),
                                            r.available(self.t), r.revision)
                           for k, r in self.rss.items()},
-            environment_errors=self.env_errors)
+            environment_errors=self.env_errors, analysis_runs=dict(self.runs))
 
     def canary_weight(self) -> int:
         return self.traffic.canary_weight if self.traffic else 0
@@ -174,7 +179,16 @@ class Cluster:
             self._scale(self.rss[a.hash], a.replicas)
         elif isinstance(a, DeleteReplicaSet):
             del self.rss[a.hash]
-        else:
+        elif isinstance(a, CreateAnalysisRun):
+            assert a.name not in self.runs
+            self.runs[a.name] = AnalysisRunObs(a.name, "Running")
+            self.created_runs.append(a)
+        elif isinstance(a, TerminateAnalysisRun):
+            run = self.runs[a.name]
+            # Argo: a run stopped while measuring ends Successful ("run terminated")
+            self.runs[a.name] = AnalysisRunObs(run.name, "Successful", "run terminated", True) \
+                if run.phase in ("Pending", "Running") else run
+        elif isinstance(a, SetTraffic):
             if self.traffic is None or self.traffic.canary_weight != a.canary_weight:
                 self.weights.append((self.t, a.canary_weight))
             self.traffic = a
@@ -189,14 +203,25 @@ class Cluster:
     def _check(self, ro: RolloutInput, obs: Observations, d: Decision) -> None:
         stored = json.loads(json.dumps(d.status.to_dict()))
         assert RolloutStatus.from_dict(stored) == d.status, "a restart must read back the same status"
-        if ro.spec is None or obs.template is None or ro.spec_errors or obs.environment_errors:
-            assert d.actions == [], "an invalid rollout must not touch the cluster"
-            assert d.status.canary_weight == ro.status.canary_weight
-            return
-        traffic = [a for a in d.actions if isinstance(a, SetTraffic)]
-        assert len(traffic) == 1, d.actions
         st = d.status
-        assert traffic[0] == SetTraffic(st.stable_rs or "", st.current_pod_hash or "", st.canary_weight), \
+        traffic = [a for a in d.actions if isinstance(a, SetTraffic)]
+        if ro.spec is None or obs.template is None or ro.spec_errors or obs.environment_errors:
+            if not ro.status.abort:
+                assert d.actions == [], "an invalid rollout must not touch the cluster"
+                assert d.status.canary_weight == ro.status.canary_weight
+                return
+            # only the traffic part of an abort recorded earlier: stable up, traffic back
+            assert len(traffic) <= 1 and all(
+                isinstance(a, SetTraffic) or (isinstance(a, ScaleReplicaSet)
+                                              and a.replicas > obs.replica_sets[a.hash].replicas)
+                for a in d.actions), d.actions
+            if not traffic:
+                assert d.status.canary_weight == ro.status.canary_weight
+                return
+        assert len(traffic) == 1, d.actions
+        assert ro.spec is not None
+        assert traffic[0] == SetTraffic(st.stable_rs or "", st.canary_route_hash or st.current_pod_hash or "",
+                                        st.canary_weight), \
             "status must claim exactly the traffic the actions set"
         assert 0 <= st.canary_weight <= 100
         i = d.actions.index(traffic[0])
@@ -210,6 +235,11 @@ class Cluster:
             elif isinstance(a, DeleteReplicaSet):
                 assert j > i and a.hash not in (st.stable_rs, st.current_pod_hash)
                 assert rss[a.hash].replicas == 0
+            elif isinstance(a, CreateAnalysisRun):
+                # runs measure the revisions of this decision, never the status before it
+                assert (a.canary_hash, a.stable_hash) == (st.current_pod_hash, st.stable_rs), a
+            elif isinstance(a, TerminateAnalysisRun):
+                assert a.name in obs.analysis_runs and not obs.analysis_runs[a.name].terminated
         prev = ro.status
         t = traffic[0]
         same_canary = t.canary_hash == prev.current_pod_hash
@@ -220,6 +250,16 @@ class Cluster:
                 "traffic may only move to canary pods that are available"
         if t.stable_hash == t.canary_hash and prev.stable_rs in rss and t.stable_hash != prev.stable_rs:
             assert rss[t.stable_hash].available >= ro.spec.replicas, "promotion needs a full canary"
+        if ro.spec.canary.dynamic_stable_scale and t.canary_weight < prev.canary_weight \
+                and t.stable_hash == prev.stable_rs:
+            need = replicas_for_weight(ro.spec.replicas, 100 - t.canary_weight)
+            assert rss[t.stable_hash].available >= need, \
+                f"traffic may only move back to stable pods that are available: {prev.canary_weight} " \
+                f"-> {t.canary_weight} with {rss[t.stable_hash].available} stable pods"
+        for a in d.actions:
+            if isinstance(a, ScaleReplicaSet) and a.hash == t.canary_hash and t.canary_weight:
+                assert a.replicas >= replicas_for_weight(ro.spec.replicas, t.canary_weight), \
+                    "pods carrying canary traffic are never scaled away"
 
     # --- driving --------------------------------------------------------------------
 
@@ -465,7 +505,11 @@ def test_abort_returns_all_traffic_to_stable_in_the_same_decision() -> None:
     c.record("abort", "carol")
     t_abort = c.t
     d = c.reconcile()
-    assert [a for a in d.actions if isinstance(a, SetTraffic)] == [SetTraffic(v1, v2, 0)]
+    # the canary Service points back at the stable pods (Argo), not at an aborted revision
+    assert [a for a in d.actions if isinstance(a, SetTraffic)] == [SetTraffic(v1, v1, 0)]
+    assert c.status["canary"]["weights"]["canary"] == {
+        "weight": 0, "podTemplateHash": v1, "serviceName": "shop-canary"}
+    assert c.status["currentPodHash"] == v2
     assert not any(isinstance(a, ScaleReplicaSet) and a.hash == v2 for a in d.actions)
     st = c.st()
     assert st.phase == "Degraded" and st.abort and st.aborted_by == "carol"
@@ -748,7 +792,7 @@ def test_progress_deadline_abort_sends_traffic_back() -> None:
     t0 = c.t
     t_abort = c.run_until(lambda: c.status.get("abort") is True)
     assert t_abort == t0 + 30
-    assert c.traffic == SetTraffic(v1, v2, 0)
+    assert c.traffic == SetTraffic(v1, v1, 0)
     st = c.st()
     assert st.phase == "Degraded" and st.aborted_by == "controller"
     assert "ProgressDeadlineExceeded" in st.message
@@ -788,10 +832,11 @@ def test_invalid_spec_changes_nothing_and_warns_once() -> None:
     assert st.canary_weight == 50 and st.observed_generation == c.generation
     warnings = c.events_with("InvalidSpec")
     assert len(warnings) == 1 and warnings[0].type == "Warning"
-    # an action while invalid is rejected: nothing can be done safely
-    c.record("abort")
+    # an action other than abort is rejected while invalid: nothing can be done safely
+    c.record("promote")
     d = c.reconcile()
     assert d.actions == [] and c.status["lastAction"]["result"] == "Rejected"
+    assert c.status["lastAction"]["message"] == "the spec is invalid"
     # valid again: the condition goes, the rollout continues where it was
     c.edit(lambda s: s["strategy"]["canary"]["steps"].pop())
     d = c.reconcile()
@@ -799,6 +844,71 @@ def test_invalid_spec_changes_nothing_and_warns_once() -> None:
     assert any(e.message == "spec is valid again" for e in d.events)
     assert c.status["phase"] == "Paused" and c.status["currentStepIndex"] == 3
     assert c.traffic == SetTraffic(v1, v2, 50)
+
+
+def test_abort_is_recorded_while_the_spec_cannot_be_parsed_and_honoured_once_valid() -> None:
+    c, v1, v2 = _at_step_2()
+    c.run_until(lambda: c.canary_weight() == 50)
+    c.edit(lambda s: s["strategy"]["canary"]["steps"].append({"setWeight": 150}))
+    c.reconcile()
+    c.record("abort", "carol")
+    d = c.reconcile()
+    # the emergency brake is never refused: recorded at once...
+    st = c.st()
+    assert st.abort and st.aborted_by == "carol" and st.last_action is not None
+    assert st.last_action["result"] == "Applied" and "pendingAction" not in c.status
+    assert [e.reason for e in d.events] == ["RolloutAborted"]
+    # ...but with no parsable spec the routing is unknown: traffic stays where status says
+    assert d.actions == [] and c.traffic == SetTraffic(v1, v2, 50) and st.canary_weight == 50
+    assert st.message.startswith("InvalidSpec: ") and "RolloutAborted: aborted by carol" in st.message
+    assert "traffic goes back to stable once the spec can be read" in st.message
+    assert c.reconcile().actions == []
+    # valid again: the recorded abort is honoured at once
+    c.edit(lambda s: s["strategy"]["canary"]["steps"].pop())
+    c.reconcile()
+    assert c.traffic == SetTraffic(v1, v1, 0) and c.status["phase"] == "Degraded"
+    assert c.status["message"] == "RolloutAborted: aborted by carol"
+
+
+def test_abort_works_while_an_object_the_spec_names_is_missing() -> None:
+    # e.g. a later step's AnalysisTemplate was deleted: the spec still says how traffic flows
+    c, v1, v2 = _at_step_2()
+    c.run_until(lambda: c.canary_weight() == 50)
+    c.env_errors = ("spec.strategy.canary.steps[4].analysis: AnalysisTemplate gone not found",)
+    c.reconcile()
+    c.record("abort", "carol")
+    d = c.reconcile()
+    assert d.actions == [] and c.st().abort  # recorded first: nothing can stop that write
+    d = c.reconcile()
+    assert d.actions == [SetTraffic(v1, v1, 0)]  # traffic back, no scale-down while invalid
+    st = c.st()
+    assert st.canary_weight == 0 and st.phase == "Degraded"
+    assert st.message.startswith("InvalidSpec: spec.strategy.canary.steps[4]")
+    assert "RolloutAborted: aborted by carol" in st.message
+    assert c.reconcile().actions == [SetTraffic(v1, v1, 0)]  # steady
+    assert c.replicas(v2) == 3
+    c.env_errors = ()
+    c.run_until(lambda: c.replicas(v2) == 0)
+    assert c.status["message"] == "RolloutAborted: aborted by carol"
+
+
+def test_abort_while_invalid_with_dynamic_stable_scale_waits_for_stable_pods() -> None:
+    c = Cluster(rollout_spec(dynamicStableScale=True, steps=[{"setWeight": 80}, {"pause": {}}]))
+    v1 = c.deploy_stable()
+    c.set_image("shop:2")
+    v2 = h("shop:2")
+    c.run_until(lambda: c.canary_weight() == 80)
+    assert c.replicas(v1) == 1
+    c.env_errors = ("Service shop-canary not found",)
+    c.delay_for[v1] = 10
+    c.record("abort")
+    c.reconcile()
+    t = c.t
+    d = c.reconcile()
+    assert d.actions == [ScaleReplicaSet(v1, 5), SetTraffic(v1, v2, 80)]  # stable first
+    t0 = c.run_until(lambda: c.canary_weight() == 0)
+    assert t0 == t + 10 and c.traffic == SetTraffic(v1, v1, 0)
+    assert c.replicas(v2) == 4  # no scale-down while the spec is invalid
 
 
 def test_environment_errors_are_invalid_spec_too() -> None:
@@ -1129,12 +1239,66 @@ def test_dynamic_stable_scale_template_change_scales_stable_back_up() -> None:
     c.set_image("shop:2")
     c.run_until(lambda: c.canary_weight() == 60)
     assert c.replicas(v1) == 2
+    c.delay_for[v1] = 10
     c.set_image("shop:3")
+    v2, v3 = h("shop:2"), h("shop:3")
+    t = c.t
     d = c.reconcile()
-    # the old canary's hash leaves the canary Service, so its share returns to stable at
-    # once; the stable is scaled up first in the same decision
-    assert d.actions[:2] == [CreateReplicaSet(h("shop:3"), 3, 3), ScaleReplicaSet(v1, 5)]
-    assert SetTraffic(v1, h("shop:3"), 0) in d.actions
+    # The stable (2 of 5 pods) is scaled up first; the old canary keeps its 60 % and its
+    # pods until the stable can carry them (Argo issue 3020), then the new steps start.
+    assert d.actions == [ScaleReplicaSet(v1, 5), SetTraffic(v1, v2, 60)]
+    st = c.st()
+    assert st.current_pod_hash == v3 and st.canary_route_hash == v2 and st.draining
+    assert c.status["canary"]["weights"]["canary"]["podTemplateHash"] == v2
+    assert "60% still on" in st.message and st.phase == "Progressing"
+    t0 = c.run_until(lambda: c.traffic is not None and c.traffic.canary_hash == v3)
+    assert t0 == t + 10 and c.traffic == SetTraffic(v1, v3, 0)
+    assert c.replicas(v2) == 0 and CreateReplicaSet(v3, 3, 3) in c.actions_since(t0)
+    assert [w for _, w in c.weights][-2:] == [60, 0]
+    assert not c.st().draining and c.st().canary_route_hash is None
+    c.run_until(lambda: c.canary_weight() == 60)
+    assert c.traffic == SetTraffic(v1, v3, 60)
+
+
+@pytest.mark.parametrize("change", ["template", "steps", "undo", "retry"])
+def test_restart_during_a_dynamic_stable_scale_canary_moves_traffic_only_to_available_pods(
+        change: str) -> None:
+    """Issue 11 item 1: at 80 % canary the stable has 1 of 5 pods; a restart of the steps
+    must not send everything to it at once, nor scale away the pods carrying traffic (the
+    contract checks in Cluster._check assert both at every decision)."""
+    c = Cluster(rollout_spec(dynamicStableScale=True, steps=[{"setWeight": 80}, {"pause": {}}]))
+    v1 = c.deploy_stable()
+    c.set_image("shop:2")
+    v2 = h("shop:2")
+    c.run_until(lambda: c.canary_weight() == 80)
+    assert c.replicas(v1) == 1 and c.replicas(v2) == 4
+    c.delay_for[v1] = 1  # one stable pod comes back per second
+    if change == "retry":
+        c.rss[v1].pods = [0.0]
+        c.record("abort")
+        c.reconcile()  # the abort drains as far as the stable allows (80 % still canary)
+        c.record("retry")
+    elif change == "template":
+        c.set_image("shop:3")
+    elif change == "steps":
+        c.edit(lambda s: s["strategy"]["canary"].update(steps=[{"pause": {}}, {"setWeight": 80}]))
+    else:
+        c.set_image("shop:1")
+    c.reconcile()
+    assert c.replicas(v1) == 5 and c.canary_weight() == 80  # nothing moved before pods exist
+    if change == "retry":
+        # drained as the stable came back, and step 0 (setWeight 80) put it back on the
+        # canary, whose pods never left: traffic never moved at all
+        c.run_until(lambda: c.status["currentStepIndex"] == 1, limit=30)
+        assert [w for _, w in c.weights][-1] == 80 and 0 not in [w for _, w in c.weights][1:]
+        return
+    c.run_until(lambda: c.canary_weight() == 0, limit=30)
+    weights = [w for _, w in c.weights]
+    assert weights[-2:] == [80, 0]  # back in one move, once all 5 stable pods were ready
+    if change == "undo":
+        c.run_until(lambda: c.status["phase"] == "Healthy", limit=60)
+    else:
+        assert c.status["currentStepIndex"] == 0 and not c.st().draining
 
 
 def test_rollback_to_the_previous_revision_within_scale_down_delay_runs_the_steps() -> None:
@@ -1171,3 +1335,175 @@ def test_conditions_keep_transition_time_and_position() -> None:
     st.conditions.append({"type": "Available", "status": "True"})  # a hand-made duplicate
     st.set_condition("Available", True, "A", "ok", later)
     assert [c["type"] for c in st.conditions] == ["Available", "Progressing"]
+
+
+# --- analysis in the steps (issue 10 item 6, issue 11 items 18 and 19) -------------------
+
+ANALYSIS = {"templates": [{"templateName": "t"}]}
+
+
+def _analysis_cluster(steps: list[Any], background: bool = False, **canary: Any) -> tuple[Cluster, str, str]:
+    if background:
+        canary["analysis"] = dict(ANALYSIS)
+    c = Cluster(rollout_spec(steps=steps, **canary))
+    v1 = c.deploy_stable()
+    c.set_image("shop:2")
+    return c, v1, h("shop:2")
+
+
+def _set_run(c: Cluster, name: str, phase: str, message: str = "") -> None:
+    c.runs[name] = AnalysisRunObs(name, phase, message, c.runs[name].terminated)
+
+
+def _run_named(c: Cluster, suffix: str) -> str:
+    return next(r.name for r in c.created_runs if r.name.endswith(suffix))
+
+
+def test_runs_started_with_a_new_revision_measure_the_new_revision() -> None:
+    """A background run and a step-0 analysis are created in the very decision that starts
+    the revision: they name its hash, not the stable one the status named before."""
+    c, v1, v2 = _analysis_cluster([{"analysis": ANALYSIS}, {"setWeight": 50}], background=True)
+    d = c.reconcile()
+    created = [a for a in d.actions if isinstance(a, CreateAnalysisRun)]
+    assert sorted(a.kind for a in created) == ["background", "step"]
+    assert all(a.canary_hash == v2 and a.stable_hash == v1 for a in created), created
+    assert c.status["currentPodHash"] == v2
+
+
+def test_inconclusive_step_analysis_uses_argos_fields_and_promote_skips_it() -> None:
+    c, _v1, _v2 = _analysis_cluster([{"setWeight": 20}, {"analysis": ANALYSIS}, {"setWeight": 50}])
+    c.run_until(lambda: c.status["currentStepIndex"] == 1)
+    name = _run_named(c, "-step1")
+    _set_run(c, name, "Inconclusive", "metric m inconclusive")
+    c.reconcile()
+    st = c.st()
+    assert st.phase == "Paused" and st.message == "InconclusiveAnalysisRun"
+    assert [p["reason"] for p in st.pause_conditions] == ["InconclusiveAnalysisRun"]
+    assert st.controller_pause
+    cond = st.condition("Paused")
+    assert cond is not None and cond["reason"] == "InconclusiveAnalysisRun"
+    assert name in cond["message"] and "promote skips the analysis step" in cond["message"]
+    before = copy.deepcopy(c.status)
+    c.advance(30)
+    c.reconcile()
+    assert c.status == before  # no churn while waiting
+    c.record("promote")
+    c.run_until(lambda: c.canary_weight() == 50)
+    assert c.status["currentStepIndex"] == 3 and not c.st().pause_conditions
+
+
+def test_promote_replaces_an_inconclusive_background_run_without_skipping_a_step() -> None:
+    c, _v1, v2 = _analysis_cluster([{"setWeight": 20}, {"setWeight": 40}, {"pause": {}}],
+                                  background=True)
+    c.run_until(lambda: c.canary_weight() == 20)
+    c.delay_for[v2] = NEVER  # setWeight 40 waits for pods: the step must not be skipped
+    bg = _run_named(c, "-bg")
+    _set_run(c, bg, "Inconclusive", "metric m inconclusive")
+    c.reconcile()
+    st = c.st()
+    assert st.phase == "Paused" and st.message == "InconclusiveAnalysisRun"
+    assert [p["reason"] for p in st.pause_conditions] == ["InconclusiveAnalysisRun"]
+    assert st.controller_pause and st.current_step_index == 1
+    cond = st.condition("Paused")
+    assert cond is not None and cond["reason"] == "InconclusiveAnalysisRun"
+    assert "promote starts a new background analysis" in cond["message"]
+    c.record("promote", "bob")
+    d = c.reconcile()
+    new = [a for a in d.actions if isinstance(a, CreateAnalysisRun)]
+    assert [a.name for a in new] == [bg + "1"] and new[0].kind == "background"
+    st = c.st()
+    assert st.current_step_index == 1 and st.phase == "Progressing" and not st.pause_conditions
+    assert "waiting for canary pods" in st.message
+    assert any("a new background analysis starts" in e.message for e in d.events)
+    # the new run decides from now on; the old verdict is history
+    c.rss[v2].pods = [c.t] * 2
+    c.run_until(lambda: c.status["currentStepIndex"] == 2)
+    _set_run(c, bg + "1", "Failed", "error rate too high")
+    c.run_until(lambda: c.status.get("abort") is True)
+    assert bg + "1" in c.status["abortReason"]
+
+
+def test_promote_full_ends_an_inconclusive_background_pause() -> None:
+    c, _v1, v2 = _analysis_cluster([{"setWeight": 20}, {"pause": {}}], background=True)
+    c.run_until(lambda: c.canary_weight() == 20)
+    _set_run(c, _run_named(c, "-bg"), "Inconclusive")
+    c.reconcile()
+    assert c.status["message"] == "InconclusiveAnalysisRun"
+    c.record("promote", full=True)
+    c.run_until(lambda: c.status["phase"] == "Healthy")
+    assert c.status["stableRS"] == v2
+    assert len(c.created_runs) == 1  # no new analysis for a full promotion
+
+
+def test_promote_full_on_an_aborted_rollout_goes_to_100_percent_without_analysis() -> None:
+    c, _v1, v2 = _analysis_cluster([{"setWeight": 20}, {"analysis": ANALYSIS}, {"setWeight": 60}],
+                                  background=True)
+    c.run_until(lambda: c.status["currentStepIndex"] == 1)
+    _set_run(c, _run_named(c, "-step1"), "Failed", "error rate too high")
+    c.run_until(lambda: c.replicas(v2) == 0)  # aborted, the canary scaled down
+    assert c.status["phase"] == "Degraded"
+    runs = len(c.created_runs)
+    c.record("promote", "dave", full=True)
+    d = c.reconcile()
+    assert c.status["lastAction"]["result"] == "Applied" and not c.st().abort
+    assert any(e.reason == "RolloutPromotedFull" for e in d.events)
+    c.run_until(lambda: c.status["phase"] == "Healthy")
+    assert c.status["stableRS"] == v2 and c.replicas(v2) == 5
+    assert c.traffic == SetTraffic(v2, v2, 0)
+    assert len(c.created_runs) == runs  # no new analysis
+
+
+def test_time_in_an_analysis_step_does_not_count_towards_the_progress_deadline() -> None:
+    c, _v1, v2 = _analysis_cluster([{"setWeight": 20}, {"analysis": ANALYSIS}, {"setWeight": 50},
+                                   {"setWeight": 80}], progressDeadlineSeconds=60)
+    c.edit(lambda s: s.update(progressDeadlineSeconds=60, progressDeadlineAbort=True))
+    c.run_until(lambda: c.status["currentStepIndex"] == 1)
+    c.run(600)  # a 10-minute analysis
+    st = c.st()
+    assert st.phase == "Progressing" and not st.abort, st.message
+    assert st.condition("Progressing")["reason"] == "RolloutUpdated"  # type: ignore[index]
+    assert not c.events_with("ProgressDeadlineExceeded")
+    _set_run(c, _run_named(c, "-step1"), "Successful")
+    c.run_until(lambda: c.canary_weight() == 50)
+    # the clock runs again outside the analysis: pods that never come up still time out
+    c.delay_for[v2] = NEVER
+    c.rss[v2].pods = sorted(c.rss[v2].pods)[:3]
+    t0 = c.t
+    assert c.run_until(lambda: c.status.get("abort") is True) <= t0 + 61
+
+
+def test_runs_that_are_no_longer_current_are_terminated() -> None:
+    c, _v1, _v2 = _analysis_cluster([{"setWeight": 20}, {"analysis": ANALYSIS}, {"pause": {}}],
+                                  background=True)
+    c.run_until(lambda: c.status["currentStepIndex"] == 1)
+    bg2, step2 = _run_named(c, "-bg"), _run_named(c, "-step1")
+    # a user pause keeps both runs measuring (only the steps wait)
+    c.record("pause")
+    d = c.reconcile()
+    assert not any(isinstance(a, TerminateAnalysisRun) for a in d.actions)
+    c.record("resume")
+    c.reconcile()
+    # a new revision supersedes both: they stop measuring in the same decision
+    c.set_image("shop:3")
+    d = c.reconcile()
+    assert {a.name for a in d.actions if isinstance(a, TerminateAnalysisRun)} == {bg2, step2}
+    bg3 = next(a.name for a in d.actions if isinstance(a, CreateAnalysisRun))
+    assert h("shop:3") in bg3 and c.runs[bg2].terminated
+    # back to the stable template: the rollout's last run stops as well
+    c.set_image("shop:1")
+    d = c.reconcile()
+    assert [a for a in d.actions if isinstance(a, TerminateAnalysisRun)] == [TerminateAnalysisRun(bg3)]
+    assert c.status["phase"] == "Healthy"
+
+
+def test_changed_steps_never_reuse_an_old_verdict() -> None:
+    c, _v1, _v2 = _analysis_cluster([{"setWeight": 20}, {"analysis": ANALYSIS}, {"pause": {}}])
+    c.run_until(lambda: c.status["currentStepIndex"] == 1)
+    old = _run_named(c, "-step1")
+    _set_run(c, old, "Successful")
+    c.run_until(lambda: c.status["currentStepIndex"] == 2)
+    c.edit(lambda s: s["strategy"]["canary"].update(
+        steps=[{"setWeight": 10}, {"analysis": ANALYSIS}, {"pause": {}}]))
+    c.run_until(lambda: c.status["currentStepIndex"] == 1)
+    new = [r.name for r in c.created_runs if r.name.endswith("-step1")]
+    assert len(new) == 2 and new[1] != old and c.runs[new[1]].phase == "Running"
