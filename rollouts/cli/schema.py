@@ -4,7 +4,8 @@ The server's order is kept because it changes verdicts: unknown fields are refus
 strict apply, kubectl's default), nulls of non-nullable fields are dropped and defaults
 filled in, then the structural checks (types, required, enums, bounds, lengths, patterns,
 formats) run, and then the ``x-kubernetes-validations`` CEL rules, evaluated on the
-pruned and defaulted object. Like the server, no CEL rule runs while there is a type error.
+pruned and defaulted object. Like the server, no CEL rule runs while a value has the wrong
+type or is not one of its enum's.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ DATE_TIME_RE = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz
 class Violation:
     path: Path
     message: str
-    type_error: bool = False  # a value of the wrong type: the server then skips CEL
+    blocks_cel: bool = False  # a wrong type or enum value: the server then skips CEL
 
 
 def _type_ok(value: Any, t: str) -> bool:
@@ -72,7 +73,8 @@ def _walk(value: Any, schema: dict[str, Any], path: Path) -> Iterator[Violation]
         yield Violation(path, msg[:200], True)
         return
     if "enum" in schema and value not in schema["enum"]:
-        yield Violation(path, f"must be one of {', '.join(map(str, schema['enum']))}, got {value!r}")
+        yield Violation(path, f"must be one of {', '.join(map(str, schema['enum']))}, got {value!r}",
+                        True)
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         if "minimum" in schema and value < schema["minimum"]:
             yield Violation(path, f"must be >= {schema['minimum']}, got {value}")
@@ -197,7 +199,7 @@ def check(value: Any, schema: dict[str, Any]) -> list[tuple[Path, str]]:
     """Everything the API server's validation of a custom resource would refuse."""
     structural = list(_walk(value, schema, ()))
     out = [(v.path, v.message) for v in structural]
-    if not any(v.type_error for v in structural):
+    if not any(v.blocks_cel for v in structural):
         out += [(v.path, v.message) for v in cel_violations(normalize(value, schema), schema)]
     return out
 

@@ -206,6 +206,11 @@ def template_cases() -> list[Case]:
         Case("secret-without-key", _mut(t, lambda d: d["spec"]["args"].append(
             {"name": "token", "valueFrom": {"secretKeyRef": {"name": "s"}}})), True),
         Case("name-uppercase", _mut(t, lambda d: d["metadata"].update(name="Errors")), True),
+        # Argo's, not implemented: refused by name rather than pruned
+        Case("consecutiveSuccessLimit", _mut(t, lambda d: _metric(d).update(
+            consecutiveSuccessLimit=3)), True),
+        Case("templates", _mut(t, lambda d: d["spec"].update(
+            templates=[{"templateName": "other"}])), True),
         # accepted by the server; the controller's checks find these when a run starts
         Case("duplicate-metric", _mut(t, lambda d: d["spec"]["metrics"].append(
             copy.deepcopy(_metric(d)))), False),
