@@ -31,6 +31,7 @@ __all__ = [
     "default_alternatives",
     "interval_loglik",
     "log_evalue_paths",
+    "mixture_alternatives",
 ]
 
 FloatArray = NDArray[np.float64]
@@ -70,6 +71,32 @@ def default_alternatives(r0: float, lo: float = 1.25, hi: float = 5.0, n: int = 
     if grid.size == 0:
         raise ValueError(f"no alternative in [{lo}, {hi}] lies above the margin r0={r0}")
     return grid
+
+
+def mixture_alternatives(
+    r0: float,
+    grid: tuple[float, float, int],
+    tail: tuple[float, float, int] | None = None,
+    tail_weight: float = 0.0,
+) -> tuple[FloatArray, FloatArray]:
+    """Alternatives and weights: a main log grid (lo, hi, n) sharing 1 - tail_weight and a
+    tail grid (lo, hi, n) of large ratios sharing tail_weight (both kept above r0).
+
+    The tail gives catastrophic regressions (10 x ... 1000 x, a canary failing every
+    request) an alternative that fits them, at the price of log(1 / (1 - tail_weight)) in
+    evidence for moderate effects.
+    """
+    main = default_alternatives(r0, *grid)
+    if tail is None or tail_weight <= 0:
+        return main, np.full(main.size, 1.0 / main.size)
+    t = np.geomspace(tail[0], tail[1], int(tail[2]))
+    t = t[(t > r0 * (1 + 1e-9)) & (t > main[-1] * (1 + 1e-9))]
+    if t.size == 0:
+        return main, np.full(main.size, 1.0 / main.size)
+    w = np.concatenate(
+        [np.full(main.size, (1 - tail_weight) / main.size), np.full(t.size, tail_weight / t.size)]
+    )
+    return np.concatenate([main, t]), w
 
 
 def interval_loglik(

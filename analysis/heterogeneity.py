@@ -3,15 +3,18 @@ much as the stable pods differ from each other.
 
 Model (H0(tau)): every pod's error rate is p * m with log m ~ N(0, tau^2), independently
 per pod; the canary's pods are drawn from the same population as the stable pods. The
-canary/stable log ratio u is then about N(0, tau^2 (1/K_c + 1/K_b)) (K_c canary pods,
-K_b stable pods; the Jensen term of the stable average only makes u smaller).
+canary/stable log ratio u is then about N(0, s^2) with s^2 = tau^2 (1/K_c + 1/K_b) (K_c
+canary pods, K_b stable pods; the Jensen term of the stable average only makes u smaller).
 
 For a given tau, two pieces of evidence multiply:
 
-* E_canary(tau) = q_t / p_tau,t: the usual mixture over regressions (q_t, the same grid
-  as the fixed-margin test) against the *random-effects* null, i.e. the conditional
-  binomial likelihood integrated over u ~ N(0, tau^2 (1/K_c + 1/K_b)) (a discretised
-  normal on a fine grid of u). Under H0(tau) this is a likelihood ratio: a martingale.
+* E_canary(tau) = q_tau,t / p_tau,t. The null likelihood p_tau integrates the conditional
+  binomial likelihood of all intervals so far over u ~ N(0, s^2) (a discretised normal on
+  the grid U_GRID; u is drawn once per rollout, so this is the exact joint law of the data
+  under H0(tau)). The alternative q_tau is the same integral with the pod population
+  *shifted* by a regression: u ~ N(delta_j, s^2), mixed over delta_j with weights w_j
+  (for tau = 0 both are point masses: the strict test). q_tau is a proper joint density,
+  so q_tau / p_tau is a nonnegative martingale under H0(tau).
 * E_stable(tau) = L_t(0) / L_t(tau): the likelihood ratio "stable pods homogeneous" vs
   "stable pods with dispersion tau", from the per-pod cumulative error counts (Gaussian
   approximation of log(Y_i / N_i) with Poisson variance; the common base rate is
@@ -23,12 +26,22 @@ Under H0(tau) the product is a nonnegative (super)martingale, so the e-value
     E_t = min over tau in the grid of E_stable(tau) * E_canary(tau)
 
 reaches 1/alpha with probability <= alpha whatever the true dispersion tau on the grid
-(0 ... ``sd_max``). When the stable pods agree (tau = 0 plausible) the minimum is close
-to the strict test (ratio <= 1); when they disagree, E_stable stays small for the
-realistic tau and the canary must exceed the spread of the pods to be rolled back.
+(0 ... ``sd_max``).
+
+More harm is always more evidence: the shifted priors N(delta_j, s^2) have a likelihood
+ratio exp(delta_j u / s^2) against N(0, s^2) that increases in u, so the posterior of u
+under q_tau is stochastically larger than under p_tau. One more canary bad event
+multiplies both integrands by theta(u) (the canary's share of bad events, increasing in
+u), so E_canary(tau) changes by E_q[theta] / E_p[theta] >= 1; one more baseline bad
+event by E_q[1 - theta] / E_p[1 - theta] <= 1. Hence E_t is nondecreasing in every
+interval's canary bad count, and a larger error ratio (coupled: more canary errors per
+interval) is never less evidence, up to 100 % errors. (The former construction mixed
+point alternatives up to 5 x against the integrated null, whose support reached 12 x: a
+huge effect then fitted the null better than any alternative and E fell to 0.)
+
 Assumptions: a dispersion beyond ``sd_max`` is not covered, nor one between grid points
 exactly (the grid is fine: steps of 0.025-0.1 in sd); the stable part uses a normal
-approximation. The benchmark measures the result.
+approximation; u is integrated on a grid of step 0.025. The benchmark measures the result.
 """
 
 from __future__ import annotations
@@ -41,16 +54,38 @@ from numpy.typing import ArrayLike, NDArray
 
 from .eprocess import RatioEProcess
 
-__all__ = ["SD_GRID", "PodAdaptiveEProcess", "adaptive_log_evalue_paths"]
+__all__ = [
+    "SD_GRID",
+    "U_GRID",
+    "PodAdaptiveEProcess",
+    "adaptive_log_evalue_paths",
+    "snap_to_grid",
+]
 
 FloatArray = NDArray[np.float64]
+IntArray = NDArray[np.int64]
 
 SD_GRID: FloatArray = np.array(
     [0.0, 0.025, 0.05, 0.075, 0.1, 0.125, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.75, 1.0]
 )
-# Grid of canary/stable log ratios on which the random-effects null is integrated.
-U_GRID: FloatArray = np.linspace(-2.5, 2.5, 201)
-_U0 = int(np.argmin(np.abs(U_GRID)))
+# Grid of canary/stable log ratios on which the null and the shifted alternatives are
+# integrated: ratios 1/12 .. ~1100 in steps of 2.5 %. The upper end covers alternatives up
+# to 1000 x (a canary failing every request at a 0.1 % base rate).
+U_STEP = 0.025
+U_GRID: FloatArray = U_STEP * np.arange(-100, 281, dtype=np.float64)
+_U0 = 100
+
+
+def snap_to_grid(ratios: ArrayLike) -> IntArray:
+    """Indices on U_GRID of the alternative ratios (rounded to the 2.5 % grid)."""
+    u = np.log(np.asarray(ratios, dtype=np.float64))
+    idx = np.rint((u - U_GRID[0]) / U_STEP).astype(np.int64)
+    if np.any(idx <= _U0) or np.any(idx >= U_GRID.size):
+        raise ValueError(
+            f"adaptive alternatives must be ratios in (1.025, {math.exp(U_GRID[-1]):.0f}]"
+        )
+    out: IntArray = idx
+    return out
 
 
 def sd_grid(sd_max: float) -> FloatArray:
@@ -60,17 +95,29 @@ def sd_grid(sd_max: float) -> FloatArray:
     return g
 
 
+def _scale(k_canary: float, k_stable: float) -> float:
+    return math.sqrt(1.0 / max(k_canary, 1.0) + 1.0 / max(k_stable, 1.0))
+
+
 def null_prior(taus: FloatArray, k_canary: float, k_stable: float) -> FloatArray:
     """Weights (U, tau) of the canary/stable log ratio under H0(tau) on U_GRID."""
-    scale = math.sqrt(1.0 / max(k_canary, 1.0) + 1.0 / max(k_stable, 1.0))
-    out = np.zeros((U_GRID.size, taus.size))
+    return shifted_priors(taus, k_canary, k_stable, np.array([_U0]))[:, :, 0]
+
+
+def shifted_priors(
+    taus: FloatArray, k_canary: float, k_stable: float, centres: IntArray
+) -> FloatArray:
+    """Weights (U, tau, len(centres)): N(U_GRID[c], s^2) discretised on the grid."""
+    scale = _scale(k_canary, k_stable)
+    out = np.zeros((U_GRID.size, taus.size, centres.size))
     for j, t in enumerate(taus):
         sd = float(t) * scale
         if sd == 0:
-            out[_U0, j] = 1.0
-        else:
-            w = np.exp(-0.5 * (U_GRID / sd) ** 2)
-            out[:, j] = w / w.sum()
+            out[centres, j, np.arange(centres.size)] = 1.0
+            continue
+        z = (U_GRID[:, None] - U_GRID[centres][None, :]) / sd
+        w = np.exp(-0.5 * z**2)
+        out[:, j, :] = w / w.sum(axis=0, keepdims=True)
     return out
 
 
@@ -95,16 +142,48 @@ def _stable_loglik(n: FloatArray, y: FloatArray, taus: FloatArray) -> FloatArray
     return out
 
 
-def _combine(
-    log_q: FloatArray, cum_u: FloatArray, prior: FloatArray, stable_ll: FloatArray | None
-) -> tuple[FloatArray, NDArray[np.int64]]:
+def _log_e_canary(
+    cum_u: FloatArray, priors: FloatArray, alt_idx: IntArray, log_w: FloatArray
+) -> FloatArray:
+    """log q_tau - log p_tau for every tau; cum_u (..., U), priors (U, tau, 1 + J)."""
+    n_tau = priors.shape[1]
+    out = np.empty((*cum_u.shape[:-1], n_tau))
     m = cum_u.max(-1, keepdims=True)
-    with np.errstate(divide="ignore"):
-        log_p = np.log(np.exp(cum_u - m) @ prior) + m  # (..., tau)
-    tot = log_q[..., None] - log_p
+    ex = np.exp(cum_u - m)
+    strict = n_tau > 0 and priors[_U0, 0, 0] == 1.0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if strict:  # tau = 0: point masses, exact (no underflow)
+            la = cum_u[..., alt_idx] + log_w
+            ma = la.max(-1, keepdims=True)
+            lq = np.log(np.exp(la - ma).sum(-1)) + ma[..., 0]
+            out[..., 0] = lq - cum_u[..., _U0]
+        lo = 1 if strict else 0
+        if n_tau > lo:
+            p = priors[:, lo:, :]
+            # null and weighted alternative mixture as two columns per tau: one 2-D GEMM
+            cols = np.stack([p[:, :, 0], p[:, :, 1:] @ np.exp(log_w)], axis=-1)
+            flat = ex.reshape(-1, ex.shape[-1]) @ cols.reshape(cols.shape[0], -1)
+            mix = flat.reshape((*ex.shape[:-1], *cols.shape[1:]))
+            log_p = np.log(mix[..., 0])
+            log_q = np.log(mix[..., 1])
+            out[..., lo:] = log_q - log_p
+    # Both integrals underflowing (data far below every prior's mass: the canary is much
+    # better than stable): no evidence of a regression at that tau.
+    out = np.where(np.isnan(out), -np.inf, out)
+    return out
+
+
+def _combine(
+    log_ec: FloatArray, stable_ll: FloatArray | None
+) -> tuple[FloatArray, NDArray[np.int64]]:
+    tot = log_ec
     if stable_ll is not None:
         tot = tot + (stable_ll[..., :1] - stable_ll)
     return tot.min(-1), tot.argmin(-1)
+
+
+def _priors(taus: FloatArray, k_c: float, k_b: float, alt_idx: IntArray) -> FloatArray:
+    return shifted_priors(taus, k_c, k_b, np.concatenate([[_U0], alt_idx]))
 
 
 def adaptive_log_evalue_paths(
@@ -117,7 +196,7 @@ def adaptive_log_evalue_paths(
     alternatives: ArrayLike,
     sd_max: float = 0.5,
     canary_pods: int = 1,
-    chunk: int = 400,
+    weights: ArrayLike | None = None,
 ) -> FloatArray:
     """Vectorised log E_t of :class:`PodAdaptiveEProcess` for many replicates.
 
@@ -130,23 +209,31 @@ def adaptive_log_evalue_paths(
     yb = np.asarray(y_b, dtype=np.float64)
     pn = np.asarray(pod_n, dtype=np.float64)
     py = np.asarray(pod_y, dtype=np.float64)
-    alt = np.log(np.asarray(alternatives, dtype=np.float64))
+    alt_idx = snap_to_grid(alternatives)
+    log_w = np.log(_weights(weights, alt_idx.size))
     taus = sd_grid(sd_max)
-    prior = null_prior(taus, canary_pods, pn.shape[-1])
+    priors = _priors(taus, canary_pods, pn.shape[-1], alt_idx)
+    em1 = np.expm1(U_GRID)
     out = np.empty(nc.shape)
+    chunk = max(1, 24_000 // max(nc.shape[1], 1))
     for s in range(0, nc.shape[0], chunk):
         sl = slice(s, s + chunk)
         n = nc[sl] + nb[sl]
         rho = np.divide(nc[sl], n, out=np.zeros_like(n), where=n > 0)[..., None]
         e = (yc[sl] + yb[sl])[..., None]
-        y = yc[sl][..., None]
-        la = np.cumsum(y * alt - e * np.log1p(rho * np.expm1(alt)), axis=1)
-        m = la.max(-1, keepdims=True)
-        log_q = np.log(np.exp(la - m).mean(-1)) + m[..., 0]
-        cum_u = np.cumsum(y * U_GRID - e * np.log1p(rho * np.expm1(U_GRID)), axis=1)
+        cum_u = np.cumsum(yc[sl][..., None] * U_GRID - e * np.log1p(rho * em1), axis=1)
         st = _stable_loglik(np.cumsum(pn[sl], axis=1), np.cumsum(py[sl], axis=1), taus)
-        out[sl] = _combine(log_q, cum_u, prior, st)[0]
+        out[sl] = _combine(_log_e_canary(cum_u, priors, alt_idx, log_w), st)[0]
     return out
+
+
+def _weights(weights: ArrayLike | None, n: int) -> FloatArray:
+    if weights is None:
+        return np.full(n, 1.0 / n)
+    w = np.asarray(weights, dtype=np.float64)
+    if w.shape != (n,) or np.any(w < 0) or not math.isclose(float(w.sum()), 1.0):
+        raise ValueError("mixture weights must be nonnegative, one per alternative, sum 1")
+    return w
 
 
 class PodAdaptiveEProcess(RatioEProcess):
@@ -161,14 +248,19 @@ class PodAdaptiveEProcess(RatioEProcess):
         alternatives: ArrayLike,
         sd_max: float = 0.5,
         canary_pods: int = 1,
+        weights: ArrayLike | None = None,
     ) -> None:
-        super().__init__(1.0, alternatives)
+        self._alt_idx = snap_to_grid(alternatives)
+        snapped = np.exp(U_GRID[self._alt_idx])
+        super().__init__(1.0, snapped, weights)
         self.taus = sd_grid(sd_max)
         self.canary_pods = canary_pods
         self._cum_u = np.zeros(U_GRID.size)
         self._expm1_u = np.expm1(U_GRID)
         self._pods: dict[str, list[int]] = {}
         self._tau_idx = 0
+        self._prior_key: tuple[int, int] | None = None
+        self._prior = np.zeros(0)
 
     def update_pods(
         self,
@@ -204,18 +296,19 @@ class PodAdaptiveEProcess(RatioEProcess):
 
     @property
     def log_e_value(self) -> float:
-        k = self.alternatives.size
-        log_q = np.asarray(_lse(self._cum[1 : 1 + k] + self._logw))
         pods = [v for v in self._pods.values() if v[0] > 0]
         kb = len(pods)
-        prior = null_prior(self.taus, self.canary_pods, max(kb, 1))
-        st = None
+        key = (self.canary_pods, max(kb, 1))
+        if self._prior_key != key:  # pod counts rarely change: build the priors once each
+            self._prior_key, self._prior = key, _priors(self.taus, *key, self._alt_idx)
+        priors = self._prior
         if kb >= 2:
             arr = np.asarray(pods, dtype=np.float64)
             st = _stable_loglik(arr[:, 0], arr[:, 1], self.taus)
         else:  # one stable pod or none: nothing is learnt about the dispersion
             st = np.zeros(self.taus.size)
-        val, idx = _combine(log_q, self._cum_u, prior, st)
+        ec = _log_e_canary(self._cum_u, priors, self._alt_idx, self._logw)
+        val, idx = _combine(ec, st)
         self._tau_idx = int(idx)
         return float(val)
 
@@ -224,8 +317,3 @@ class PodAdaptiveEProcess(RatioEProcess):
         """The dispersion tau at which the evidence is weakest (the effective margin)."""
         _ = self.log_e_value
         return float(self.taus[self._tau_idx])
-
-
-def _lse(x: FloatArray) -> float:
-    m = float(x.max())
-    return m + math.log(float(np.exp(x - m).sum()))

@@ -20,18 +20,66 @@ def test_plain_differences() -> None:
     assert i.exposure == pytest.approx(15 / 105)
 
 
-def test_counter_reset_takes_new_value() -> None:
-    # canary restarted between scrapes: its counters start again from zero
-    incs = to_increments([snap(0, (1000, 50), (100, 2)), snap(15, (7, 1), (110, 2))])
-    assert (incs[0].canary.requests, incs[0].canary.bad) == (7, 1)
-    assert incs[0].baseline.requests == 10
+def test_reset_of_an_arm_sum_without_pods_is_no_data() -> None:
+    # the canary's sum fell: one of its pods (or all) restarted; without per-pod counters
+    # the increase is unknown, so the interval carries no data (never the whole history)
+    tr = CounterTracker()
+    tr.push(snap(0, (1000, 50), (100, 2)))
+    assert tr.push(snap(15, (7, 1), (110, 2))) is None
+    inc = tr.push(snap(30, (20, 2), (130, 3)))
+    assert inc is not None and (inc.canary.requests, inc.canary.bad) == (13, 1)
+    assert inc.baseline.requests == 20 and tr.resets_skipped == 1
 
 
-def test_reset_of_one_counter_resets_the_arm() -> None:
-    # bad counter fell although requests grew: the process restarted and requests
-    # restarted too (new value 1200 is the increase, not 200)
-    incs = to_increments([snap(0, (1000, 50), (100, 2)), snap(15, (1200, 3), (110, 2))])
-    assert (incs[0].canary.requests, incs[0].canary.bad) == (1200, 3)
+def test_reset_of_one_counter_makes_the_interval_no_data() -> None:
+    # bad counter fell although requests grew: a restart of unknown extent
+    assert to_increments([snap(0, (1000, 50), (100, 2)), snap(15, (1200, 3), (110, 2))]) == []
+
+
+def _pods(**kw: tuple[float, float]) -> dict[str, tuple[float | None, float | None]]:
+    return {k: (float(a), float(b)) for k, (a, b) in kw.items()}
+
+
+def test_one_pod_restarting_counts_only_its_new_values() -> None:
+    # a day of history on pods a and b; pod b restarts: the interval holds a's increase and
+    # b's new values, never a's history (the former arm-level reset counted 100,110 here)
+    day = 86_400 * 50
+    old = ArmSnapshot(2 * day, 2 * day // 100, pods=_pods(a=(day, day // 100), b=(day, day // 100)))
+    new = ArmSnapshot(day + 760, day // 100 + 7,
+                      pods=_pods(a=(day + 750, day // 100 + 7), b=(10, 0)))
+    canary = ArmSnapshot(1000, 10, pods=_pods(c=(1000, 10)))
+    canary2 = ArmSnapshot(1100, 11, pods=_pods(c=(1100, 11)))
+    incs = to_increments([Snapshot(0, canary, old), Snapshot(15, canary2, new)])
+    assert len(incs) == 1
+    b = incs[0].baseline
+    assert (b.requests, b.bad) == (760, 7)
+    assert b.pods == (("a", 750, 7), ("b", 10, 0))
+    assert not incs[0].latency_valid  # the summed histogram cannot be split per pod
+
+
+def test_new_pods_are_excluded_until_warm_on_both_arms() -> None:
+    tr = CounterTracker(warmup_s=60)
+    c = {0: {"c1": (0, 0)}, 15: {"c1": (100, 5)}, 60: {"c1": (400, 8)}, 75: {"c1": (500, 9)},
+         90: {"c1": (600, 10), "c2": (50, 20)}, 150: {"c1": (1000, 14), "c2": (450, 24)},
+         165: {"c1": (1100, 15), "c2": (550, 25)}}
+    out = []
+    for t, cp in c.items():
+        b = {"b1": (10 * t, t // 10), "b2": (10 * t, t // 10)}
+        cr, cb = sum(v[0] for v in cp.values()), sum(v[1] for v in cp.values())
+        br, bb = sum(v[0] for v in b.values()), sum(v[1] for v in b.values())
+        arm_c, arm_b = ArmSnapshot(cr, cb, pods=_pods(**cp)), ArmSnapshot(br, bb, pods=_pods(**b))
+        inc = tr.push(Snapshot(t, arm_c, arm_b))
+        out.append(inc)
+    got = [(i.start, i.canary.requests, i.canary.young, i.baseline.requests) for i in out if i]
+    assert got == [
+        (0, 0, (100, 5), 0),  # every pod seen at the first scrape is young for 60 s
+        (15, 0, (300, 3), 0),
+        (60, 100, (0, 0), 300),  # warm from t = 60
+        (75, 100, (50, 20), 300),  # c2 appeared at 90: young, excluded
+        (90, 400, (400, 4), 1200),
+        (150, 200, (0, 0), 300),  # c2 warm from 150
+    ]
+    assert [i.latency_valid for i in out if i] == [False, False, True, False, False, True]
 
 
 def test_missing_scrape_spans_the_gap() -> None:
