@@ -198,7 +198,9 @@ async def take_measurement(metric: ar.MetricSpec, prov: dict[str, Any], r: dict[
         # judge metrics by the decision, so it is not a vote either way).
         ev = reading.evidence or {}
         extra["decision"] = ev.get("decision")
-        r = {**r, "judgeSnapshots": [*(r.get("judgeSnapshots") or []), reading.snapshot],
+        # Bounded: older snapshots are thinned (judge.compact_snapshots keeps the verdict valid).
+        r = {**r, "judgeSnapshots": judge.compact_snapshots(
+                 [*(r.get("judgeSnapshots") or []), reading.snapshot]),
              "evidence": ev}
         return ar.record(metric, r, str(reading.phase), str(reading.value), reading.message or "",
                          started, clock(), extra)
