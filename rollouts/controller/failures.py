@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from rollouts.api.constants import Cond, Phase, Reason
 from rollouts.api.status import RolloutStatus, fmt_time, parse_time
@@ -150,3 +151,29 @@ def recovered(read: RolloutStatus, decided: RolloutStatus, now: datetime) -> Non
     if decided.condition(Cond.PROGRESSING) == prev:
         decided.set_condition(Cond.PROGRESSING, True, Reason.ROLLOUT_UPDATED,
                               decided.message or "all actions succeeded", now)
+
+
+REPLICA_FAILURE = "ReplicaFailure"  # Argo's condition type, copied from a ReplicaSet
+
+
+def replica_failure(st: RolloutStatus, rs_conditions: dict[str, list[dict[str, Any]]],
+                    current_hash: str | None) -> None:
+    """Argo's ReplicaFailure: a ReplicaSet whose pods cannot be created (a quota, a webhook
+    denying pods) says why in its own ReplicaFailure condition; the Rollout shows it, the
+    current revision's first. Gone from every ReplicaSet, gone from the Rollout."""
+    ordered = sorted(rs_conditions.items(), key=lambda kv: (kv[0] != current_hash, kv[0]))
+    found = next((c for _, conds in ordered for c in conds
+                  if isinstance(c, dict) and c.get("type") == REPLICA_FAILURE
+                  and c.get("status") == "True"), None)
+    if found is None:
+        st.remove_condition(REPLICA_FAILURE)
+        return
+    cur = st.condition(REPLICA_FAILURE)
+    new = {"type": REPLICA_FAILURE, "status": "True", "reason": str(found.get("reason") or ""),
+           "message": str(found.get("message") or "")[:MAX_MESSAGE]}
+    if cur is not None and all(cur.get(k) == v for k, v in new.items()):
+        return
+    ts = found.get("lastTransitionTime")
+    if isinstance(ts, str):
+        new.update(lastTransitionTime=ts, lastUpdateTime=ts)
+    st.conditions = [c for c in st.conditions if c.get("type") != REPLICA_FAILURE] + [new]

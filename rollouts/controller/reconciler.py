@@ -83,6 +83,7 @@ from rollouts.controller.failures import (
     describe,
     failed_status,
     recovered,
+    replica_failure,
 )
 from rollouts.kube.client import DEPLOYMENTS, JSON, PODS, REPLICASETS, Kube, KubeError, Resource
 from rollouts.kube.events import EventRecorder
@@ -123,6 +124,15 @@ def rs_observation(rs: JSON) -> ReplicaSetObs:
         if fresh else 0,
         revision=rev,
     )
+
+
+def rs_conditions(owned: dict[str, JSON]) -> dict[str, list[dict[str, Any]]]:
+    """Each owned ReplicaSet's status conditions by pod template hash."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for h, rs in owned.items():
+        conds = (rs.get("status") or {}).get("conditions")
+        out[h] = [c for c in conds if isinstance(c, dict)] if isinstance(conds, list) else []
+    return out
 
 
 # Called after each reconcile whose status write succeeded: (rollout as read, new status,
@@ -197,8 +207,9 @@ class Reconciler:
         except Exception as e:
             return await self._failed(obj, spec, status, decision.status,
                                       describe(current, e, rollout=name, traffic_done=traffic_done),
-                                      decision.events)
+                                      decision.events, owned)
 
+        replica_failure(decision.status, rs_conditions(owned), decision.status.current_pod_hash)
         recovered(status, decision.status, self.clock())
         if not await self._write_status(obj, decision.status):
             return 0.2  # someone wrote since we read: recompute from the new version
@@ -236,7 +247,8 @@ class Reconciler:
 
     async def _failed(self, obj: JSON, spec: RolloutSpec | None, status: RolloutStatus,
                       decided: RolloutStatus | None, failure: Failure,
-                      decided_events: list[Event]) -> float | None:
+                      decided_events: list[Event], owned: dict[str, JSON] | None = None,
+                      ) -> float | None:
         """Record ``failure`` (the rule is in the module docstring), then raise ActionFailed."""
         md = obj["metadata"]
         key = f"{md['namespace']}/{md['name']}"
@@ -245,6 +257,8 @@ class Reconciler:
             read=status, decided=decided, failure=failure,
             generation=int(md.get("generation") or 0), progress_deadline_seconds=deadline_s,
             now=self.clock())
+        if owned is not None:
+            replica_failure(new_status, rs_conditions(owned), new_status.current_pod_hash)
         log.warning("%s: %s: %s", key, failure.reason, failure.message)
         try:
             if not await self._write_status(obj, new_status):

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
+import aiohttp
 from kubernetes_asyncio import client, config
 
 JSON = dict[str, Any]
@@ -91,7 +92,14 @@ class Kube:
     async def request(self, method: str, path: str, *, query: dict[str, Any] | None = None,
                       body: Any = None, content_type: str = "application/json",
                       timeout: float | None = None) -> Any:
-        resp = await self._send(method, path, query, body, content_type, timeout or self.timeout)
+        try:
+            resp = await self._send(method, path, query, body, content_type, timeout or self.timeout)
+        except aiohttp.ServerDisconnectedError:
+            # A pooled keep-alive connection the API server closed (it restarted): no answer.
+            # The HTTP client repeats only idempotent verbs itself; the writes here are safe
+            # to repeat once too (a create that landed answers 409, a guarded patch fails its
+            # test, a status write carries its resourceVersion).
+            resp = await self._send(method, path, query, body, content_type, timeout or self.timeout)
         try:
             raw = await resp.read()
         finally:

@@ -18,6 +18,7 @@ from rollouts.controller.failures import (
     describe,
     failed_status,
     recovered,
+    replica_failure,
 )
 from rollouts.kube.client import KubeError
 
@@ -158,3 +159,21 @@ def test_long_messages_are_cut() -> None:
     failure = describe(CreateReplicaSet("bbb", 1, 2), KubeError(422, "x" * 100_000), rollout="shop",
                        traffic_done=False)
     assert len(failure.message) < 2100 and failure.message.endswith("...")
+
+
+def test_a_replica_sets_replica_failure_is_shown_on_the_rollout_current_revision_first() -> None:
+    st = healthy()
+    st.current_pod_hash = "bbb"
+    quota = {"type": "ReplicaFailure", "status": "True", "reason": "FailedCreate",
+             "message": 'pods "shop-bbb-x" is forbidden: exceeded quota: pods',
+             "lastTransitionTime": fmt_time(T0)}
+    old = {**quota, "message": "old revision's problem"}
+    replica_failure(st, {"aaa": [old], "bbb": [quota]}, "bbb")
+    cond = st.condition("ReplicaFailure")
+    assert cond is not None and cond["reason"] == "FailedCreate"
+    assert "exceeded quota" in cond["message"] and cond["lastTransitionTime"] == fmt_time(T0)
+    before = st.to_dict()
+    replica_failure(st, {"aaa": [old], "bbb": [quota]}, "bbb")
+    assert st.to_dict() == before  # no churn
+    replica_failure(st, {"aaa": [], "bbb": [{**quota, "status": "False"}]}, "bbb")
+    assert st.condition("ReplicaFailure") is None

@@ -164,3 +164,42 @@ async def test_watch_reconnects_fast_after_an_api_server_restart_and_relists(ser
         with contextlib.suppress(asyncio.CancelledError):
             await task
         await api.close()
+
+
+async def test_a_request_on_a_connection_the_restarted_server_dropped_is_sent_again() -> None:
+    # The first request after an API server restart often goes out on a pooled keep-alive
+    # connection the old server process owned: it is closed without an answer. That must
+    # not fail the reconcile (and show as a failure in status).
+    answered = 0
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal answered
+        first = True
+        while True:
+            head = await reader.readuntil(b"\r\n\r\n")
+            if not head:
+                break
+            if not first:  # "restarted": this connection dies without an answer
+                writer.close()
+                return
+            first = False
+            answered += 1
+            body = b'{"kind": "Service", "metadata": {"name": "web"}}'
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                         b"Content-Length: %d\r\nConnection: keep-alive\r\n\r\n%s" % (len(body), body))
+            await writer.drain()
+
+    srv = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = srv.sockets[0].getsockname()[1]
+    api = client.ApiClient(client.Configuration(host=f"http://127.0.0.1:{port}"))
+    try:
+        kube = Kube(api, timeout=5)
+        assert (await kube.get(SERVICES.path(NS, "web")))["metadata"]["name"] == "web"
+        # a write (the HTTP client itself only repeats idempotent verbs)
+        patched = await kube.merge_patch(SERVICES.path(NS, "web"), {"spec": {}})
+        assert patched["metadata"]["name"] == "web"
+        assert answered == 2  # the second on a new connection
+    finally:
+        await api.close()
+        srv.close()
+        await srv.wait_closed()
