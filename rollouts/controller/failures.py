@@ -3,10 +3,12 @@
 A failure is never silent: the Progressing condition turns False with Argo's reason
 (``ReplicaSetCreateError`` when the API server refuses the new ReplicaSet,
 ``ReconciliationError`` for anything else) and the API server's own message, a Warning
-Event says the same, and the rollout turns Degraded once progressDeadlineSeconds pass
-without progress. The status never claims traffic that was not written: until the
-decision's traffic change has succeeded, the base is the status as read (it still
-describes the traffic on the cluster); once it has, the base is the decision's status.
+Event says the same, and once progressDeadlineSeconds pass without progress the rollout
+turns Degraded with reason ``ProgressDeadlineExceeded`` (the message keeps the failure).
+
+The status never claims traffic that was not written: until the decision's traffic change
+has succeeded, the base is the status as read (it still describes the traffic on the
+cluster); once it has, the base is the decision's status.
 """
 
 from __future__ import annotations
@@ -118,18 +120,37 @@ def failed_status(*, read: RolloutStatus, decided: RolloutStatus | None, failure
     since = parse_time(st.progress_at) or parse_time(read.progress_at) or now
     st.progress_at = fmt_time(since)
     deadline = since + timedelta(seconds=progress_deadline_seconds)
-    st.set_condition(Cond.PROGRESSING, False, failure.reason, failure.message, now)
     events = [Event("Warning", failure.reason, failure.message)]
     text = f"{failure.reason}: {failure.message}"
     if now >= deadline:
+        # Argo's reason once the deadline passed (what tools and our gauge look for); the
+        # message keeps the failure and the API server's words.
+        msg = f"{_NO_PROGRESS.format(progress_deadline_seconds)}{text}"
+        prev = read.condition(Cond.PROGRESSING)
+        if prev is None or prev.get("reason") != Reason.PROGRESS_DEADLINE:
+            events.append(Event("Warning", Reason.PROGRESS_DEADLINE, msg))
+        st.set_condition(Cond.PROGRESSING, False, Reason.PROGRESS_DEADLINE, msg, now)
         st.phase = Phase.DEGRADED
-        st.message = f"{Reason.PROGRESS_DEADLINE}: no progress for {progress_deadline_seconds}s: {text}"
-        if not (read.phase == Phase.DEGRADED and read.message.startswith(Reason.PROGRESS_DEADLINE)):
-            events.append(Event("Warning", Reason.PROGRESS_DEADLINE, st.message))
+        st.message = f"{Reason.PROGRESS_DEADLINE}: {msg}"
         return st, events, None
+    st.set_condition(Cond.PROGRESSING, False, failure.reason, failure.message, now)
     st.phase = Phase.DEGRADED if st.abort else Phase.PROGRESSING
     st.message = text
     return st, events, (deadline - now).total_seconds()
+
+
+_NO_PROGRESS = "no progress for {}s: "
+
+
+def is_failure_condition(cond: dict[str, Any] | None) -> bool:
+    """Whether a Progressing condition was written by ``failed_status``."""
+    if cond is None:
+        return False
+    reason, msg = cond.get("reason"), str(cond.get("message") or "")
+    if reason in FAILURE_REASONS:
+        return True
+    return reason == Reason.PROGRESS_DEADLINE and msg.startswith("no progress for ") and any(
+        f"s: {r}: " in msg for r in FAILURE_REASONS)
 
 
 def decision_events(events: list[Event], failure: Failure) -> list[Event]:
@@ -146,7 +167,7 @@ def recovered(read: RolloutStatus, decided: RolloutStatus, now: datetime) -> Non
     the Progressing condition on most paths, but not on all (a pause leaves it), and a
     failure's condition must not outlive the failure."""
     prev = read.condition(Cond.PROGRESSING)
-    if prev is None or prev.get("reason") not in FAILURE_REASONS:
+    if not is_failure_condition(prev):
         return
     if decided.condition(Cond.PROGRESSING) == prev:
         decided.set_condition(Cond.PROGRESSING, True, Reason.ROLLOUT_UPDATED,

@@ -20,7 +20,8 @@ moves only to pods that were created) and the failure is written instead
 - in both cases Progressing=False with reason ReplicaSetCreateError (the new ReplicaSet
   was refused) or ReconciliationError (anything else, including reading the cluster) and
   the API server's message; phase Progressing, or Degraded when aborted or once
-  progressDeadlineSeconds passed without progress; a Warning Event each attempt (repeats
+  progressDeadlineSeconds passed without progress (then, as in Argo, with reason
+  ProgressDeadlineExceeded and the failure in its message); a Warning Event each attempt (repeats
   are aggregated); then ``ActionFailed`` makes the manager retry with backoff, and at the
   latest when the deadline falls due.
 

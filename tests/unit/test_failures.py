@@ -84,8 +84,10 @@ def test_degraded_once_the_progress_deadline_passed_and_reported_once() -> None:
     assert st2.message.startswith("ProgressDeadlineExceeded: no progress for 10s: ReplicaSetCreateError")
     assert [e.reason for e in events] == ["ReplicaSetCreateError", "ProgressDeadlineExceeded"]
     cond = st2.condition("Progressing")
-    assert cond is not None and cond["reason"] == "ReplicaSetCreateError"
-    assert cond["lastTransitionTime"] == fmt_time(T0)  # failing since the first attempt
+    # Argo's reason once the deadline passed; the message keeps the API server's words
+    assert cond is not None and cond["reason"] == "ProgressDeadlineExceeded"
+    assert API_MESSAGE in cond["message"]
+    assert cond["lastTransitionTime"] == fmt_time(T0)  # False since the first attempt
     st3, events, _ = failed_status(read=st2, decided=decided_new_revision(), failure=failure,
                                    generation=2, progress_deadline_seconds=10,
                                    now=T0 + timedelta(seconds=30))
@@ -147,6 +149,22 @@ def test_the_first_fully_successful_reconcile_clears_the_failure() -> None:
     recovered(read, decided, T0 + timedelta(seconds=5))
     cond = decided.condition("Progressing")
     assert cond is not None and (cond["status"], cond["reason"]) == ("True", "RolloutUpdated")
+    # also after the deadline
+    late, _, _ = failed_status(read=read, decided=decided_new_revision(), failure=failure,
+                               generation=2, progress_deadline_seconds=60,
+                               now=T0 + timedelta(seconds=61))
+    assert (late.condition("Progressing") or {}).get("reason") == "ProgressDeadlineExceeded"
+    decided = late.copy()
+    decided.phase = "Paused"
+    recovered(late, decided, T0 + timedelta(seconds=70))
+    assert (decided.condition("Progressing") or {}).get("status") == "True"
+    # decide's own deadline (no failure in its message) is decide's business
+    stuck = healthy()
+    stuck.set_condition("Progressing", False, "ProgressDeadlineExceeded",
+                        "no progress for 60s: step 1/3 waiting for canary pods", T0)
+    same = stuck.copy()
+    recovered(stuck, same, T0)
+    assert same.to_dict() == stuck.to_dict()
     # one that set its own condition is left alone
     other = read.copy()
     other.set_condition("Progressing", True, "NewReplicaSetAvailable", "revision bbb", T0)
