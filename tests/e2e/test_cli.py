@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import pty
 import re
@@ -12,7 +13,8 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from rollouts.kube.client import Kube
+from rollouts.kube.apply import apply
+from rollouts.kube.client import JSON, Kube
 from testbed.cluster import TestBed
 from tests.e2e.judgekit import at_step, cli, deploy
 from tests.e2e.kit import (
@@ -224,3 +226,60 @@ async def test_kubectl_plugin_entry_point(rkube: Kube, namespace: str, testbed: 
     r = await cli("status", "missing", "--timeout=1", kubeconfig=testbed.kubeconfig,
                   namespace=namespace, exe=str(exe))
     assert r.code == 4, r
+
+
+async def test_get_shows_the_running_analysis_and_dates_the_last_action(
+        rkube: Kube, namespace: str, testbed: TestBed,
+        start_controller: Callable[..., ControllerProcess]) -> None:
+    """`get rollout` (table and -o json) shows the AnalysisRun status records (it used to
+    show "analysis": null), and an action applied to the previous revision is marked as
+    such once a new revision is rolling out (it used to read as this canary's)."""
+    ns, kc = namespace, testbed.kubeconfig
+    start_controller()
+    # a metric that always passes and keeps measuring: the run stays Running
+    await apply(rkube, {
+        "apiVersion": "rollouts.dev/v1alpha1", "kind": "AnalysisTemplate",
+        "metadata": {"name": "always-up"},
+        "spec": {"metrics": [{"name": "up", "interval": "1s", "count": 1000,
+                              "successCondition": "result[0] == 1",
+                              "provider": {"prometheus": {"address": testbed.prometheus_url,
+                                                          "query": "vector(1)"}}}]}}, ns)
+    await deploy(rkube, ns, [{"setWeight": 20}, {"pause": {}},
+                             {"analysis": {"templates": [{"templateName": "always-up"}]}},
+                             {"setWeight": 50}])
+    await cli("set", "image", "demo", "app=demo:2", kubeconfig=kc, namespace=ns)
+    await eventually(lambda: at_step(rkube, ns, 1), 60, "paused at step 1")
+    assert (await cli("promote", "demo", kubeconfig=kc, namespace=ns)).code == 0
+
+    async def running_run() -> JSON | None:
+        r = await cli("get", "rollout", "demo", "-o", "json", kubeconfig=kc, namespace=ns)
+        assert r.code == 0, r
+        view = json.loads(r.out)
+        runs = (view.get("analysis") or {}).get("runs") or []
+        return view if any(x["kind"] == "step" and x["phase"] == "Running" for x in runs) else None
+
+    view = await eventually(running_run, 60, "the step analysis Running in get -o json")
+    st = (await get_rollout(rkube, ns))["status"]
+    (run,) = [x for x in view["analysis"]["runs"] if x["kind"] == "step"]
+    assert run["name"] == st["analysis"]["step"]["name"] and run["current"] is True
+    assert run["revision"] == st["currentPodHash"]
+    assert view["lastAction"]["action"] == "promote" and view["lastAction"]["current"] is True
+    r = await cli("get", "rollout", "demo", kubeconfig=kc, namespace=ns)
+    assert re.search(rf"step\s+{run['name']}\s+Running", r.out), r.out
+    assert "earlier revision" not in r.out
+
+    # a new revision replaces the canary: the promote and the run belong to the old one
+    old = st["currentPodHash"]
+    await cli("set", "image", "demo", "app=demo:3", kubeconfig=kc, namespace=ns)
+
+    async def new_revision_paused() -> JSON | None:
+        ro = await at_step(rkube, ns, 1)
+        return ro if ro is not None and ro["status"]["currentPodHash"] != old else None
+
+    await eventually(new_revision_paused, 60, "the new revision paused at step 1")
+    r = await cli("get", "rollout", "demo", "-o", "json", kubeconfig=kc, namespace=ns)
+    view = json.loads(r.out)
+    assert view["lastAction"]["action"] == "promote" and view["lastAction"]["current"] is False
+    assert all(not x["current"] for x in (view["analysis"] or {"runs": []})["runs"])
+    r = await cli("get", "rollout", "demo", kubeconfig=kc, namespace=ns)
+    assert "promote by " in r.out and f"(on earlier revision {old})" in r.out, r.out
