@@ -52,7 +52,7 @@ class SequentialConfig:
     error_r0: float = 1.2
     error_grid: tuple[float, float, int] = (1.25, 5.0, 9)
     error_tail: tuple[float, float, int] = (10.0, 1000.0, 5)
-    error_tail_weight: float = 0.2
+    error_tail_weight: float = 0.1
     adaptive_margin: bool = True
     pod_sd_max: float = 0.5
     latency_r0: float = 1.0
@@ -216,7 +216,9 @@ class SequentialJudge:
                     c.bad,
                     b.bad,
                     {name: (n, y) for name, n, y in b.pods or ()},
-                    sum(1 for _, n, _ in c.pods if n > 0) if c.pods else None,
+                    # K_c stays 1, the widest null: canary pods come and go during a
+                    # rollout, and a single pod's deviation covers their average's.
+                    None,
                 )
             else:
                 self.errors.update(c.requests, b.requests, c.bad, b.bad)

@@ -17,7 +17,7 @@ from analysis import (
     default_alternatives,
     hodges_lehmann_interval,
 )
-from analysis.eprocess import CS_GRID
+from analysis.eprocess import CS_GRID, mixture_alternatives
 from analysis.histogram import histogram_quantiles
 
 from ._analysis_sim import LE, Batch, Scenario, merge_missing
@@ -41,7 +41,13 @@ def combine(*idx: IntA) -> IntA:
 
 
 def _log_e(
-    nc: IntA, nb: IntA, yc: IntA, yb: IntA, r0: float, alts: NDArray[np.float64]
+    nc: IntA,
+    nb: IntA,
+    yc: IntA,
+    yb: IntA,
+    r0: float,
+    alts: NDArray[np.float64],
+    weights: NDArray[np.float64] | None = None,
 ) -> NDArray[np.float64]:
     """log E paths; inputs (reps, T, ...) with extra trailing axes allowed (bounds)."""
     n = (nc + nb).astype(np.float64)
@@ -50,7 +56,8 @@ def _log_e(
     grid = np.concatenate([[math.log(r0)], np.log(alts)])
     ll = yc[..., None] * grid - e[..., None] * np.log1p(rho[..., None] * np.expm1(grid))
     cum = np.cumsum(ll, axis=1)
-    out: NDArray[np.float64] = logsumexp(cum[..., 1:] - cum[..., :1] - math.log(alts.size), axis=-1)
+    lw = np.log(weights) if weights is not None else np.full(alts.size, -math.log(alts.size))
+    out: NDArray[np.float64] = logsumexp(cum[..., 1:] - cum[..., :1] + lw, axis=-1)
     return out
 
 
@@ -61,17 +68,60 @@ def _down_alts(r_tol: float) -> tuple[float, NDArray[np.float64]]:
     return g, g * np.exp(-step * np.arange(4, 29, 3))
 
 
+def _views(b: Batch, pods: bool) -> dict[str, NDArray[np.int64]]:
+    """The counts the judge uses: with per-pod input, young pods (new-pod policy) are taken
+    out of both arms; without it, an interval in which an arm's sum fell (a restart) is
+    dropped. Missing scrapes are merged into the next one."""
+    obs = b.observed
+    drop = (np.arange(b.nc.shape[1])[None, :] == b.reset_interval[:, None]) & (not pods)
+    keep = (~drop).astype(np.int64)
+    pod_keep = keep[..., None] * (~b.pod_young if pods else np.ones_like(b.pod_young))
+    young_c = b.nc_young if pods else np.zeros_like(b.nc)
+    young_y = b.yc_young if pods else np.zeros_like(b.yc)
+    pn, py = b.pod_nb * pod_keep, b.pod_yb * pod_keep
+    lat_ok = (b.latency_ok if pods else ~drop).astype(np.int64)
+    v = {
+        "nc": (b.nc - young_c) * keep,
+        "yc": (b.yc - young_y) * keep,
+        "nb": pn.sum(-1),
+        "yb": py.sum(-1),
+        "pn": pn,
+        "py": py,
+        "nc_young": young_c,
+        "yc_young": young_y,
+        "nb_all": b.nb * keep,
+        "yb_all": b.yb * keep,
+        "lat_nc": b.nc * lat_ok,
+        "lat_nb": b.nb * lat_ok,
+        "lat_hc": b.hc * lat_ok[..., None],
+        "lat_hb": b.hb * lat_ok[..., None],
+    }
+    return {k: merge_missing(x, obs) for k, x in v.items()}
+
+
 def error_log_e(b: Batch, cfg: SequentialConfig, pods: bool = True) -> NDArray[np.float64]:
     """log E of the error test as the judge computes it (adaptive margin when per-pod
-    baseline counters are supplied and enabled, else the fixed margin error_r0)."""
-    obs = b.observed
-    nc, nb = merge_missing(b.nc, obs), merge_missing(b.nb, obs)
-    yc, yb = merge_missing(b.yc, obs), merge_missing(b.yb, obs)
+    baseline counters are supplied and enabled, else the fixed margin error_r0; with per-pod
+    input and the new-pod policy, young canary pods feed the loose test new_pod_r0)."""
+    v = _views(b, pods)
     if cfg.adaptive_margin and pods:
-        pn, py = merge_missing(b.pod_nb, obs), merge_missing(b.pod_yb, obs)
-        alts = default_alternatives(1.0, *cfg.error_grid)
-        return adaptive_log_evalue_paths(nc, nb, yc, yb, pn, py, alts, cfg.pod_sd_max)
-    return _log_e(nc, nb, yc, yb, cfg.error_r0, default_alternatives(cfg.error_r0, *cfg.error_grid))
+        alts, w = mixture_alternatives(1.0, cfg.error_grid, cfg.error_tail, cfg.error_tail_weight)
+        main = adaptive_log_evalue_paths(
+            v["nc"], v["nb"], v["yc"], v["yb"], v["pn"], v["py"], alts, cfg.pod_sd_max, weights=w
+        )
+    else:
+        alts, w = mixture_alternatives(
+            cfg.error_r0, cfg.error_grid, cfg.error_tail, cfg.error_tail_weight
+        )
+        main = _log_e(v["nc"], v["nb"], v["yc"], v["yb"], cfg.error_r0, alts, w)
+    if not (pods and cfg.warmup_s > 0 and cfg.new_pod_weight > 0):
+        return main
+    y_alts = default_alternatives(cfg.new_pod_r0, *cfg.error_tail)
+    young = _log_e(
+        v["nc_young"], v["nb_all"], v["yc_young"], v["yb_all"], cfg.new_pod_r0, y_alts
+    )
+    wy = cfg.new_pod_weight
+    return np.logaddexp(math.log1p(-wy) + main, math.log(wy) + young)
 
 
 def m6(
@@ -79,14 +129,16 @@ def m6(
 ) -> tuple[IntA, IntA]:
     """Ours: the shipped sequential judge, errors + latency, alpha split over both."""
     obs = b.observed
-    nc, nb = merge_missing(b.nc, obs), merge_missing(b.nb, obs)
-    yc, yb = merge_missing(b.yc, obs), merge_missing(b.yb, obs)
-    hc, hb = merge_missing(b.hc, obs), merge_missing(b.hb, obs)
-    thr = math.log(2.0 / cfg.alpha)
+    v = _views(b, pods)
+    nc, nb, yc, yb = v["nc"], v["nb"], v["yc"], v["yb"]
+    thr_e = math.log(1.0 / (cfg.alpha * cfg.error_alpha_share))
+    thr_l = math.log(1.0 / (cfg.alpha * (1 - cfg.error_alpha_share)))
     le_err = error_log_e(b, cfg, pods)
     # latency: choose bounds from the pooled histogram once both arms together have
-    # enough requests; the intervals so far count as evidence (see analysis.latency)
-    cum_nb = np.cumsum(nb + nc, axis=1)
+    # enough requests; the intervals so far count as evidence (see analysis.latency).
+    # Intervals with young pods (new-pod policy) or a restart are not judged.
+    lnc, lnb, hc, hb = v["lat_nc"], v["lat_nb"], v["lat_hc"], v["lat_hb"]
+    cum_nb = np.cumsum(lnb + lnc, axis=1)
     ready = cum_nb >= cfg.latency_min_baseline
     f = np.where(ready.any(axis=1), ready.argmax(axis=1), nb.shape[1])
     reps, t_n = nb.shape
@@ -96,14 +148,11 @@ def m6(
     tot = cum_nb[rows, fi][:, None]
     share = np.divide(tot - cum_hb, tot, out=np.zeros(cum_hb.shape), where=tot > 0)
     sel = (share >= 0.01) & (share <= 0.99) & (f < t_n)[:, None]
-    live = np.arange(t_n)[None, :] >= 0  # every interval is evidence (replayed)
-    lc = np.where(live, nc, 0)
-    lb = np.where(live, nb, 0)
-    ec = np.where(live[..., None], nc[..., None] - hc, 0)
-    eb = np.where(live[..., None], nb[..., None] - hb, 0)
+    ec = lnc[..., None] - hc
+    eb = lnb[..., None] - hb
     lat_alts = default_alternatives(cfg.latency_r0, *cfg.latency_grid)
-    nc_b = np.broadcast_to(lc[..., None], ec.shape)
-    nb_b = np.broadcast_to(lb[..., None], eb.shape)
+    nc_b = np.broadcast_to(lnc[..., None], ec.shape)
+    nb_b = np.broadcast_to(lnb[..., None], eb.shape)
     le_b = _log_e(nc_b, nb_b, ec, eb, cfg.latency_r0, lat_alts)  # (reps, T, B)
     k = sel.sum(axis=1)
     masked = np.where(sel[:, None, :], le_b, -np.inf)
@@ -111,7 +160,9 @@ def m6(
         le_lat = np.where(k[:, None] > 0, logsumexp(masked, axis=-1) - np.log(k)[:, None], 0.0)
     after = np.arange(t_n)[None, :] >= f[:, None]  # the judge reports 1 until it selects
     le_lat = np.where(after, le_lat, 0.0)
-    rollback = first_true((le_err >= thr) | (le_lat >= thr))
+    served = np.cumsum(merge_missing(b.nc, obs), axis=1)
+    enough = served >= cfg.min_requests
+    rollback = first_true(((le_err >= thr_e) | (le_lat >= thr_l)) & enough)
     if not promote:
         return rollback, np.full(reps, NEVER)
     pthr = math.log(1.0 / cfg.alpha_promote)
@@ -121,7 +172,7 @@ def m6(
     ok_b = _log_e(nc_b, nb_b, ec, eb, gl, dl_alts) >= pthr
     ok_lat = np.all(ok_b | ~sel[:, None, :], axis=-1) & (k[:, None] > 0) & after
     dwell = b.t_end[None, :] >= cfg.min_dwell_s
-    prom = first_true(ok_err & ok_lat & dwell & obs)
+    prom = first_true(ok_err & ok_lat & dwell & obs & enough)
     # whichever comes first wins
     prom_first = (prom >= 0) & ((rollback < 0) | (prom < rollback))
     return np.where(prom_first, NEVER, rollback), np.where(prom_first, prom, NEVER)
@@ -288,6 +339,6 @@ def m6_adaptive_errors(b: Batch, s: Scenario) -> IntA:
 def m6_variant(b: Batch, s: Scenario, r0: float) -> IntA:
     """Errors-only e-process at another margin (for the r0 curve)."""
     cfg = SequentialConfig()
-    alts = default_alternatives(r0, *cfg.error_grid)
-    le = _log_e(b.nc, b.nb, b.yc, b.yb, r0, alts)
+    alts, w = mixture_alternatives(r0, cfg.error_grid, cfg.error_tail, cfg.error_tail_weight)
+    le = _log_e(b.nc, b.nb, b.yc, b.yb, r0, alts, w)
     return first_true(le >= math.log(2.0 / cfg.alpha))

@@ -33,6 +33,9 @@ class Scenario:
     shock: bool = False  # both arms' errors x5 for 5 minutes at a random time
     weight_change: bool = False  # weight jumps to w x U(0.5, 2) at a random time per step
     missing: float = 0.0  # probability that a scrape is missing
+    canary_pods: tuple[int, ...] = (1, 2, 3, 5)  # canary pods per step: a new pod each step
+    slow_start: bool = False  # new/restarted pods: errors x5 and latency x2 at start, gone at 90 s
+    restart: str = ""  # "stable" | "canary": one pod restarts mid-rollout (days of history)
     kind: str = "error"  # "null", "error", "latency"
     tags: tuple[str, ...] = field(default_factory=tuple)
 
@@ -43,6 +46,17 @@ class Scenario:
     @property
     def safe(self) -> bool:
         return self.ratio == 1.0 and self.shift == 1.0 and self.tail_frac == 0.0
+
+
+SLOW_S = 90.0  # a cold pod's transient: linear decay to normal over its first 90 s
+
+
+def slow_factor(age: FloatA, peak: float) -> FloatA:
+    """Multiplier of a pod of this age (s) under slow start: peak at 0, 1 from SLOW_S on."""
+    out: FloatA = np.asarray(
+        1.0 + (peak - 1.0) * np.clip(1.0 - age / SLOW_S, 0.0, 1.0) * (age >= 0), dtype=np.float64
+    )
+    return out
 
 
 @dataclass
@@ -61,6 +75,13 @@ class Batch:
     pod_nb: IntA  # per stable pod (reps, T, K)
     pod_yb: IntA
     t_end: FloatA  # seconds since start, (T,)
+    # New-pod policy as the judge applies it (per-pod series): counts of pods younger than
+    # the warm-up (since first seen), per arm, and intervals whose latency may be judged.
+    nc_young: IntA
+    yc_young: IntA
+    pod_young: NDArray[np.bool_]  # stable pod young in this interval (reps, T, K)
+    latency_ok: NDArray[np.bool_]  # (reps, T): no young pod serving, no restart
+    reset_interval: NDArray[np.int64]  # (reps,) interval of a restart, -1 for none
 
 
 def _lognorm_cdf(x: FloatA, median: float, sd: float) -> FloatA:
@@ -92,10 +113,31 @@ def nominal_weights(s: Scenario) -> FloatA:
     return np.asarray(s.weights, dtype=np.float64)[idx]
 
 
-def simulate(s: Scenario, reps: int, rng: np.random.Generator) -> Batch:
+def _cells(s: Scenario, canary: bool, mult: FloatA) -> FloatA:
+    """Bucket cell probabilities (T, B + 1) for a per-interval latency multiplier."""
+    out = np.empty((mult.size, LE.size + 1))
+    cache: dict[float, FloatA] = {}
+    for i, m in enumerate(mult):
+        key = round(float(m), 3)
+        if key not in cache:
+            cache[key] = cell_probs(replace_shift(s, canary, key), True)[0]
+        out[i] = cache[key]
+    return out
+
+
+def replace_shift(s: Scenario, canary: bool, m: float) -> Scenario:
+    from dataclasses import replace
+
+    base = s.shift if canary else 1.0
+    # cell_probs uses s.shift only for the canary: express a stable multiplier as a canary
+    return replace(s, shift=base * m, tail_frac=s.tail_frac if canary else 0.0)
+
+
+def simulate(s: Scenario, reps: int, rng: np.random.Generator, warmup_s: float = 120.0) -> Batch:
     t_n = s.n_steps
     w = np.broadcast_to(nominal_weights(s), (reps, t_n)).copy()
     t_mid = (np.arange(t_n) + 0.5) * s.dt
+    t_start = np.arange(t_n) * s.dt
     if s.weight_change:
         step = np.minimum((t_mid // s.step_s).astype(int), len(s.weights) - 1)
         for k in range(len(s.weights)):
@@ -114,30 +156,107 @@ def simulate(s: Scenario, reps: int, rng: np.random.Generator) -> Batch:
         start = rng.uniform(0, t_n * s.dt - 300, reps)
         on = (t_mid[None, :] >= start[:, None]) & (t_mid[None, :] < start[:, None] + 300)
         common = np.where(on, 5.0, 1.0)
-    pc = np.clip(s.p0 * s.ratio * mult * common, 0, 1)
-    k = s.stable_pods
-    pod_m = np.ones((reps, k))
+    # -- canary pods: the pods of the current step that started at its beginning ("new"),
+    # the older ones, and (restart scenario) one older pod restarting mid-rollout
+    step_i = np.minimum((t_start // s.step_s).astype(int), len(s.weights) - 1)
+    pods = np.asarray(s.canary_pods, dtype=np.float64)[step_i]
+    prev = np.concatenate([[0.0], np.asarray(s.canary_pods, dtype=np.float64)])[step_i]
+    step_t0 = step_i * s.step_s
+    age_new = t_mid - step_t0  # (T,)
+    share_new = (pods - prev) / pods
+    # first seen at the end of its first interval; warm for intervals starting warm-up later
+    young_new = t_start < step_t0 + s.dt + warmup_s
+    k_st = s.stable_pods
+    r_at = np.full(reps, -1, dtype=np.int64)
+    share_rst = np.zeros((reps, t_n))
+    age_rst = np.full((reps, t_n), -1.0)
+    young_rst = np.zeros((reps, t_n), dtype=bool)
+    if s.restart:
+        lo, hi = round(0.3 * t_n), round(0.8 * t_n)
+        r_at = rng.integers(lo, hi, reps)  # the pod restarts during interval r_at
+        after = np.arange(t_n)[None, :] >= r_at[:, None]
+        age_rst = np.where(after, t_mid[None, :] - (r_at[:, None] + 0.5) * s.dt, -1.0)
+        young_rst = after & (t_start[None, :] < (r_at[:, None] + 1) * s.dt + warmup_s)
+        if s.restart == "canary":
+            share_rst = np.where(after, 1.0 / np.maximum(pods, 2.0)[None, :], 0.0)
+    slow_e = (lambda a: slow_factor(a, 5.0)) if s.slow_start else (lambda a: np.ones_like(a))
+    slow_l = (lambda a: slow_factor(a, 2.0)) if s.slow_start else (lambda a: np.ones_like(a))
+    share_new_b = np.broadcast_to(share_new, (reps, t_n))
+    share_old = np.clip(1.0 - share_new_b - share_rst, 0.0, 1.0)
+    groups = np.stack([share_old, share_new_b, share_rst], axis=-1)
+    groups /= groups.sum(-1, keepdims=True)
+    nc_g = rng.multinomial(nc, groups)  # (reps, T, 3)
+    base_pc = s.p0 * s.ratio * mult * common
+    if math.isinf(s.ratio):
+        base_pc = np.ones((reps, t_n))
+    pc_g = np.stack(
+        [
+            base_pc,
+            base_pc * slow_e(np.broadcast_to(age_new, (reps, t_n))),
+            base_pc * slow_e(age_rst),
+        ],
+        axis=-1,
+    )
+    yc_g = rng.binomial(nc_g, np.clip(pc_g, 0, 1))
+    yc = yc_g.sum(-1)
+    young_g = np.stack(
+        [np.zeros((reps, t_n), dtype=bool), np.broadcast_to(young_new, (reps, t_n)),
+         young_rst & (s.restart == "canary")],
+        axis=-1,
+    )
+    nc_young = np.where(young_g, nc_g, 0).sum(-1)
+    yc_young = np.where(young_g, yc_g, 0).sum(-1)
+    # -- stable pods (equal traffic); pod 0 restarts in the "stable" restart scenario
+    pod_m = np.ones((reps, k_st))
     if s.hetero_sd > 0:
         # Stable pods differ as the canary does; normalised so the stable arm's mean error
         # rate stays p0 (the canary's multiplier relative to stable is exactly as before).
-        pod_m = np.exp(rng.normal(0, s.hetero_sd, (reps, k)))
+        pod_m = np.exp(rng.normal(0, s.hetero_sd, (reps, k_st)))
         pod_m /= pod_m.mean(axis=1, keepdims=True)
-    pod_nb = rng.multinomial(nb, np.full(k, 1.0 / k))  # (reps, T, K)
-    pb = np.clip(s.p0 * common[..., None] * pod_m[:, None, :], 0, 1)
-    pod_yb = rng.binomial(pod_nb, pb)
-    yc = rng.binomial(nc, pc)
+    pod_nb = rng.multinomial(nb, np.full(k_st, 1.0 / k_st))  # (reps, T, K)
+    pb = s.p0 * common[..., None] * pod_m[:, None, :]
+    pod_young = np.zeros((reps, t_n, k_st), dtype=bool)
+    if s.restart == "stable":
+        pb[..., 0] = pb[..., 0] * slow_e(age_rst)
+        pod_young[..., 0] = young_rst
+    pod_yb = rng.binomial(pod_nb, np.clip(pb, 0, 1))
     yb = pod_yb.sum(axis=-1)
-    cc, mean_c, sd_c = cell_probs(s, True)
+    # -- latency: per canary group (the slow ones shifted), stable pod 0 vs the rest
+    hc = np.zeros((reps, t_n, LE.size), dtype=np.int64)
+    sum_c = np.zeros((reps, t_n))
+    for g in range(3):
+        if not nc_g[..., g].any():
+            continue
+        if g == 0 or not s.slow_start:
+            cc, mean_c, _ = cell_probs(s, True)
+            h = rng.multinomial(nc_g[..., g], cc)
+        else:
+            age = np.broadcast_to(age_new, (reps, t_n)) if g == 1 else age_rst
+            m = slow_l(age)
+            uniq, inv = np.unique(np.round(m, 3), return_inverse=True)
+            cells = _cells(s, True, uniq)[inv.reshape(m.shape)]
+            h = rng.multinomial(nc_g[..., g], cells)
+            _, mean_c, _ = cell_probs(s, True)
+        hc += np.cumsum(h, axis=-1)[..., :-1]
+        sum_c += nc_g[..., g] * mean_c
     cb, mean_b, sd_b = cell_probs(s, False)
-    hc = np.cumsum(rng.multinomial(nc, cc), axis=-1)[..., :-1]
-    hb = np.cumsum(rng.multinomial(nb, cb), axis=-1)[..., :-1]
-    # _sum by the normal approximation of a sum of n latencies
-    sum_c = nc * mean_c + np.sqrt(nc) * sd_c * rng.standard_normal((reps, t_n))
+    if s.restart == "stable" and s.slow_start:
+        m = slow_l(age_rst)
+        uniq, inv = np.unique(np.round(m, 3), return_inverse=True)
+        cells = _cells(s, False, uniq)[inv.reshape(m.shape)]
+        hb = np.cumsum(rng.multinomial(pod_nb[..., 0], cells), axis=-1)[..., :-1]
+        hb += np.cumsum(rng.multinomial(nb - pod_nb[..., 0], cb), axis=-1)[..., :-1]
+    else:
+        hb = np.cumsum(rng.multinomial(nb, cb), axis=-1)[..., :-1]
+    sum_c = sum_c + np.sqrt(nc) * cell_probs(s, True)[2] * rng.standard_normal((reps, t_n))
     sum_b = nb * mean_b + np.sqrt(nb) * sd_b * rng.standard_normal((reps, t_n))
     observed = np.ones((reps, t_n), dtype=bool)
     if s.missing > 0:
         observed = rng.random((reps, t_n)) >= s.missing
         observed[:, -1] = True
+    latency_ok = ~(
+        (nc_young > 0) | pod_young.any(-1) | (np.arange(t_n)[None, :] == r_at[:, None])
+    )
     return Batch(
         nc.astype(np.int64),
         nb.astype(np.int64),
@@ -150,7 +269,12 @@ def simulate(s: Scenario, reps: int, rng: np.random.Generator) -> Batch:
         observed,
         pod_nb.astype(np.int64),
         pod_yb.astype(np.int64),
-        (np.arange(t_n) + 1) * s.dt,
+        ((np.arange(t_n) + 1) * s.dt).astype(np.float64),
+        nc_young.astype(np.int64),
+        yc_young.astype(np.int64),
+        pod_young,
+        latency_ok,
+        r_at,
     )
 
 
