@@ -180,11 +180,13 @@ async def test_argo_style_template_and_inconclusive_pause_then_promote(
     async def inconclusive_pause() -> JSON | None:
         ro = await phase_is(rkube, ns, "Paused")
         return ro if ro and ro["status"].get("currentStepIndex") == 3 and \
-            "inconclusive" in ro["status"]["message"] else None
+            ro["status"]["message"] == "InconclusiveAnalysisRun" else None
 
     ro = await eventually(inconclusive_pause, 120, "paused on an inconclusive result")
-    assert "inconclusive" in ro["status"]["message"]
-    assert any(c["reason"] == "InconclusiveAnalysis" for c in ro["status"]["conditions"])
+    # Argo's fields: message and pause condition InconclusiveAnalysisRun, details in Paused
+    assert [p["reason"] for p in ro["status"]["pauseConditions"]] == ["InconclusiveAnalysisRun"]
+    paused = next(c for c in ro["status"]["conditions"] if c["type"] == "Paused")
+    assert paused["reason"] == "InconclusiveAnalysisRun" and "inconclusive" in paused["message"]
     phases = {r["metadata"]["labels"]["rollouts.dev/step"]: r["status"]["phase"]
               for r in await _runs(rkube, ns)}
     assert phases == {"2": "Successful", "3": "Inconclusive"}

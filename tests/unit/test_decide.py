@@ -1064,8 +1064,10 @@ def test_dynamic_stable_scale_shrinks_stable_after_traffic_moved() -> None:
     assert c.canary_weight() == 40  # 3 of 5 stable pods carry 60 %
     assert "still on the canary" in c.status["message"] and c.status["phase"] == "Degraded"
     assert d.requeue_after is not None and d.requeue_after <= 5
+    assert c.traffic == SetTraffic(v1, v2, 40)  # the canary Service keeps the canary pods...
     t0 = c.run_until(lambda: c.canary_weight() == 0)
     assert t0 == t_abort + 5
+    assert c.traffic == SetTraffic(v1, v1, 0)  # ...until no traffic is left on them (Argo)
     assert c.replicas(v2) == 3  # the canary kept its pods while it carried traffic...
     assert c.run_until(lambda: c.replicas(v2) == 0) == t0 + 30  # ...and leaves 30 s after
     assert [w for _, w in c.weights] == [0, 20, 50, 40, 0]
