@@ -136,7 +136,8 @@ async def test_promote_and_abort_over_http_with_rbac(
         await eventually(lambda: phase_is(rkube, ns, "Degraded"), 15, "Degraded")
         r = await http.post(f"{url}/abort", headers=_auth(judge))
         assert r.status_code == 409 and "already aborted" in r.text, r.text
-        r = await http.post(f"{url}/promote", json={"full": True}, headers=_auth(judge))
+        # a plain promote does not lift an abort (promote --full would, as in Argo)
+        r = await http.post(f"{url}/promote", json={"full": False}, headers=_auth(judge))
         assert r.status_code == 409 and "retry it first" in r.text, r.text
         # retry is not among the judge's verbs
         r = await http.post(f"{url}/retry", headers=_auth(judge))

@@ -65,7 +65,7 @@ async def test_https_by_default_with_audiences_and_metrics_behind_rbac(
     assert len(hashlib.sha256(cert).hexdigest()) == 64
 
     judge = await service_account_token(rkube, ns, "judge", ["get", "list"])
-    scraper = await service_account_token(rkube, ns, "scraper", [])
+    scraper = await service_account_token(rkube, ns, "scraper", ["get"])
     binding = f"{ns}-scraper"[:63]
     await rkube.create(CLUSTER_ROLE_BINDINGS, {
         "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
