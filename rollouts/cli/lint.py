@@ -54,8 +54,8 @@ def crd_dirs() -> list[FsPath]:
 
 
 @cache
-def schemas() -> dict[tuple[str, str], dict[str, Any]]:
-    """(apiVersion, kind) -> openAPIV3Schema, from every CRD shipped."""
+def _crd_versions() -> dict[tuple[str, str], dict[str, Any]]:
+    """(apiVersion, kind) -> the CRD's version entry, from every CRD shipped."""
     out: dict[tuple[str, str], dict[str, Any]] = {}
     for d in crd_dirs():
         for f in sorted(d.glob("*.yaml")):
@@ -64,12 +64,34 @@ def schemas() -> dict[tuple[str, str], dict[str, Any]]:
                     continue
                 spec = doc.get("spec") or {}
                 for v in spec.get("versions") or []:
-                    schema = (v.get("schema") or {}).get("openAPIV3Schema")
                     key = (f"{spec.get('group')}/{v.get('name')}",
                            str((spec.get("names") or {}).get("kind")))
-                    if schema and key not in out:
-                        out[key] = schema
+                    if (v.get("schema") or {}).get("openAPIV3Schema") and key not in out:
+                        out[key] = v
     return out
+
+
+def schemas() -> dict[tuple[str, str], dict[str, Any]]:
+    """(apiVersion, kind) -> openAPIV3Schema, from every CRD shipped."""
+    return {k: v["schema"]["openAPIV3Schema"] for k, v in _crd_versions().items()}
+
+
+def _subresource_findings(doc: dict[str, Any], subresources: dict[str, Any]
+                          ) -> tuple[dict[str, Any], list[tuple[Path, str]]]:
+    """What the status and scale subresources change: a create ignores status, and the
+    replicas the scale subresource reads must fit an int32."""
+    if "status" in subresources:
+        doc = {k: v for k, v in doc.items() if k != "status"}
+    errs: list[tuple[Path, str]] = []
+    scale = subresources.get("scale")
+    if isinstance(scale, dict) and isinstance(scale.get("specReplicasPath"), str):
+        path = parse_path(scale["specReplicasPath"])
+        cur: Any = doc
+        for p in path:
+            cur = cur.get(p) if isinstance(cur, dict) else None
+        if isinstance(cur, int) and not isinstance(cur, bool) and not -2**31 <= cur < 2**31:
+            errs.append((path, f"{path_text(path)}: must be at most 2147483647 (an int32), got {cur}"))
+    return doc, errs
 
 
 def line_of(node: yaml.Node | None, path: Path) -> int:
@@ -134,8 +156,8 @@ def lint_document(doc: Any, node: yaml.Node | None, file: str) -> list[Finding]:
     if api.startswith("argoproj.io/"):
         err(("apiVersion",), f"apiVersion {api}: use {GROUP}/v1alpha1 (same fields, our API group)")
         return out
-    schema = schemas().get((api, kind))
-    if schema is None:
+    version = _crd_versions().get((api, kind))
+    if version is None:
         if api.split("/")[0] == GROUP:
             err(("apiVersion",), f"unknown apiVersion {api} for {kind}")
         elif kind == "Rollout":
@@ -149,8 +171,10 @@ def lint_document(doc: Any, node: yaml.Node | None, file: str) -> list[Finding]:
         err(("metadata", "name"), f"metadata.name {name!r} must be a DNS subdomain: lower-case "
                                   "letters, digits, '-' and '.', starting and ending alphanumeric")
     schema_paths: list[Path] = []
-    for path, msg in check(doc, schema):
-        err(path, f"{path_text(path)}: {msg}")
+    doc, scale_errs = _subresource_findings(doc, version.get("subresources") or {})
+    for path, msg in [*scale_errs, *((p, f"{path_text(p)}: {m}")
+                                     for p, m in check(doc, version["schema"]["openAPIV3Schema"]))]:
+        err(path, msg)
         schema_paths.append(path)
     if kind == "Rollout":
         from rollouts.api.spec import parse_spec

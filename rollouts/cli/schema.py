@@ -36,10 +36,14 @@ class Violation:
 def _type_ok(value: Any, t: str) -> bool:
     if isinstance(value, bool) and t in ("integer", "number"):
         return False
+    if t == "integer" and isinstance(value, int) and not -2**63 <= value < 2**63:
+        return False  # the server reads a larger integer as a number, not an integer
     return isinstance(value, TYPES.get(t, (object,)))
 
 
 def _name(v: Any) -> str:
+    if isinstance(v, int) and not isinstance(v, bool) and not -2**63 <= v < 2**63:
+        return "number (beyond 64 bits)"
     return "null" if v is None else {dict: "object", list: "array", str: "string", bool: "boolean",
                                      int: "integer", float: "number"}.get(type(v), type(v).__name__)
 

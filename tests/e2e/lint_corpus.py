@@ -6,9 +6,11 @@ real API server."""
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
+
+from rollouts.cli.lint import schemas
 
 JSON = dict[str, Any]
 
@@ -97,6 +99,14 @@ def rollout_cases() -> list[Case]:
         Case("replicas-negative", _mut(r, lambda d: d["spec"].update(replicas=-1)), True),
         Case("replicas-string", _mut(r, lambda d: d["spec"].update(replicas="3")), True),
         Case("replicas-null", _mut(r, lambda d: d["spec"].update(replicas=None)), False),
+        # the scale subresource reads replicas as an int32; beyond 64 bits is no integer
+        Case("replicas-2^31", _mut(r, lambda d: d["spec"].update(replicas=2**31)), True),
+        Case("deadline-2^63", _mut(r, lambda d: d["spec"].update(progressDeadlineSeconds=2**63)),
+             True),
+        Case("deadline-2^31", _mut(r, lambda d: d["spec"].update(progressDeadlineSeconds=2**31)),
+             False),
+        # a create ignores status (the status subresource)
+        Case("status-garbage", _mut(r, lambda d: d.update(status="x")), False),
         Case("paused-yes", _mut(r, lambda d: d["spec"].update(paused="yes")), True),
         Case("deadline-0", _mut(r, lambda d: d["spec"].update(progressDeadlineSeconds=0)), True),
         Case("maxSurge-lots", _mut(r, lambda d: _canary(d).update(maxSurge="lots")), True),
@@ -223,3 +233,85 @@ def template_cases() -> list[Case]:
 def all_cases() -> list[Case]:
     return [Case(f"rollout-{c.id}", c.doc, c.refused, c.gap) for c in rollout_cases()] + \
         [Case(f"template-{c.id}", c.doc, c.refused) for c in template_cases()]
+
+
+# --- generated: every declared field of the CRDs along a good manifest, set to values of
+# --- the wrong type, at and beyond its bounds, null, or removed
+
+def rollout_variant() -> JSON:
+    """The other shape: subsets instead of Services, a workloadRef, matchExpressions."""
+    d = rollout()
+    c = _canary(d)
+    c.pop("canaryService")
+    c.pop("stableService")
+    c["trafficRouting"]["istio"]["destinationRule"] = {
+        "name": "demo", "canarySubsetName": "canary", "stableSubsetName": "stable"}
+    c["analysis"] = {"templates": [{"templateName": "errors"}], "startingStep": 1}
+    d["spec"].pop("template")
+    d["spec"]["workloadRef"] = {"apiVersion": "apps/v1", "kind": "Deployment", "name": "demo",
+                                "scaleDown": "never"}
+    d["spec"]["selector"]["matchExpressions"] = [{"key": "tier", "operator": "In",
+                                                  "values": ["web"]}]
+    return d
+
+
+def _declared(schema: JSON, doc: Any, path: tuple[str | int, ...]
+              ) -> Iterator[tuple[tuple[str | int, ...], JSON, bool]]:
+    if isinstance(doc, dict):
+        for k, sub in (schema.get("properties") or {}).items():
+            yield (*path, k), sub, k in doc
+            if k in doc:
+                yield from _declared(sub, doc[k], (*path, k))
+    elif isinstance(doc, list) and isinstance(schema.get("items"), dict):
+        for i, item in enumerate(doc[:2]):
+            yield from _declared(schema["items"], item, (*path, i))
+
+
+def _values(sub: JSON) -> list[Any]:
+    out: list[Any] = [None]
+    t = sub.get("type")
+    if sub.get("x-kubernetes-int-or-string"):
+        out += [1.5, True, [], {}, -1, 0, "x", "10%", "", "9" * 20]
+    elif t == "integer":
+        out += ["1", 1.5, True, -1, 0, 2**31, 2**63]
+        out += [sub[k] + d for k, d in (("minimum", -1), ("minimum", 0), ("maximum", 0),
+                                        ("maximum", 1)) if k in sub]
+    elif t == "string":
+        out += [5, True, "", "x" * 300, "2024-05-01T12:00:00Z", "2024-05-01", *sub.get("enum", [])]
+    elif t == "boolean":
+        out += ["true", 1, False]
+    elif t == "object":
+        out += ["x", [], {}, {"zz": 1}]
+    elif t == "array":
+        out += ["x", {}, [], [None], [{}], ["x"], [1]]
+    return out
+
+
+def _with(doc: JSON, path: tuple[str | int, ...], value: Any, delete: bool = False) -> JSON:
+    d = copy.deepcopy(doc)
+    cur: Any = d
+    for p in path[:-1]:
+        cur = cur[p]
+    if delete:
+        del cur[path[-1]]
+    else:
+        cur[path[-1]] = value
+    return d
+
+
+def schema_mutations() -> list[Case]:
+    """Each declared field of the good manifests mutated, one at a time (about a thousand
+    cases); the server's verdict is what it is: only lint's agreement is checked."""
+    out: list[Case] = []
+    for base_name, base in (("rollout", rollout()), ("rollout-variant", rollout_variant()),
+                            ("template", template())):
+        schema = schemas()[(base["apiVersion"], base["kind"])]
+        for path, sub, present in _declared(schema, base, ()):
+            if path[0] in ("apiVersion", "kind", "metadata") or \
+                    (path[:2] == ("spec", "template") and len(path) > 3):
+                continue
+            name = f"{base_name}:" + ".".join(map(str, path))
+            if present:
+                out.append(Case(f"{name}=DELETE", _with(base, path, None, delete=True), False))
+            out += [Case(f"{name}={v!r}"[:100], _with(base, path, v), False) for v in _values(sub)]
+    return out

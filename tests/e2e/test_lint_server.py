@@ -15,7 +15,7 @@ from rollouts.cli.lint import CONTROLLER, SERVER, lint_text
 from rollouts.kube.apply import apply, resource_for
 from rollouts.kube.client import JSON, Kube, KubeError
 from tests.e2e.kit import ControllerProcess, eventually, get_rollout, services, virtual_service
-from tests.e2e.lint_corpus import all_cases, rollout
+from tests.e2e.lint_corpus import all_cases, rollout, schema_mutations
 
 
 def _get(doc: Any, path: str) -> Any:
@@ -66,6 +66,24 @@ async def test_lint_verdict_equals_the_api_servers(rkube: Kube, namespace: str,
     assert divergent == [], "\n".join(divergent)
     assert pruned == [], "\n".join(pruned)
     assert sum(c.refused for c in cases) >= 40 and sum(not c.refused for c in cases) >= 20
+
+
+async def test_lint_agrees_with_the_server_on_every_field_mutated(
+        rkube: Kube, namespace: str, installed: None) -> None:
+    """Property: whatever one field of a good manifest is set to (wrong types, bounds,
+    null, removed), lint refuses it exactly when the server does."""
+    cases = schema_mutations()
+    divergent: list[str] = []
+    for case in cases:
+        findings, _ = lint_text(yaml.safe_dump(case.doc, sort_keys=False), "m.yaml")
+        lint_refuses = any(f.source == SERVER for f in findings)
+        refused, message, _stored = await _server_verdict(rkube, namespace, case.doc)
+        if lint_refuses != refused:
+            divergent.append(f"{case.id}: server {'refuses' if refused else 'accepts'} "
+                             f"({message[:300]}), lint {'refuses' if lint_refuses else 'accepts'} "
+                             f"({[f.message for f in findings if f.source == SERVER][:3]})")
+    assert len(cases) > 500
+    assert divergent == [], f"{len(divergent)} of {len(cases)}:\n" + "\n".join(divergent)
 
 
 async def test_an_unimplemented_argo_field_is_an_invalid_spec_naming_it(
