@@ -10,12 +10,13 @@ was; and fixing the template recovers without any restart.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 from collections.abc import Callable
 from typing import Any
 
 from rollouts.kube.apply import apply
-from rollouts.kube.client import JSON, Kube
+from rollouts.kube.client import JSON, Kube, KubeError
 from tests.e2e.kit import (
     EVENTS,
     ROLLOUTS,
@@ -177,3 +178,69 @@ async def test_pods_refused_by_a_quota_show_as_replica_failure(
 
 async def _gone(check: Callable[[], Any]) -> bool:
     return await check() is None
+
+
+async def test_an_admission_policy_denying_the_replica_set_is_reported_with_its_message(
+        rkube: Kube, namespace: str, start_controller: Callable[..., ControllerProcess]) -> None:
+    # An admission check (here a ValidatingAdmissionPolicy answering 403 Forbidden, as a
+    # webhook would) refuses the canary's ReplicaSet: its message reaches the Rollout.
+    ns = namespace
+    start_controller()
+    for obj in [*services(), virtual_service()]:
+        await apply(rkube, obj, ns)
+    await apply(rkube, rollout(STEPS, replicas=2), ns)
+    await eventually(lambda: phase_is(rkube, ns, "Healthy"), 60, "first deploy Healthy")
+    adm = "/apis/admissionregistration.k8s.io/v1"
+    name = f"deny-forbidden-image-{ns}"[:63]
+    await rkube.create(f"{adm}/validatingadmissionpolicies", {
+        "metadata": {"name": name},
+        "spec": {"failurePolicy": "Fail",
+                 "matchConstraints": {"resourceRules": [{
+                     "apiGroups": ["apps"], "apiVersions": ["v1"], "operations": ["CREATE"],
+                     "resources": ["replicasets"]}]},
+                 "validations": [{
+                     "expression": "!object.spec.template.spec.containers.exists("
+                                   "c, c.image == 'demo:forbidden')",
+                     "message": "image demo:forbidden is not allowed in this namespace",
+                     "reason": "Forbidden"}]}})
+    try:
+        await rkube.create(f"{adm}/validatingadmissionpolicybindings", {
+            "metadata": {"name": name},
+            "spec": {"policyName": name, "validationActions": ["Deny"],
+                     "matchResources": {"namespaceSelector": {
+                         "matchLabels": {"kubernetes.io/metadata.name": ns}}}}})
+        await eventually(lambda: _denied(rkube, ns), 30, "the policy in force")
+
+        def forbidden(tmpl: JSON) -> None:
+            tmpl["spec"]["containers"][0]["image"] = "demo:forbidden"
+
+        gen = await _set_template(rkube, ns, forbidden)
+        ro = await eventually(lambda: _reported(rkube, ns, gen, "ReplicaSetCreateError"), 20,
+                              "the denial in the Progressing condition")
+        msg = _progressing(ro)["message"]
+        assert "image demo:forbidden is not allowed in this namespace" in msg and "HTTP 403" in msg, msg
+        assert ro["status"]["phase"] != "Healthy"
+        await eventually(lambda: _warnings(rkube, ns, "ReplicaSetCreateError"), 10, "a Warning Event")
+    finally:
+        for kind in ("validatingadmissionpolicybindings", "validatingadmissionpolicies"):
+            with contextlib.suppress(Exception):
+                await rkube.delete(f"{adm}/{kind}/{name}")
+
+    def allowed(tmpl: JSON) -> None:
+        tmpl["spec"]["containers"][0]["image"] = "demo:2"
+
+    await _set_template(rkube, ns, allowed)
+    await eventually(lambda: phase_is(rkube, ns, "Healthy"), 90, "Healthy after the fix")
+
+
+async def _denied(rkube: Kube, ns: str) -> bool:
+    """A server-side dry run of a ReplicaSet the policy refuses is refused."""
+    body = {"apiVersion": "apps/v1", "kind": "ReplicaSet", "metadata": {"name": "probe"},
+            "spec": {"selector": {"matchLabels": {"probe": "x"}}, "template": {
+                "metadata": {"labels": {"probe": "x"}},
+                "spec": {"containers": [{"name": "a", "image": "demo:forbidden"}]}}}}
+    try:
+        await rkube.create(f"/apis/apps/v1/namespaces/{ns}/replicasets", body, dryRun="All")
+    except KubeError as e:
+        return e.status == 403
+    return False
