@@ -28,11 +28,11 @@ ROUTING: Final = f"{CANARY}.trafficRouting"
 GAPS: Final[tuple[Gap, ...]] = (
     Gap("spec.analysis", "AnalysisRun history limits"),
     Gap("spec.rollbackWindow", "fast rollback to recent revisions"),
-    Gap("spec.selector.matchExpressions", "set-based selectors (use matchLabels)"),
-    Gap("spec.workloadRef.scaleDown", "scaling the referenced Deployment down (only 'never' is "
-                                      "supported: the Deployment is left as it is)",
+    Gap("spec.selector.matchExpressions", "set-based selectors; use matchLabels"),
+    Gap("spec.workloadRef.scaleDown", "scaling the referenced Deployment down; only 'never' is "
+                                      "supported: the Deployment is left as it is",
         allowed=("never",)),
-    Gap("spec.strategy.blueGreen", "the blue-green strategy (use spec.strategy.canary)"),
+    Gap("spec.strategy.blueGreen", "the blue-green strategy; use spec.strategy.canary"),
     Gap(f"{CANARY}.antiAffinity", "anti-affinity between canary and stable pods"),
     Gap(f"{CANARY}.canaryMetadata", "labels and annotations on canary pods"),
     Gap(f"{CANARY}.stableMetadata", "labels and annotations on stable pods"),
@@ -41,27 +41,27 @@ GAPS: Final[tuple[Gap, ...]] = (
     Gap(f"{CANARY}.replicaProgressThreshold", "a partial-availability threshold"),
     Gap(f"{CANARY}.scaleDownDelayRevisionLimit", "a cap on old revisions kept running"),
     Gap(f"{CANARY}.analysis.analysisRunMetadata", "labels and annotations on AnalysisRuns"),
-    Gap(f"{CANARY}.analysis.dryRun", "dry-run metrics set on the Rollout (set dryRun in the "
-                                     "AnalysisTemplate)"),
-    Gap(f"{CANARY}.analysis.measurementRetention", "measurement retention set on the Rollout "
-                                                   "(set it in the AnalysisTemplate)"),
+    Gap(f"{CANARY}.analysis.dryRun", "dry-run metrics set on the Rollout; set dryRun in the "
+                                     "AnalysisTemplate"),
+    Gap(f"{CANARY}.analysis.measurementRetention", "measurement retention set on the Rollout; "
+                                                   "set it in the AnalysisTemplate"),
     Gap(f"{STEP}.analysis.analysisRunMetadata", "labels and annotations on AnalysisRuns"),
-    Gap(f"{STEP}.analysis.dryRun", "dry-run metrics set on the Rollout (set dryRun in the "
-                                   "AnalysisTemplate)"),
-    Gap(f"{STEP}.analysis.measurementRetention", "measurement retention set on the Rollout "
-                                                 "(set it in the AnalysisTemplate)"),
+    Gap(f"{STEP}.analysis.dryRun", "dry-run metrics set on the Rollout; set dryRun in the "
+                                   "AnalysisTemplate"),
+    Gap(f"{STEP}.analysis.measurementRetention", "measurement retention set on the Rollout; "
+                                                 "set it in the AnalysisTemplate"),
     Gap(f"{STEP}.experiment", "experiment steps"),
     Gap(f"{STEP}.setCanaryScale", "canary scale independent of the traffic weight"),
     Gap(f"{STEP}.setHeaderRoute", "header-based routes"),
     Gap(f"{STEP}.setMirrorRoute", "mirrored traffic"),
     Gap(f"{STEP}.plugin", "step plugins"),
-    Gap(f"{ROUTING}.alb", "AWS ALB traffic routing (this controller routes through Istio)"),
-    Gap(f"{ROUTING}.ambassador", "Ambassador traffic routing (this controller routes through Istio)"),
-    Gap(f"{ROUTING}.apisix", "APISIX traffic routing (this controller routes through Istio)"),
-    Gap(f"{ROUTING}.appMesh", "App Mesh traffic routing (this controller routes through Istio)"),
-    Gap(f"{ROUTING}.nginx", "NGINX traffic routing (this controller routes through Istio)"),
-    Gap(f"{ROUTING}.smi", "SMI traffic routing (this controller routes through Istio)"),
-    Gap(f"{ROUTING}.traefik", "Traefik traffic routing (this controller routes through Istio)"),
+    Gap(f"{ROUTING}.alb", "AWS ALB traffic routing; this controller routes through Istio"),
+    Gap(f"{ROUTING}.ambassador", "Ambassador traffic routing; this controller routes through Istio"),
+    Gap(f"{ROUTING}.apisix", "APISIX traffic routing; this controller routes through Istio"),
+    Gap(f"{ROUTING}.appMesh", "App Mesh traffic routing; this controller routes through Istio"),
+    Gap(f"{ROUTING}.nginx", "NGINX traffic routing; this controller routes through Istio"),
+    Gap(f"{ROUTING}.smi", "SMI traffic routing; this controller routes through Istio"),
+    Gap(f"{ROUTING}.traefik", "Traefik traffic routing; this controller routes through Istio"),
     Gap(f"{ROUTING}.plugins", "traffic router plugins"),
     Gap(f"{ROUTING}.managedRoutes", "routes managed for header and mirror steps"),
     Gap(f"{ROUTING}.maxTrafficWeight", "a traffic weight scale other than 100"),
