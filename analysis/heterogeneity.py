@@ -219,9 +219,15 @@ def adaptive_log_evalue_paths(
     for s in range(0, nc.shape[0], chunk):
         sl = slice(s, s + chunk)
         n = nc[sl] + nb[sl]
-        rho = np.divide(nc[sl], n, out=np.zeros_like(n), where=n > 0)[..., None]
-        e = (yc[sl] + yb[sl])[..., None]
-        cum_u = np.cumsum(yc[sl][..., None] * U_GRID - e * np.log1p(rho * em1), axis=1)
+        rho = np.divide(nc[sl], n, out=np.zeros_like(n), where=n > 0)
+        e = yc[sl] + yb[sl]
+        # Only intervals with bad events carry information (most of them at low rates).
+        hit = np.nonzero(e > 0)
+        terms = np.zeros((*e.shape, U_GRID.size))
+        terms[hit] = yc[sl][hit][:, None] * U_GRID - e[hit][:, None] * np.log1p(
+            rho[hit][:, None] * em1
+        )
+        cum_u = np.cumsum(terms, axis=1)
         st = _stable_loglik(np.cumsum(pn[sl], axis=1), np.cumsum(py[sl], axis=1), taus)
         out[sl] = _combine(_log_e_canary(cum_u, priors, alt_idx, log_w), st)[0]
     return out

@@ -99,10 +99,33 @@ def _views(b: Batch, pods: bool) -> dict[str, NDArray[np.int64]]:
     return {k: merge_missing(x, obs) for k, x in v.items()}
 
 
+# log E of the error test per (batch, per-pod input, rollback-relevant config): "M6 ours" and
+# "+ early promotion" share it. Holds the batch itself so an id is never reused.
+_CACHE: dict[tuple[int, bool, tuple[object, ...]], tuple[Batch, NDArray[np.float64]]] = {}
+
+
+def _rollback_key(cfg: SequentialConfig) -> tuple[object, ...]:
+    from dataclasses import astuple, replace
+
+    return astuple(replace(cfg, early_promotion=False))
+
+
 def error_log_e(b: Batch, cfg: SequentialConfig, pods: bool = True) -> NDArray[np.float64]:
     """log E of the error test as the judge computes it (adaptive margin when per-pod
     baseline counters are supplied and enabled, else the fixed margin error_r0; with per-pod
     input and the new-pod policy, young canary pods feed the loose test new_pod_r0)."""
+    key = (id(b), pods, _rollback_key(cfg))
+    hit = _CACHE.get(key)
+    if hit is not None and hit[0] is b:
+        return hit[1]
+    if len(_CACHE) > 8:
+        _CACHE.clear()
+    out = _error_log_e(b, cfg, pods)
+    _CACHE[key] = (b, out)
+    return out
+
+
+def _error_log_e(b: Batch, cfg: SequentialConfig, pods: bool) -> NDArray[np.float64]:
     v = _views(b, pods)
     if cfg.adaptive_margin and pods:
         alts, w = mixture_alternatives(1.0, cfg.error_grid, cfg.error_tail, cfg.error_tail_weight)

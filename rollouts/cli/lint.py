@@ -135,6 +135,13 @@ def _analysis_checks(spec: Any) -> list[tuple[Path, str]]:
         if ref not in declared:
             errs.append((("spec", "args"), f"metrics use {{{{args.{ref}}}}} but spec.args does not "
                                            f"declare {ref!r}"))
+    from rollouts.metrics.judge import validate_judge_spec
+
+    for i, m in enumerate(metrics):  # the judge's parameters, as its measurement checks them
+        prov = m.get("provider") if isinstance(m, dict) else None
+        if isinstance(prov, dict) and "judge" in prov:
+            errs += [(("spec", "metrics", i, "provider", "judge"), msg)
+                     for msg in validate_judge_spec(prov["judge"])]
     return errs
 
 
