@@ -61,7 +61,11 @@ def _analysis(name: str, raw_status: Any, st: RolloutStatus) -> dict[str, Any] |
     attempt = a.get("attempt") if isinstance(a, dict) else None
     attempt = attempt if isinstance(attempt, int) and not isinstance(attempt, bool) else 0
     runs = []
+    seen: set[tuple[str, str]] = set()
     for r in analysis_runs(status):
+        if (r.kind, r.name) in seen:  # the same run under Argo's key and ours
+            continue
+        seen.add((r.kind, r.name))
         rev = _revision_of_run(name, r.name)
         current = rev is not None and rev == st.current_pod_hash and \
             r.name.startswith(f"{name}-{rev}-{attempt}-")

@@ -94,3 +94,10 @@ def test_argo_style_run_status_under_status_canary() -> None:
     s = summarize(rollout(st))
     assert [(r["kind"], r["phase"], r["current"]) for r in s["analysis"]["runs"]] == [
         ("step", "Successful", True)]
+
+
+def test_a_run_recorded_under_both_keys_is_shown_once() -> None:
+    st = {**MID_CANARY, "canary": {**MID_CANARY["canary"], "currentStepAnalysisRunStatus": {
+        "name": "shop-api-7f9c-1-step1", "status": "Running", "message": ""}}}
+    runs = summarize(rollout(st))["analysis"]["runs"]
+    assert sorted(r["kind"] for r in runs) == ["background", "step"]
