@@ -206,3 +206,45 @@ async def test_tls_and_tcp_routes_get_their_weights_set(
 
 def _weights(route: JSON) -> list[int]:
     return [int(d.get("weight") or 0) for d in route["route"]]
+
+
+async def test_abort_moves_the_weight_then_points_the_canary_subset_at_stable(
+        rkube: Kube, namespace: str, start_controller: Callable[..., ControllerProcess]) -> None:
+    # Subset-level splitting: after an abort the canary subset selects the stable pods
+    # (Argo's behaviour), but only once no weight is left on it, and at no stored moment
+    # does a weighted subset select a revision without available pods.
+    ns = namespace
+    start_controller()
+    stable = await _deploy(rkube, ns, [{"setWeight": 40}, {"pause": {}}], True,
+                           abortScaleDownDelaySeconds=1)
+    await set_image(rkube, ns, "demo:2")
+    ro = await eventually(lambda: phase_is(rkube, ns, "Paused"), 60, "paused at 40 %")
+    new = ro["status"]["currentPodHash"]
+    tl = await Timeline(rkube, ns).start()
+    try:
+        await request_action(rkube, ns, "demo", "abort", user="e2e-user")
+
+        async def canary_subset_on_stable() -> bool:
+            dr = await rkube.get(DR.path(ns, "demo"))
+            labels = {s["name"]: s["labels"].get(HASH) for s in dr["spec"]["subsets"]}
+            rss = await _replicas(rkube, ns)
+            return labels == {"stable": stable, "canary": stable} and rss.get(new) == 0
+
+        await eventually(canary_subset_on_stable, 30, "canary subset on stable, canary scaled down")
+    finally:
+        await tl.stop()
+    states = tl.states()
+    outages = [(rv, _served(s)) for rv, s in states
+               if any(w > 0 and avail == 0 for w, _, avail in _served(s))]
+    assert outages == [], f"traffic on a subset without available pods: {outages[:3]}"
+    # the canary subset kept the new pods while it still had weight
+    assert all(h == new for _, s in states for w, h, _ in _served(s)[1:] if w > 0)
+    ro = await get_rollout(rkube, ns)
+    assert ro["status"]["phase"] == "Degraded"
+    assert ro["status"]["canary"]["weights"]["canary"]["weight"] == 0
+
+
+async def _replicas(rkube: Kube, ns: str) -> dict[str, int]:
+    data = await rkube.get_list(REPLICASETS.path(ns))
+    return {rs["metadata"]["labels"][HASH]: int(rs["spec"]["replicas"]) for rs in data["items"]
+            if HASH in (rs["metadata"].get("labels") or {})}
