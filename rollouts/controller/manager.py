@@ -23,7 +23,7 @@ from rollouts.kube.informer import Informer, key_of
 from rollouts.kube.leader import LeaderElector
 from rollouts.kube.workqueue import WorkQueue
 from rollouts.server.app import create_app, create_plain_metrics_app
-from rollouts.server.tls import load_serving_cert
+from rollouts.server.tls import ServingCert, load_serving_cert
 
 log = logging.getLogger("rollouts.controller")
 AR_PREFIX = "AnalysisRun:"  # work-queue keys of AnalysisRuns; plain "ns/name" keys are Rollouts
@@ -69,6 +69,7 @@ class Controller:
         self.telemetry = Telemetry(self.queue)
         self.ready = False
         self.analysis_reconciler: AnalysisRunReconciler | None = None
+        self._cert: ServingCert | None = None
 
     def _enqueue_rollout(self, _kind: str, obj: JSON) -> None:
         self.queue.add(key_of(obj))
@@ -132,6 +133,7 @@ class Controller:
             # so the context is set after load() (serve() does not load twice)
             main.load()
             main.ssl = cert.context
+            self._cert = cert
             log.info("serving HTTPS on %s (certificate: %s, sha256 %s)", self.opts.listen,
                      cert.source, cert.fingerprint)
         else:
@@ -160,6 +162,8 @@ class Controller:
             return 2
         tasks: list[asyncio.Task[object]] = [asyncio.create_task(s.serve()) for s in servers]
         n_servers = len(servers)
+        if self._cert is not None and self._cert.files is not None:  # rotated Secret files
+            tasks.append(asyncio.create_task(self._cert.watch()))
         elector = None
         exit_code = 0
         try:
