@@ -86,13 +86,18 @@ def mixture_alternatives(
     request) an alternative that fits them, at the price of log(1 / (1 - tail_weight)) in
     evidence for moderate effects.
     """
-    main = default_alternatives(r0, *grid)
-    if tail is None or tail_weight <= 0:
-        return main, np.full(main.size, 1.0 / main.size)
-    t = np.geomspace(tail[0], tail[1], int(tail[2]))
-    t = t[(t > r0 * (1 + 1e-9)) & (t > main[-1] * (1 + 1e-9))]
+    main = np.geomspace(grid[0], grid[1], int(grid[2]))
+    main = main[main > r0 * (1 + 1e-9)]
+    t = np.zeros(0)
+    if tail is not None and tail_weight > 0:
+        t = np.geomspace(tail[0], tail[1], int(tail[2]))
+        t = t[(t > r0 * (1 + 1e-9)) & (t > grid[1] * (1 + 1e-9))]
+    if main.size == 0 and t.size == 0:
+        raise ValueError(f"no alternative ratio lies above the margin r0={r0}")
     if t.size == 0:
         return main, np.full(main.size, 1.0 / main.size)
+    if main.size == 0:
+        return t, np.full(t.size, 1.0 / t.size)
     w = np.concatenate(
         [np.full(main.size, (1 - tail_weight) / main.size), np.full(t.size, tail_weight / t.size)]
     )

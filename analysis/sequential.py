@@ -102,9 +102,13 @@ class SequentialConfig:
         if self.error_tail[1] > 1000.0 * (1 + 1e-9):
             raise ValueError("error_tail must end at or below 1000")
         # The fixed margins need alternatives above them.
-        mixture_alternatives(self.error_r0, self.error_grid, self.error_tail, self.error_tail_weight)
-        default_alternatives(self.latency_r0, *self.latency_grid)
-        default_alternatives(self.new_pod_r0, *self.error_tail)
+        for margin, grid, what in (
+            (self.error_r0, self.error_tail, "error_r0 must lie below error_tail's max"),
+            (self.latency_r0, self.latency_grid, "latency_r0 must lie below latency_grid's max"),
+            (self.new_pod_r0, self.error_tail, "new_pod_r0 must lie below error_tail's max"),
+        ):
+            if margin >= grid[1]:
+                raise ValueError(f"{what} (got {margin:g} and {grid[1]:g})")
         sd_grid(self.pod_sd_max)  # validates the range
 
     @property

@@ -349,7 +349,22 @@ def render(
         "normalised to mean 1, and the canary's multiplier relative to stable is "
         "exp(N(0, sd^2)) as before). Every judge watches both errors and latency, so a false "
         "alarm on either counts. 'M6 without per-pod input' is the same default fed without "
-        "per-pod counters (fixed margin fallback).",
+        "per-pod counters (fixed margin fallback; no new-pod policy; a restart's interval is "
+        "dropped).",
+        "",
+        "Canary pods: 1, 2, 3, 5 over the four steps (a new pod on every scale-up, taking its "
+        "share of the canary's traffic). Slow-starting pods: a new or restarted pod's error rate "
+        "is x5 and its latency x2 at start, fading linearly to normal over 90 s. Pod restart: one "
+        "stable (or canary) pod restarts at a random time in the middle 50 % of the rollout; with "
+        "per-pod series only its own counters reset (the judge takes its new values, as "
+        "Prometheus' increase() does, and treats it as a new pod), so days of prior history on "
+        "the other pods never enter an interval (unit tests feed the streaming judge such "
+        "counters). With per-pod input the shipped new-pod policy applies: requests of pods "
+        "younger than 120 s (since their series appeared; the stable pods are known warm at the "
+        "start) are left out on both arms, latency is judged only in intervals without young "
+        "pods, and young canary pods are tested against 10 x. 'median req' counts canary "
+        "requests served until the rollback, 'median judged req' those the test counted (the "
+        "warm-up's requests are the policy's cost).",
         "",
         "Shipped default (M6, judged in every goal): " + _cfg_text(CFG) + ".",
         "",
@@ -438,7 +453,10 @@ def _cfg_text(c: SequentialConfig) -> str:
         f"{2 / c.alpha:g}), error margin adaptive from the stable pods' per-pod counters "
         f"(pod sd up to {c.pod_sd_max:g}; fallback without them: fixed r0 {c.error_r0:g}) "
         f"with grid {c.error_grid[0]:g}–"
-        f"{c.error_grid[1]:g} ({c.error_grid[2]} points), latency margin "
+        f"{c.error_grid[1]:g} ({c.error_grid[2]} points, weight {1 - c.error_tail_weight:g}) and "
+        f"tail {c.error_tail[0]:g}–{c.error_tail[1]:g} ({c.error_tail[2]} points, weight "
+        f"{c.error_tail_weight:g}), new pods {c.new_pods} for {c.new_pod_warmup_s:g} s (young "
+        f"canary pods tested against {c.new_pod_r0:g} x, weight {c.new_pod_weight:g}), latency margin "
         f"{c.latency_r0:g} with grid {c.latency_grid[0]:g}–{c.latency_grid[1]:g} on the "
         "bucket bounds carrying 1–99 % of the pooled requests (chosen after the first "
         f"{c.latency_min_baseline} requests, which count as evidence), early promotion off"
