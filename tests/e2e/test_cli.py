@@ -10,6 +10,7 @@ import re
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -101,13 +102,18 @@ async def test_pause_resume_undo_restart_list_and_get(
         start_controller: Callable[..., ControllerProcess]) -> None:
     ns, kc = namespace, testbed.kubeconfig
     start_controller()
-    await deploy(rkube, ns, [{"setWeight": 20}, {"pause": {"duration": "2s"}}, {"setWeight": 60},
+    # the timed pause leaves room for a CLI start on a loaded machine
+    await deploy(rkube, ns, [{"setWeight": 20}, {"pause": {"duration": "8s"}}, {"setWeight": 60},
                              {"pause": {}}])
     await cli("set", "image", "demo", "app=demo:2", kubeconfig=kc, namespace=ns)
     await eventually(lambda: _step_is(rkube, ns, 1), 30, "in the timed pause")
+    entered = time.monotonic()
     r = await cli("pause", "demo", kubeconfig=kc, namespace=ns)
     assert r.code == 0, r
-    await asyncio.sleep(4)  # the 2 s pause would have ended: the user's pause holds it
+    assert (await get_rollout(rkube, ns))["status"]["lastAction"]["stepIndex"] == 1, \
+        "the pause was applied during the timed pause"
+    # the 8 s pause would have ended: the user's pause holds it
+    await asyncio.sleep(max(0.0, entered + 10 - time.monotonic()))
     assert await canary_weight(rkube, ns) == 20
     r = await cli("resume", "demo", kubeconfig=kc, namespace=ns)
     assert r.code == 0, r
