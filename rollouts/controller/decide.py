@@ -312,8 +312,10 @@ def _invalid(d: Decision, ro: RolloutInput, obs: Observations, errors: list[str]
             d.wake_in(0.5)  # the traffic part follows once the abort is written
         else:
             _reject(d, raw, why or "the spec is invalid", now)
-    if (ro.status.abort and st.abort and ro.spec is not None and obs.template is not None
-            and canary_in_progress(st) and st.stable_rs in obs.replica_sets):
+    done = st.canary_weight == 0 and st.canary_route_hash == st.stable_rs  # nothing left to move
+    if (ro.status.abort and st.abort and not done and ro.spec is not None
+            and obs.template is not None and canary_in_progress(st)
+            and st.stable_rs in obs.replica_sets):
         assert st.current_pod_hash is not None and st.stable_rs is not None
         desired: dict[str, int] = {}
         _aborted(d, ro.spec, obs.replica_sets, st.current_pod_hash, st.stable_rs, desired, now)
