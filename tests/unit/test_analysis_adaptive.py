@@ -142,3 +142,19 @@ def test_adaptive_update_is_fast() -> None:
     for _ in range(200):
         p.update_pods(100, 3000, 1, 30, pods)
     assert (time.process_time() - t0) / 200 < 2e-3
+
+
+def test_streaming_equals_vectorised_with_the_default_mixture() -> None:
+    from analysis import SequentialConfig
+    from analysis.eprocess import mixture_alternatives
+
+    cfg = SequentialConfig()
+    alts, w = mixture_alternatives(1.0, cfg.error_grid, cfg.error_tail, cfg.error_tail_weight)
+    rng = np.random.default_rng(8)
+    nc, nb, yc, yb, pn, py = _sim(rng, 1, 20.0, 0.1)
+    vec = adaptive_log_evalue_paths(nc, nb, yc, yb, pn, py, alts, 0.5, weights=w)[0]
+    proc = PodAdaptiveEProcess(alts, 0.5, weights=w)
+    for t in range(30):
+        pods = {f"p{i}": (int(pn[0, t, i]), int(py[0, t, i])) for i in range(5)}
+        proc.update_pods(int(nc[0, t]), int(nb[0, t]), int(yc[0, t]), int(yb[0, t]), pods)
+        assert proc.log_e_value == pytest.approx(vec[t], abs=1e-9)
