@@ -18,25 +18,28 @@ Pure numpy/scipy; no Kubernetes, no asyncio. Typical controller use, once per sc
 
 Counters: ``requests`` = sum(istio_requests_total) of the arm, ``bad`` = its 5xx part,
 ``buckets`` = sum by (le) of istio_request_duration_milliseconds_bucket (cumulative, with
-``math.inf`` for ``+Inf``), and optionally ``pods`` = {pod: (requests, bad)} from
-``sum by (pod) (istio_requests_total{...})`` and its 5xx part. Per-pod counters of the
-baseline/stable arm (on every scrape, starting with the first) switch the error test to
-the adaptive margin: the null allows the canary to differ from stable as much as the
-stable pods differ from each other, so harmless pod-to-pod variation does not roll back
-while a homogeneous fleet is judged almost as strictly as ratio <= 1. Without them the
-fixed margin ``error_r0`` applies. Per-pod counters of the canary arm give the number of
-canary pods (default 1). Missing scrapes (None/NaN) are skipped and the next interval
-spans the gap; counter resets count the new value as the increase; inconsistent input
-raises ``ValueError`` (wrap it with ``Verdict.from_error`` to record an Error measurement).
+``math.inf`` for ``+Inf``), and (recommended, both arms) ``pods`` = {pod: (requests, bad)}
+from ``sum by (pod) (istio_requests_total{...})`` and its 5xx part. Per-pod counters make
+counter resets per series (a restarted pod never brings the other pods' history into an
+interval), enable the new-pod policy (pods younger than ``new_pod_warmup_s`` are left out on
+both arms on every scale-up; ``warm_pods`` names pods known to be older at the first
+scrape), and on the baseline switch the error test to the adaptive margin: the null allows
+the canary to differ from stable as much as the stable pods differ from each other, so
+harmless pod-to-pod variation does not roll back while a homogeneous fleet is judged
+almost as strictly as ratio <= 1. Without them the fixed margin ``error_r0`` applies, and
+a decrease of an arm's sum makes that interval "no data". A larger error ratio is never
+less evidence, up to a canary failing every request. Missing scrapes (None/NaN) are
+skipped and the next interval spans the gap; inconsistent input raises ``ValueError``
+(wrap it with ``Verdict.from_error`` to record an Error measurement).
 
 Public API
-    counters:   ArmSnapshot(requests, bad, buckets=None, pods=None), Snapshot, Increment,
-                ArmIncrement (``pods``: ((pod, requests, bad), ...) or None),
-                CounterTracker, to_increments
+    counters:   ArmSnapshot(requests, bad, buckets=None, pods=None, warm_pods=()), Snapshot,
+                Increment, ArmIncrement (``pods``: ((pod, requests, bad), ...) or None;
+                ``young``: (requests, bad) left out), CounterTracker(warmup_s=0), to_increments
     judges:     SequentialJudge(config=None, *, errors=True, latency=False)
                     .observe(Snapshot) -> Verdict; .update(Increment) -> Verdict; .verdict
                 SequentialConfig(alpha=0.05, error_r0=1.2, adaptive_margin=True,
-                    pod_sd_max=0.5, ..., early_promotion=False, ...)
+                    pod_sd_max=0.5, ..., new_pods="exclude", new_pod_warmup_s=120, ...)
                 MannWhitneyJudge([MetricConfig(...)], MannWhitneyConfig())
                     .judge({name: (canary_series, baseline_series)}) -> Verdict
                 classify(canary, baseline, MetricConfig, MannWhitneyConfig) -> MetricResult
