@@ -190,3 +190,30 @@ def test_compaction_bounds_the_snapshots_and_keeps_the_verdicts() -> None:
     assert verdict(SPEC, bad).decision.value == "rollback"
     # every request is still counted (cumulative counters)
     assert verdict(SPEC, good).metrics[0].counts["canary_requests"] == 500 * 999
+
+
+async def test_the_reconciler_keeps_judge_snapshots_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Issue 11: judgeSnapshots in an AnalysisRun's status grew by one per measurement.
+    from datetime import UTC, datetime
+
+    from rollouts.controller import analysis_reconciler as rec
+    from rollouts.controller.analysisrun import MetricSpec
+    from rollouts.metrics import judge as judge_mod
+    from rollouts.metrics.providers import Reading
+
+    seen: list[int] = []
+
+    async def fake_reading(spec: dict[str, object], previous: list[dict[str, object]], now: float,
+                           at: float | None = None) -> Reading:
+        seen.append(len(previous))
+        return Reading(value="continue", phase="Successful", message="ok",
+                       snapshot={"t": now, "canary": {}, "baseline": {}}, evidence={})
+
+    monkeypatch.setattr(judge_mod, "judge_reading", fake_reading)
+    metric = MetricSpec(name="m", provider_kind="judge", provider=SPEC, interval=15.0)
+    r: dict[str, object] = {"name": "m"}
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    for _ in range(450):
+        r = await rec.take_measurement(metric, SPEC, r, now, lambda: now)
+    snaps = r["judgeSnapshots"]
+    assert isinstance(snaps, list) and len(snaps) <= 200 and max(seen) <= 200
