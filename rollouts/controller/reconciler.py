@@ -40,7 +40,7 @@ import json
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NoReturn
 
 from rollouts.api.constants import (
     API_VERSION,
@@ -182,8 +182,8 @@ class Reconciler:
         except asyncio.CancelledError:
             raise
         except Exception as e:  # a 403, an unreachable API server: reported, then retried
-            return await self._failed(obj, spec, status, None,
-                                      describe(None, e, rollout=name, traffic_done=False), [])
+            await self._failed(obj, spec, status, None,
+                               describe(None, e, rollout=name, traffic_done=False), [])
         ro = RolloutInput(ns, name, int(md.get("generation") or 0), spec, tuple(spec_errors), status)
         decision = decide(ro, obs, self.clock())
 
@@ -206,9 +206,9 @@ class Reconciler:
         except asyncio.CancelledError:
             raise
         except Exception as e:
-            return await self._failed(obj, spec, status, decision.status,
-                                      describe(current, e, rollout=name, traffic_done=traffic_done),
-                                      decision.events, owned)
+            await self._failed(obj, spec, status, decision.status,
+                               describe(current, e, rollout=name, traffic_done=traffic_done),
+                               decision.events, owned)
 
         replica_failure(decision.status, rs_conditions(owned), decision.status.current_pod_hash)
         recovered(status, decision.status, self.clock())
@@ -249,7 +249,7 @@ class Reconciler:
     async def _failed(self, obj: JSON, spec: RolloutSpec | None, status: RolloutStatus,
                       decided: RolloutStatus | None, failure: Failure,
                       decided_events: list[Event], owned: dict[str, JSON] | None = None,
-                      ) -> float | None:
+                      ) -> NoReturn:
         """Record ``failure`` (the rule is in the module docstring), then raise ActionFailed."""
         md = obj["metadata"]
         key = f"{md['namespace']}/{md['name']}"
@@ -267,8 +267,6 @@ class Reconciler:
         except asyncio.CancelledError:
             raise
         except Exception as e:  # the API server may be the failure: the retry records it
-            if isinstance(e, KubeError) and e.not_found:
-                return None
             log.warning("%s: could not record the failure in status: %s", key, e)
         await self._emit(obj, new_status, [*decision_events(decided_events, failure), *events])
         raise ActionFailed(failure, due)
