@@ -52,7 +52,7 @@ class ReconnectBackoff:
         return base * (1 + self.jitter * self._rand())
 
     def succeeded(self) -> None:
-        """A list or a watch went through: the next failure starts the schedule over."""
+        """A watch delivered a line: the next failure starts the schedule over."""
         self._failures = 0
         self._last_failure = None
 
@@ -108,8 +108,9 @@ class Informer:
         while True:
             try:
                 if not rv:
+                    # no reset here: a list that works before a watch that fails at once
+                    # (a verb forbidden) must still back off, not relist in a hot loop
                     rv = await self._relist()
-                    self.backoff.succeeded()
                 started, events = time.monotonic(), 0
                 async for ev in self.kube.watch(self.resource.path(self.namespace), rv,
                                                 self.watch_timeout,

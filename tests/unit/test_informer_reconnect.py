@@ -61,6 +61,7 @@ class FakeApiServer:
         self.rv = 10
         self.objects = {"web": self._svc("web", "v1")}
         self.lists = 0
+        self.watch_forbidden = False
         self.port = _free_port()
         self._runner: web.AppRunner | None = None
         self._watchers: list[web.StreamResponse] = []
@@ -74,6 +75,9 @@ class FakeApiServer:
         self.objects[name] = self._svc(name, version)
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
+        if request.query.get("watch") == "true" and self.watch_forbidden:
+            return web.json_response({"kind": "Status", "code": 403, "message": "watch forbidden"},
+                                     status=403)
         if request.query.get("watch") != "true":
             self.lists += 1
             return web.json_response({"kind": "ServiceList", "metadata": {"resourceVersion": str(self.rv)},
@@ -159,6 +163,27 @@ async def test_watch_reconnects_fast_after_an_api_server_restart_and_relists(ser
         await _until(lambda: len(asked) > n)
         assert asked[n] < 1, asked[n:]
         await server.start()
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await api.close()
+
+
+async def test_a_list_that_works_before_a_watch_that_fails_still_backs_off(
+        server: FakeApiServer) -> None:
+    server.watch_forbidden = True
+    api = client.ApiClient(client.Configuration(host=f"http://127.0.0.1:{server.port}"))
+    asked: list[float] = []
+
+    async def short_sleep(seconds: float) -> None:
+        asked.append(seconds)
+        await asyncio.sleep(0.01)
+
+    task = asyncio.create_task(Informer(Kube(api, timeout=2), SERVICES, NS, sleep=short_sleep).run())
+    try:
+        await _until(lambda: len(asked) >= 8)
+        assert asked[-1] >= 5, asked  # grown to the cap, not relisting ten times a second
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
