@@ -132,11 +132,32 @@ def failed_status(*, read: RolloutStatus, decided: RolloutStatus | None, failure
         st.set_condition(Cond.PROGRESSING, False, Reason.PROGRESS_DEADLINE, msg, now)
         st.phase = Phase.DEGRADED
         st.message = f"{Reason.PROGRESS_DEADLINE}: {msg}"
-        return st, events, None
+        return _steady(read, st, now), events, None
     st.set_condition(Cond.PROGRESSING, False, failure.reason, failure.message, now)
     st.phase = Phase.DEGRADED if st.abort else Phase.PROGRESSING
     st.message = text
-    return st, events, (deadline - now).total_seconds()
+    return _steady(read, st, now), events, (deadline - now).total_seconds()
+
+
+MIN_REWRITE_SECONDS = 10.0
+
+
+def _steady(read: RolloutStatus, st: RolloutStatus, now: datetime) -> RolloutStatus:
+    """The status as read when the new one differs only in the failure's wording and that
+    was written less than MIN_REWRITE_SECONDS ago: every status write wakes this rollout up
+    again at once (past the retry backoff), so a message that changes on each attempt (a
+    webhook naming a request) must not turn the retries into a loop. The Warning Event
+    still carries each new message."""
+    prev, cur = read.condition(Cond.PROGRESSING), st.condition(Cond.PROGRESSING)
+    if prev is None or cur is None or prev.get("reason") != cur.get("reason"):
+        return st
+    written = parse_time(prev.get("lastUpdateTime"))
+    if written is None or (now - written).total_seconds() >= MIN_REWRITE_SECONDS:
+        return st
+    same = st.copy()
+    same.message = read.message
+    same.conditions = [prev if c.get("type") == Cond.PROGRESSING else c for c in same.conditions]
+    return read.copy() if same.to_dict() == read.to_dict() else st
 
 
 _NO_PROGRESS = "no progress for {}s: "

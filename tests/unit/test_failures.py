@@ -14,6 +14,7 @@ from rollouts.controller.decide import CreateReplicaSet, Event, ScaleReplicaSet,
 from rollouts.controller.failures import (
     RECONCILIATION_ERROR,
     REPLICA_SET_CREATE_ERROR,
+    Failure,
     decision_events,
     describe,
     failed_status,
@@ -195,3 +196,29 @@ def test_a_replica_sets_replica_failure_is_shown_on_the_rollout_current_revision
     assert st.to_dict() == before  # no churn
     replica_failure(st, {"aaa": [], "bbb": [{**quota, "status": "False"}]}, "bbb")
     assert st.condition("ReplicaFailure") is None
+
+
+def test_a_message_that_changes_on_every_attempt_is_not_rewritten_within_seconds() -> None:
+    # Each status write wakes the rollout again at once; a webhook message naming its
+    # request would otherwise loop past the retry backoff.
+    def denied(n: int) -> Failure:
+        return describe(CreateReplicaSet("bbb", 1, 2),
+                        KubeError(403, f"admission webhook denied request {n}"), rollout="shop",
+                        traffic_done=False)
+
+    st1, _, _ = failed_status(read=healthy(), decided=decided_new_revision(), failure=denied(1),
+                              generation=2, progress_deadline_seconds=600, now=T0)
+    st2, events, _ = failed_status(read=st1, decided=decided_new_revision(), failure=denied(2),
+                                   generation=2, progress_deadline_seconds=600,
+                                   now=T0 + timedelta(seconds=2))
+    assert st2.to_dict() == st1.to_dict()  # nothing to write
+    assert "request 2" in events[0].message  # the Event says what happened now
+    st3, _, _ = failed_status(read=st1, decided=decided_new_revision(), failure=denied(3),
+                              generation=2, progress_deadline_seconds=600,
+                              now=T0 + timedelta(seconds=11))
+    assert "request 3" in (st3.condition("Progressing") or {})["message"]
+    # a different reason, or a new generation, is written at once
+    st4, _, _ = failed_status(read=st1, decided=decided_new_revision(), failure=denied(4),
+                              generation=3, progress_deadline_seconds=600,
+                              now=T0 + timedelta(seconds=1))
+    assert st4.observed_generation == 3
