@@ -359,6 +359,40 @@ async def test_abort_works_while_a_later_steps_template_is_missing(
     assert st["canary"]["weights"]["canary"]["weight"] == 0
 
 
+async def test_the_background_run_of_a_superseded_revision_stops_measuring(
+        rkube: Kube, namespace: str, health: VersionHealth,
+        start_controller: Callable[..., ControllerProcess]) -> None:
+    """Issue 10 item 6: a new template mid-canary terminates the old revision's background
+    run (it used to keep querying forever); the new revision gets its own."""
+    ns = namespace
+    start_controller()
+    await _deploy(rkube, ns, [{"setWeight": 20}, {"pause": {}}],
+                  [health.template("version-health", interval="1s")],
+                  analysis=analysis("version-health"))
+    await set_image(rkube, ns, "demo:2")
+    ro = await eventually(lambda: phase_is(rkube, ns, "Paused"), 60, "paused at 20 %")
+    v2 = ro["status"]["currentPodHash"]
+    await set_image(rkube, ns, "demo:3")
+    ro = await eventually(lambda: phase_is(rkube, ns, "Paused"), 60, "the new canary paused at 20 %")
+    v3 = ro["status"]["currentPodHash"]
+
+    async def old_run_ended() -> list[JSON] | None:
+        runs = await _runs(rkube, ns)
+        old = [r for r in runs if r["metadata"]["labels"][HASH] == v2]
+        done = old and all((r.get("status") or {}).get("phase") == "Successful" for r in old)
+        return runs if done else None
+
+    runs = await eventually(old_run_ended, 30, "the superseded background run terminated")
+    [old] = [r for r in runs if r["metadata"]["labels"][HASH] == v2]
+    [new] = [r for r in runs if r["metadata"]["labels"][HASH] == v3]
+    assert old["spec"]["terminate"] is True and old["status"]["message"] == "run terminated"
+    assert (new.get("status") or {}).get("phase") in (None, "Pending", "Running")
+    assert not new["spec"].get("terminate") and _args(new)["canary-hash"] == v3
+    asked = len([h for h in health.asked if h == v2])
+    await asyncio.sleep(3)
+    assert len([h for h in health.asked if h == v2]) == asked  # no more queries for v2
+
+
 async def _weight_is(rkube: Kube, ns: str, w: int) -> bool:
     return await canary_weight(rkube, ns) == w
 
