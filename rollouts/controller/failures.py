@@ -103,8 +103,14 @@ def failed_status(*, read: RolloutStatus, decided: RolloutStatus | None, failure
     the failure's first attempt when no progress clock ran (healthy, paused); that start is
     stored in ``progressAt``, so a restarted controller keeps counting.
     """
+    prev = read.condition(Cond.PROGRESSING)
+    failing = is_failure_condition(prev)  # an earlier attempt failed: its record stands
     if failure.traffic_done and decided is not None:
         st = decided.copy()
+        if failing and prev is not None:
+            # decide set Progressing anew; over the failure already stored, so that a repeat
+            # keeps its times (and writes nothing)
+            st.conditions = [prev if c.get("type") == Cond.PROGRESSING else c for c in st.conditions]
     else:
         st = read.copy()
         if decided is not None:
@@ -117,7 +123,11 @@ def failed_status(*, read: RolloutStatus, decided: RolloutStatus | None, failure
                     st.remove_condition(ctype)
     # This generation was looked at: a Healthy from the previous one must not stand for it.
     st.observed_generation = generation
-    since = parse_time(st.progress_at) or parse_time(read.progress_at) or now
+    # The decision's clock; where it runs none (paused, in an analysis step, healthy), the
+    # one an earlier failed attempt stored, else this failure's start: never the clock of a
+    # wait that this decision's progress ended.
+    since = (parse_time(st.progress_at) or (parse_time(read.progress_at) if failing else None)
+             or now)
     st.progress_at = fmt_time(since)
     deadline = since + timedelta(seconds=progress_deadline_seconds)
     events = [Event("Warning", failure.reason, failure.message)]
@@ -126,7 +136,6 @@ def failed_status(*, read: RolloutStatus, decided: RolloutStatus | None, failure
         # Argo's reason once the deadline passed (what tools and our gauge look for); the
         # message keeps the failure and the API server's words.
         msg = f"{_NO_PROGRESS.format(progress_deadline_seconds)}{text}"
-        prev = read.condition(Cond.PROGRESSING)
         if prev is None or prev.get("reason") != Reason.PROGRESS_DEADLINE:
             events.append(Event("Warning", Reason.PROGRESS_DEADLINE, msg))
         st.set_condition(Cond.PROGRESSING, False, Reason.PROGRESS_DEADLINE, msg, now)
