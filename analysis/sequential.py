@@ -41,8 +41,9 @@ class SequentialConfig:
     new_pods: "exclude" (default): requests of pods younger than new_pod_warmup_s (since
         their series first appeared or restarted) are left out of the main tests on both
         arms, and latency is not judged while such pods serve; a canary's young pods are
-        still tested against the loose margin new_pod_r0 (weight new_pod_weight of the
-        error e-value), so a canary failing every request is caught during warm-up.
+        every canary request, young pods' included, is also tested against the loose margin
+        new_pod_r0 (weight new_pod_weight of the error e-value), so a canary failing every
+        request is caught during warm-up.
         "include": every request counts at once. Needs per-pod counters of the arm.
     min_requests: no rollback or promotion before the canary served this many requests.
     """
@@ -66,7 +67,7 @@ class SequentialConfig:
     latency_min_baseline: int = 100
     new_pods: str = "exclude"
     new_pod_warmup_s: float = 120.0
-    new_pod_r0: float = 10.0
+    new_pod_r0: float = 5.0
     new_pod_weight: float = 0.1
     min_requests: int = 0
     latency_unit: str = ""  # only for the explanation, e.g. "ms" for Istio's histogram
@@ -164,7 +165,7 @@ class SequentialJudge:
             cfg.error_r0, cfg.error_grid, cfg.error_tail, cfg.error_tail_weight
         )
         self.errors: RatioEProcess | None = RatioEProcess(cfg.error_r0, alts, w) if errors else None
-        # Young canary pods against the loose margin new_pod_r0 (catastrophes only).
+        # Every canary request (young pods' too) against the loose margin new_pod_r0.
         self.young = RatioEProcess(cfg.new_pod_r0, default_alternatives(cfg.new_pod_r0, *cfg.error_tail))
         self._young_on = False
         self._mode_chosen = False
@@ -183,6 +184,7 @@ class SequentialJudge:
         self._final: Verdict | None = None
         self._last: Verdict | None = None
         self._max_log_e_err = 0.0
+        self._young_n = self._young_y = 0  # canary requests/errors left out as young
 
     # -- feeding -----------------------------------------------------------------------
     def observe(self, snapshot: Snapshot) -> Verdict:
@@ -226,11 +228,19 @@ class SequentialJudge:
                 )
             else:
                 self.errors.update(c.requests, b.requests, c.bad, b.bad)
-            if self._young_on and c.young[0] > 0:
-                # Young canary pods vs the whole baseline (its young pods included: if they
-                # err more, that only makes this test more cautious).
+            self._young_n += c.young[0]
+            self._young_y += c.young[1]
+            if self._young_on:
+                # Every canary request, young pods' included, against the loose margin
+                # new_pod_r0 (a catastrophe is no warm-up): one pool of evidence, so a
+                # canary failing every request is caught during the warm-up too. The
+                # baseline's young pods count as well (if they err more, that only makes
+                # this test more cautious).
                 self.young.update(
-                    c.young[0], b.requests + b.young[0], c.young[1], b.bad + b.young[1]
+                    c.requests + c.young[0],
+                    b.requests + b.young[0],
+                    c.bad + c.young[1],
+                    b.bad + b.young[1],
                 )
         if self.latency is not None and inc.latency_valid:
             if not c.le:
@@ -317,7 +327,7 @@ class SequentialJudge:
         log_e = self.error_log_e()
         e_value = math.exp(min(log_e, 700.0))
         self._max_log_e_err = max(self._max_log_e_err, log_e)
-        yn, yb = self.young.n_c, self.young.y_c
+        yn, yb = self._young_n, self._young_y
         counts = {
             "canary_requests": s.n_c + yn,
             "canary_bad": s.y_c + yb,
@@ -339,7 +349,7 @@ class SequentialJudge:
                 else ""
             )
             young = (
-                f"; young canary pods {yb}/{yn} (tested against {cfg.new_pod_r0:g} x)"
+                f"; plus {yb}/{yn} from young canary pods, judged only against {cfg.new_pod_r0:g} x"
                 if yn
                 else ""
             )

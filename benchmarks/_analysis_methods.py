@@ -140,8 +140,14 @@ def _error_log_e(b: Batch, cfg: SequentialConfig, pods: bool) -> NDArray[np.floa
     if not (pods and cfg.warmup_s > 0 and cfg.new_pod_weight > 0):
         return main
     y_alts = default_alternatives(cfg.new_pod_r0, *cfg.error_tail)
+    # every canary request (young pods' included) against the loose margin new_pod_r0
     young = _log_e(
-        v["nc_young"], v["nb_all"], v["yc_young"], v["yb_all"], cfg.new_pod_r0, y_alts
+        v["nc"] + v["nc_young"],
+        v["nb_all"],
+        v["yc"] + v["yc_young"],
+        v["yb_all"],
+        cfg.new_pod_r0,
+        y_alts,
     )
     wy = cfg.new_pod_weight
     return np.logaddexp(math.log1p(-wy) + main, math.log(wy) + young)

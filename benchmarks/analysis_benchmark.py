@@ -362,7 +362,8 @@ def render(
         "counters). With per-pod input the shipped new-pod policy applies: requests of pods "
         "younger than 120 s (since their series appeared; the stable pods are known warm at the "
         "start) are left out on both arms, latency is judged only in intervals without young "
-        "pods, and young canary pods are tested against 10 x. 'median req' counts canary "
+        "pods, and every canary request (young pods' too) is tested against 5 x. 'median req' "
+        "counts canary "
         "requests served until the rollback, 'median judged req' those the test counted (the "
         "warm-up's requests are the policy's cost).",
         "",
@@ -456,7 +457,8 @@ def _cfg_text(c: SequentialConfig) -> str:
         f"{c.error_grid[1]:g} ({c.error_grid[2]} points, weight {1 - c.error_tail_weight:g}) and "
         f"tail {c.error_tail[0]:g}–{c.error_tail[1]:g} ({c.error_tail[2]} points, weight "
         f"{c.error_tail_weight:g}), new pods {c.new_pods} for {c.new_pod_warmup_s:g} s (young "
-        f"canary pods tested against {c.new_pod_r0:g} x, weight {c.new_pod_weight:g}), latency margin "
+        f"and all canary requests tested against {c.new_pod_r0:g} x, weight {c.new_pod_weight:g}), "
+        "latency margin "
         f"{c.latency_r0:g} with grid {c.latency_grid[0]:g}–{c.latency_grid[1]:g} on the "
         "bucket bounds carrying 1–99 % of the pooled requests (chosen after the first "
         f"{c.latency_min_baseline} requests, which count as evidence), early promotion off"
