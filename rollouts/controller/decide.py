@@ -534,17 +534,23 @@ def _healthy(d: Decision, spec: RolloutSpec, rss: dict[str, ReplicaSetObs], h: s
 
 
 def _weight_back_to_stable(spec: RolloutSpec, rss: dict[str, ReplicaSetObs], stable: str,
-                           weight: int) -> int:
+                           weight: int, *, carrier: str) -> int:
     """The canary weight once traffic went back to the stable as far as it can carry it.
 
     All at once, unless the stable was scaled down for the canary (dynamicStableScale):
-    then it takes traffic back only as fast as its pods come back (Argo issue 3020).
+    then it takes traffic back only as fast as its pods come back (Argo issue 3020). The
+    traffic left on ``carrier`` is never more than its available pods carry (its pods
+    failing, or a controller killed after it scaled them away before writing status):
+    when neither side can carry its share, their available pods share it in proportion.
     """
     replicas = spec.replicas
     if not spec.canary.dynamic_stable_scale or weight <= 0 or replicas <= 0:
         return 0
-    carries = 100 * _available(rss, stable) // replicas
-    return min(weight, max(0, 100 - carries))
+    stable_avail, carrier_avail = _available(rss, stable), _available(rss, carrier)
+    held = min(weight, max(0, 100 - 100 * stable_avail // replicas))
+    if 100 * carrier_avail // replicas >= held or stable_avail + carrier_avail == 0:
+        return held
+    return min(held, 100 * carrier_avail // (stable_avail + carrier_avail))
 
 
 def _drain(d: Decision, spec: RolloutSpec, rss: dict[str, ReplicaSetObs],
@@ -558,7 +564,7 @@ def _drain(d: Decision, spec: RolloutSpec, rss: dict[str, ReplicaSetObs],
     assert st.stable_rs is not None
     stable = st.stable_rs
     route = st.canary_route_hash or st.current_pod_hash or stable
-    weight = (_weight_back_to_stable(spec, rss, stable, st.canary_weight)
+    weight = (_weight_back_to_stable(spec, rss, stable, st.canary_weight, carrier=route)
               if route in rss and route != stable else 0)
     if weight != st.canary_weight:
         d.normal(Reason.WEIGHT_UPDATED, f"canary weight {st.canary_weight} -> {weight} ({what})")
@@ -828,7 +834,8 @@ def _aborted(d: Decision, spec: RolloutSpec, rss: dict[str, ReplicaSetObs], h: s
     route = st.canary_route_hash
     # the pods carrying the canary share: the canary, or a superseded one still draining
     carrier = route if route is not None and route != stable else h
-    weight = _weight_back_to_stable(spec, rss, stable, st.canary_weight) if carrier in rss else 0
+    weight = (_weight_back_to_stable(spec, rss, stable, st.canary_weight, carrier=carrier)
+              if carrier in rss else 0)
     if weight != st.canary_weight:
         d.normal(Reason.WEIGHT_UPDATED, f"canary weight {st.canary_weight} -> {weight} (aborted)")
     st.canary_weight = weight

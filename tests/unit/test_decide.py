@@ -253,7 +253,10 @@ class Cluster:
         if ro.spec.canary.dynamic_stable_scale and t.canary_weight < prev.canary_weight \
                 and t.stable_hash == prev.stable_rs:
             need = replicas_for_weight(ro.spec.replicas, 100 - t.canary_weight)
-            assert rss[t.stable_hash].available >= need, \
+            carrier = prev.canary_route_hash or prev.current_pod_hash or ""
+            carried = 100 * (rss[carrier].available if carrier in rss else 0) // ro.spec.replicas
+            # (unless the pods it left could not carry it either)
+            assert rss[t.stable_hash].available >= need or carried < prev.canary_weight, \
                 f"traffic may only move back to stable pods that are available: {prev.canary_weight} " \
                 f"-> {t.canary_weight} with {rss[t.stable_hash].available} stable pods"
         for a in d.actions:
@@ -1071,6 +1074,46 @@ def test_dynamic_stable_scale_shrinks_stable_after_traffic_moved() -> None:
     assert c.replicas(v2) == 3  # the canary kept its pods while it carried traffic...
     assert c.run_until(lambda: c.replicas(v2) == 0) == t0 + 30  # ...and leaves 30 s after
     assert [w for _, w in c.weights] == [0, 20, 50, 40, 0]
+
+
+def test_dynamic_stable_scale_never_holds_traffic_on_canary_pods_that_are_gone() -> None:
+    # A controller killed after it moved the traffic on and scaled the old canary away,
+    # but before it wrote status (or the canary's pods failing): status still says 20 %
+    # on a canary with no pod. A restart of the steps (or an abort) must not hold that
+    # share on it while the stable scales up: 4 stable pods serve better than none.
+    c = Cluster(rollout_spec(dynamicStableScale=True, steps=[{"setWeight": 20}, {"pause": {}}]))
+    v1 = c.deploy_stable()
+    c.set_image("shop:2")
+    v2 = h("shop:2")
+    c.run_until(lambda: c.canary_weight() == 20 and c.replicas(v1) == 4)
+    c.rss[v2].pods = []  # scaled away by the killed controller
+    c.rss[h("shop:3")] = FakeRS(h("shop:3"), 4, [0.0])  # created by it, 1 pod available
+    c.set_image("shop:3")
+    c.reconcile()
+    assert c.traffic is not None
+    assert not (c.traffic.canary_hash == v2 and c.traffic.canary_weight > 0), c.traffic
+    # abort with the canary's pods gone: the stable's available pods take the share
+    c2 = Cluster(rollout_spec(dynamicStableScale=True, steps=[{"setWeight": 80}, {"pause": {}}]))
+    w1 = c2.deploy_stable()
+    c2.set_image("shop:2")
+    w2 = h("shop:2")
+    c2.run_until(lambda: c2.canary_weight() == 80 and c2.replicas(w1) == 1)
+    c2.delay_for[w1] = NEVER  # the stable's new pods do not come
+    c2.rss[w2].pods = [NEVER] * 4  # the canary's pods crash: none available
+    c2.record("abort")
+    c2.reconcile()
+    assert c2.traffic == SetTraffic(w1, w1, 0)
+    # while both sides have some pods, they share the traffic in proportion
+    c3 = Cluster(rollout_spec(dynamicStableScale=True, steps=[{"setWeight": 80}, {"pause": {}}]))
+    u1 = c3.deploy_stable()
+    c3.set_image("shop:2")
+    u2 = h("shop:2")
+    c3.run_until(lambda: c3.canary_weight() == 80 and c3.replicas(u1) == 1)
+    c3.delay_for[u1] = NEVER
+    c3.rss[u2].pods = [0.0, NEVER, NEVER, NEVER]  # 1 canary pod left, 1 stable pod
+    c3.record("abort")
+    c3.reconcile()
+    assert c3.traffic == SetTraffic(u1, u2, 50)
 
 
 def test_dynamic_stable_scale_promotion() -> None:
