@@ -14,7 +14,7 @@ valid spec carries exactly one ``SetTraffic`` equal to what the new status claim
 invalid spec carries no action, except the traffic part of an abort recorded earlier
 (the emergency brake works even then, see ``_invalid``). Actions come in a safe order:
 new and scaled-up ReplicaSets first, then the traffic change, then scale-downs (pods
-leave only after traffic left them), then deletions of old revisions.
+leave only after traffic left them), AnalysisRuns stopped, deletions of old revisions.
 
 Traffic only ever moves to pods that are available: towards the canary as a step finds
 its pods ready, back towards a dynamically scaled stable (abort, or a restart of the
@@ -944,8 +944,12 @@ def _emit_replica_actions(d: Decision, rss: dict[str, ReplicaSetObs], desired: d
         elif count < rs.replicas:
             downs.append(ScaleReplicaSet(hsh, count))
     # Pods come up before traffic moves (the steps only shift traffic to pods they saw
-    # available) and go away only after traffic has left them.
-    d.actions[:] = [*creates, *ups, *d.actions, *downs]
+    # available) and go away only after traffic has left them. Runs are stopped after the
+    # traffic change (Argo reconciles analysis after traffic): a run that cannot be
+    # stopped must not hold back an abort.
+    stops = [a for a in d.actions if isinstance(a, TerminateAnalysisRun)]
+    rest = [a for a in d.actions if not isinstance(a, TerminateAnalysisRun)]
+    d.actions[:] = [*creates, *ups, *rest, *downs, *stops]
 
 
 def _replica_counts(st: RolloutStatus, rss: dict[str, ReplicaSetObs], h: str) -> None:

@@ -21,7 +21,14 @@ import pytest
 import tests.unit.test_decide as sim
 from rollouts.api.spec import parse_spec
 from rollouts.api.status import RolloutStatus
-from rollouts.controller.decide import RolloutInput, SetTraffic, decide, template_hash
+from rollouts.controller.decide import (
+    AnalysisRunObs,
+    RolloutInput,
+    SetTraffic,
+    TerminateAnalysisRun,
+    decide,
+    template_hash,
+)
 from rollouts.controller.failures import describe, failed_status, recovered
 from rollouts.kube.client import KubeError
 
@@ -34,6 +41,7 @@ class FaultyCluster(sim.Cluster):
         self.crash_p = 0.0
         self.behind = False  # a kill left the cluster's traffic ahead of status
         self.processed: dict[str, int] = {}  # action id -> times it became lastAction
+        self.always_failing: tuple[type, ...] = ()  # action kinds the API server refuses
 
     def claim(self) -> SetTraffic:
         st = self.st()
@@ -56,7 +64,7 @@ class FaultyCluster(sim.Cluster):
             if crash_at == i:
                 self.behind = self.behind or traffic_done
                 return  # killed: nothing written
-            if fail_at == i:
+            if fail_at == i or isinstance(a, self.always_failing):
                 assert spec is not None
                 failure = describe(a, KubeError(500, "injected"), rollout="shop",
                                    traffic_done=traffic_done)
@@ -94,13 +102,43 @@ class FaultyCluster(sim.Cluster):
             assert self.claim() == self.traffic, (self.claim(), self.traffic, self.status)
 
 
+ANALYSIS = {"templates": [{"templateName": "t"}]}
+VARIANTS: dict[str, dict[str, Any]] = {
+    "steps": {},
+    "analysis": {"steps": [{"setWeight": 20}, {"analysis": ANALYSIS}, {"setWeight": 50},
+                           {"pause": {"duration": "20s"}}, {"setWeight": 80}],
+                 "analysis": ANALYSIS},
+    "deadline": {"progressDeadlineAbort": True},
+}
+
+
+def _spec(variant: str, dss: bool) -> dict[str, Any]:
+    spec = sim.rollout_spec(dynamicStableScale=dss, **VARIANTS[variant])
+    if variant == "deadline":
+        spec["progressDeadlineSeconds"] = 20
+    return spec
+
+
+def _disturb(c: FaultyCluster, rng: random.Random, variant: str) -> None:
+    """Analysis verdicts arriving, the spec turning invalid and valid again, pods failing."""
+    for name, run in list(c.runs.items()):
+        if run.phase in ("Pending", "Running") and rng.random() < 0.05:
+            phase = rng.choice(["Successful", "Successful", "Failed", "Inconclusive", "Error"])
+            c.runs[name] = AnalysisRunObs(name, phase, "verdict", run.terminated)
+    if rng.random() < 0.01:
+        c.env_errors = () if c.env_errors else ("VirtualService shop not found",)
+    if variant == "deadline" and rng.random() < 0.02:
+        c.delay_for[template_hash(c.spec["template"])] = rng.choice([0, 30, sim.NEVER])
+
+
 # seed 349: a kill after the traffic moved to a new canary and the old one was scaled away
 # left status claiming 20 % on pods that were gone; the restart held that share on them.
 @pytest.mark.parametrize("seed", [*range(int(os.environ.get("ROLLOUTS_FAULT_SEEDS", "30"))), 349])
-def test_faults_and_kills_never_lose_an_action_or_misstate_traffic(seed: int) -> None:
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_faults_and_kills_never_lose_an_action_or_misstate_traffic(seed: int, variant: str) -> None:
     rng = random.Random(seed)
     dss = seed % 2 == 1
-    c = FaultyCluster(sim.rollout_spec(dynamicStableScale=dss), rng, pod_delay=rng.choice([0, 2, 5]))
+    c = FaultyCluster(_spec(variant, dss), rng, pod_delay=rng.choice([0, 2, 5]))
     c.deploy_stable()
     c.fail_p, c.crash_p = 0.3, 0.15
     images = iter(f"shop:{i}" for i in range(2, 100))
@@ -113,15 +151,20 @@ def test_faults_and_kills_never_lose_an_action_or_misstate_traffic(seed: int) ->
             act = rng.choice(["promote", "promote", "abort", "retry", "full"])
             c.record("promote" if act == "full" else act, full=act == "full")
             ids.append(c.status["pendingAction"]["id"])
+        _disturb(c, rng, variant)
         c.reconcile_faulty()
         c.advance(1)
     # faults stop: every action was processed exactly once, and the rollout settles
     c.fail_p = c.crash_p = 0.0
+    c.env_errors = ()
+    c.delay_for.clear()
+    for rs in c.rss.values():  # pods that never came do now
+        rs.pods = [min(p, c.t) for p in rs.pods]
     for _ in range(30):
         c.reconcile_faulty()
         c.advance(1)
     assert "pendingAction" not in c.status
-    for i in ids[:-1]:
+    for i in ids:
         assert c.processed.get(i, 0) <= 1, (i, c.processed)
     c.record("promote", full=True)  # past indefinite pauses and aborts
     c.run_until(lambda: c.status.get("phase") == "Healthy" and c.canary_weight() == 0
@@ -134,3 +177,25 @@ def test_faults_and_kills_never_lose_an_action_or_misstate_traffic(seed: int) ->
     settled = json.dumps(c.status, sort_keys=True)
     c.run(60)
     assert json.dumps(c.status, sort_keys=True) == settled
+
+
+def test_an_abort_is_not_held_back_by_a_run_that_cannot_be_stopped() -> None:
+    # Stopping the runs is bookkeeping (Argo moves traffic before it reconciles analysis):
+    # an AnalysisRun the API server refuses to patch must not block the emergency brake.
+    c = FaultyCluster(sim.rollout_spec(steps=[{"setWeight": 20}, {"pause": {}}], analysis=ANALYSIS),
+                      random.Random(0), pod_delay=0)
+    v1 = c.deploy_stable()
+    c.set_image("shop:2")
+    c.run_until(lambda: c.canary_weight() == 20 and c.status.get("phase") == "Paused")
+    assert any(r.phase == "Running" for r in c.runs.values())  # the background run
+    c.always_failing = (TerminateAnalysisRun,)
+    c.record("abort")
+    c.reconcile_faulty()
+    assert c.traffic == SetTraffic(v1, v1, 0)
+    st = c.st()
+    assert st.abort and st.phase == "Degraded" and st.pending_action is None
+    cond = st.condition("Progressing") or {}
+    assert cond.get("reason") == "ReconciliationError" and "terminating AnalysisRun" in cond["message"]
+    c.always_failing = ()
+    c.reconcile_faulty()
+    assert all(r.terminated or r.phase not in ("Pending", "Running") for r in c.runs.values())
