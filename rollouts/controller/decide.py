@@ -377,6 +377,10 @@ def _clear_abort(st: RolloutStatus) -> None:
     st.aborted_at = st.aborted_by = st.abort_reason = None
     if st.canary_route_hash == st.stable_rs:
         st.canary_route_hash = None  # the canary Service follows the canary again
+    elif st.canary_route_hash is not None and st.canary_weight > 0:
+        # the abort was draining a superseded canary (``_aborted``): it keeps draining
+        # (``_drain``), its share never jumps to the current revision's pods
+        st.draining = True
 
 
 def _check_route(st: RolloutStatus, rss: dict[str, ReplicaSetObs]) -> None:

@@ -242,7 +242,7 @@ class Cluster:
                 assert a.name in obs.analysis_runs and not obs.analysis_runs[a.name].terminated
         prev = ro.status
         t = traffic[0]
-        same_canary = t.canary_hash == prev.current_pod_hash
+        same_canary = t.canary_hash == (prev.canary_route_hash or prev.current_pod_hash)
         if (t.canary_weight > prev.canary_weight and same_canary and t.stable_hash != t.canary_hash) \
                 or (t.canary_weight and not same_canary):
             need = replicas_for_weight(ro.spec.replicas, t.canary_weight)
@@ -1114,6 +1114,29 @@ def test_dynamic_stable_scale_never_holds_traffic_on_canary_pods_that_are_gone()
     c3.record("abort")
     c3.reconcile()
     assert c3.traffic == SetTraffic(u1, u2, 50)
+
+
+def test_promote_full_after_an_abort_keeps_draining_the_superseded_canary() -> None:
+    # DSS canary v2 at 80 %; a new template v3 restarts the steps, so v2 drains as the
+    # stable's pods come back; an abort meanwhile keeps draining v2. Lifting the abort
+    # with promote --full must go on draining v2: its share never jumps to v3, which has
+    # no pod yet.
+    c = Cluster(rollout_spec(dynamicStableScale=True, steps=[{"setWeight": 80}, {"pause": {}}]))
+    v1 = c.deploy_stable()
+    c.set_image("shop:2")
+    v2 = h("shop:2")
+    c.run_until(lambda: c.canary_weight() == 80 and c.replicas(v1) == 1)
+    c.delay_for[v1] = 20  # the stable's pods come back slowly
+    c.set_image("shop:3")
+    c.reconcile()
+    assert c.traffic == SetTraffic(v1, v2, 80) and c.status.get("draining") is True
+    c.record("abort")
+    c.reconcile()
+    assert c.traffic == SetTraffic(v1, v2, 80)
+    c.record("promote", full=True)
+    c.reconcile()
+    assert c.traffic == SetTraffic(v1, v2, 80), c.traffic  # still on v2's pods
+    c.run_until(lambda: c.status.get("stableRS") == h("shop:3"), limit=300)
 
 
 def test_dynamic_stable_scale_promotion() -> None:
