@@ -52,7 +52,7 @@ from collections.abc import Mapping
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from .eprocess import RatioEProcess
+from .eprocess import RatioEProcess, _weights
 
 __all__ = [
     "SD_GRID",
@@ -231,15 +231,6 @@ def adaptive_log_evalue_paths(
         st = _stable_loglik(np.cumsum(pn[sl], axis=1), np.cumsum(py[sl], axis=1), taus)
         out[sl] = _combine(_log_e_canary(cum_u, priors, alt_idx, log_w), st)[0]
     return out
-
-
-def _weights(weights: ArrayLike | None, n: int) -> FloatArray:
-    if weights is None:
-        return np.full(n, 1.0 / n)
-    w = np.asarray(weights, dtype=np.float64)
-    if w.shape != (n,) or np.any(w < 0) or not math.isclose(float(w.sum()), 1.0):
-        raise ValueError("mixture weights must be nonnegative, one per alternative, sum 1")
-    return w
 
 
 class PodAdaptiveEProcess(RatioEProcess):
