@@ -28,6 +28,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--listen", default="127.0.0.1:0", help="HOST:PORT for /metrics (0 = any)")
     p.add_argument("--tick", type=float, default=0.2, help="seconds between draws")
     p.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING, ...")
+    p.add_argument("--no-pod-label", dest="per_pod", action="store_false",
+                   help="one series per workload, without the pod label (default: per pod)")
     return p.parse_args(argv)
 
 
@@ -43,6 +45,7 @@ async def run(args: argparse.Namespace) -> None:
         seed=args.seed,
         listen=args.listen,
         tick=args.tick,
+        per_pod=args.per_pod,
     )
     await sim.start()
     try:

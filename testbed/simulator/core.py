@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from types import TracebackType
 
 import numpy as np
@@ -47,6 +48,7 @@ class Simulator:
         listen: str = "127.0.0.1:0",
         tick: float = 0.2,
         sync_timeout: float = 60.0,
+        per_pod: bool = True,
     ) -> None:
         if tick <= 0:
             raise ValueError("tick must be > 0")
@@ -59,8 +61,9 @@ class Simulator:
         self.host, port = parse_listen(listen)
         self.rng = np.random.default_rng(seed)
         self.state = ClusterState()
-        self.builder = PlanBuilder(rps)
-        self.metrics = IstioMetrics()
+        self.builder = PlanBuilder(rps, per_pod=per_pod)
+        self.metrics = IstioMetrics(per_pod=per_pod)
+        self._restarts: dict[tuple[str, str], str] = {}  # (ns, pod) -> last restart_token
         self.server = MetricsServer(self.metrics, self.host, port)
         self.ticks = 0
         self._api = api_client
@@ -128,9 +131,27 @@ class Simulator:
 
     def step(self, ticks: int = 1) -> None:
         """Simulate ``ticks`` ticks of traffic now (the loop calls this; tests may too)."""
-        batches = draw_tick(self.rng, self.plans, ticks * self.tick)
+        plans = self.plans
+        self._reset_restarted(plans)
+        batches = draw_tick(self.rng, plans, ticks * self.tick, now=time.time())
         self.metrics.record(batches)
         self.ticks += ticks
+
+    def _reset_restarted(self, plans: list[RoutePlan]) -> None:
+        """A pod whose restart token changed restarted: its counters start from 0."""
+        for plan in plans:
+            for dest in plan.destinations:
+                for group in dest.groups:
+                    if not group.pod:
+                        continue
+                    key = (dict(group.labels)["destination_workload_namespace"], group.pod)
+                    seen = self._restarts.get(key)
+                    if seen is not None and seen != group.restarts:
+                        dropped = self.metrics.reset_pod(*key)
+                        log.info("pod %s/%s restarted: %d series start from 0", *key, dropped)
+                    self._restarts[key] = group.restarts
+        if len(self._restarts) > 100_000:  # bounded under pod churn
+            self._restarts.clear()
 
     async def _tick_loop(self) -> None:
         # An absolute schedule, so the long-run rate is exact even if the loop lags,

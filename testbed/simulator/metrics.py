@@ -17,7 +17,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
 
-from .model import LABEL_NAMES
+from .model import LABEL_NAMES, LABEL_NAMES_PER_POD
 from .traffic import Batch
 
 # Istio's default buckets for istio_request_duration_milliseconds.
@@ -46,16 +46,37 @@ class _Series:
 
 
 class IstioMetrics:
-    """Collector for istio_requests_total and istio_request_duration_milliseconds."""
+    """Collector for istio_requests_total and istio_request_duration_milliseconds.
 
-    def __init__(self) -> None:
+    ``per_pod``: series carry a ``pod`` label (empty, i.e. absent for Prometheus, on
+    requests no pod answered).
+    """
+
+    def __init__(self, *, per_pod: bool = False) -> None:
         self._series: dict[tuple[str, ...], _Series] = {}
+        self.per_pod = per_pod
+        self.label_names = LABEL_NAMES_PER_POD if per_pod else LABEL_NAMES
+
+    def reset_pod(self, namespace: str, pod: str) -> int:
+        """Counters of ``pod`` start again from 0, as a restarted sidecar's do; returns the
+        number of series dropped (they reappear with the pod's next request)."""
+        ns_at = LABEL_NAMES.index("destination_workload_namespace")
+        doomed = [k for k in self._series
+                  if len(k) > len(LABEL_NAMES) and k[-1] == pod and k[ns_at] == namespace]
+        for k in doomed:
+            del self._series[k]
+        return len(doomed)
 
     def record(self, batches: Iterable[Batch]) -> None:
         for batch in batches:
-            s = self._series.get(batch.labels)
+            key = batch.labels
+            if self.per_pod and len(key) == len(LABEL_NAMES):
+                key = (*key, "")  # no pod (503 UH/NC): an empty label is no label
+            elif not self.per_pod:
+                key = key[: len(LABEL_NAMES)]
+            s = self._series.get(key)
             if s is None:
-                s = self._series[batch.labels] = _Series()
+                s = self._series[key] = _Series()
             lat = batch.latencies_ms
             # side="left": a value equal to a bound belongs to that bound's bucket (le).
             idx = np.searchsorted(_BOUNDS, lat, side="left")
@@ -69,12 +90,12 @@ class IstioMetrics:
 
     def collect(self) -> Iterator[Metric]:
         requests = CounterMetricFamily(
-            "istio_requests", "Requests seen by the simulated data plane.", labels=LABEL_NAMES
+            "istio_requests", "Requests seen by the simulated data plane.", labels=self.label_names
         )
         duration = HistogramMetricFamily(
             "istio_request_duration_milliseconds",
             "Request duration in milliseconds.",
-            labels=LABEL_NAMES,
+            labels=self.label_names,
         )
         for labels, s in sorted(self._series.items()):
             requests.add_metric(list(labels), float(s.count))

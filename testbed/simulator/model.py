@@ -11,6 +11,7 @@ import logging
 import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -20,6 +21,7 @@ Warn = Callable[[str], None]
 
 ANNOTATION_PREFIX = "simulator.rollouts.dev/"
 RPS_ANNOTATION = ANNOTATION_PREFIX + "rps"
+RESTARTS_ANNOTATION = ANNOTATION_PREFIX + "restarts"
 CLUSTER_DOMAIN = "svc.cluster.local"
 
 # Istio's standard metric labels, in exposition order. Source labels are fixed: all
@@ -50,6 +52,10 @@ LABEL_NAMES: tuple[str, ...] = (
     "response_flags",
     "connection_security_policy",
 )
+# With per-pod series (the default of the Simulator), one more label names the pod, as
+# Prometheus' kubernetes-pods scrape job adds it to each sidecar's series.
+POD_LABEL = "pod"
+LABEL_NAMES_PER_POD: tuple[str, ...] = (*LABEL_NAMES, POD_LABEL)
 
 SOURCE_LABELS: dict[str, str] = {
     "reporter": "destination",
@@ -89,6 +95,24 @@ class Behaviour:
     latency_sigma: float = 0.5
     tail_fraction: float = 0.0
     tail_extra_ms: float = 0.0
+    # A slow start: for warmup_s after the pod became Ready, latency is multiplied by
+    # warmup_latency_factor and errors occur at warmup_error_rate (None: error_rate).
+    warmup_s: float = 0.0
+    warmup_latency_factor: float = 1.0
+    warmup_error_rate: float | None = None
+
+    def at_age(self, age_s: float | None) -> Behaviour:
+        """The behaviour of a pod ``age_s`` seconds after it became Ready (None: unknown, warm)."""
+        if self.warmup_s <= 0 or age_s is None or age_s >= self.warmup_s:
+            return self
+        err = self.error_rate if self.warmup_error_rate is None else self.warmup_error_rate
+        return Behaviour(
+            error_rate=err,
+            latency_ms=self.latency_ms * self.warmup_latency_factor,
+            latency_sigma=self.latency_sigma,
+            tail_fraction=self.tail_fraction,
+            tail_extra_ms=self.tail_extra_ms,
+        )
 
 
 # annotation suffix -> (field, lower bound, upper bound); bounds inclusive
@@ -98,6 +122,9 @@ _BEHAVIOUR_FIELDS: dict[str, tuple[str, float, float]] = {
     "latency-sigma": ("latency_sigma", 0.0, 10.0),
     "tail-fraction": ("tail_fraction", 0.0, 1.0),
     "tail-extra-ms": ("tail_extra_ms", 0.0, math.inf),
+    "warmup-seconds": ("warmup_s", 0.0, math.inf),
+    "warmup-latency-factor": ("warmup_latency_factor", 0.0, 1e6),
+    "warmup-error-rate": ("warmup_error_rate", 0.0, 1.0),
 }
 
 
@@ -177,6 +204,42 @@ def pod_is_ready(pod: Obj) -> bool:
         if isinstance(cond, Mapping) and cond.get("type") == "Ready":
             return cond.get("status") == "True"
     return False
+
+
+def _epoch(raw: object) -> float | None:
+    try:
+        return datetime.fromisoformat(str(raw)).timestamp()
+    except ValueError:
+        return None
+
+
+def ready_since(pod: Obj) -> float | None:
+    """When the pod last became Ready (epoch seconds): its Ready condition's
+    lastTransitionTime, else status.startTime, else creationTimestamp; None if none parses."""
+    status = pod.get("status") or {}
+    candidates: list[object] = [
+        c.get("lastTransitionTime")
+        for c in status.get("conditions") or []
+        if isinstance(c, Mapping) and c.get("type") == "Ready"
+    ]
+    candidates += [status.get("startTime"), meta(pod).get("creationTimestamp")]
+    for raw in candidates:
+        if raw:
+            t = _epoch(raw)
+            if t is not None:
+                return t
+    return None
+
+
+def restart_token(pod: Obj) -> str:
+    """Changes whenever the pod restarts: its containers' restartCount total and the
+    ``simulator.rollouts.dev/restarts`` annotation (a test's way to restart a kwok pod)."""
+    status = pod.get("status") or {}
+    count = 0
+    for cs in status.get("containerStatuses") or []:
+        if isinstance(cs, Mapping) and isinstance(cs.get("restartCount"), int):
+            count += int(cs["restartCount"])
+    return f"{count}/{annotations_of(pod).get(RESTARTS_ANNOTATION, '')}"
 
 
 def workload_name(pod: Obj) -> str:
@@ -302,6 +365,10 @@ class PodGroup:
     labels: tuple[tuple[str, str], ...]  # destination workload labels
     behaviour: Behaviour
     pods: int
+    pod: str = ""  # the pod's name when series are per pod (the group is that one pod)
+    # When its pods became Ready (epoch s), kept only for a behaviour with a warm-up.
+    ready_since: float | None = None
+    restarts: str = ""  # restart_token() of the pod, per-pod groups only
 
 
 @dataclass(frozen=True)
@@ -368,8 +435,9 @@ def find_subset(state: ClusterState, svc: str, ns: str, subset: str) -> dict[str
 class PlanBuilder:
     """Turns a ClusterState into RoutePlans; warns once per distinct problem."""
 
-    def __init__(self, default_rps: float, warn: Warn | None = None) -> None:
+    def __init__(self, default_rps: float, warn: Warn | None = None, *, per_pod: bool = False) -> None:
         self.default_rps = default_rps
+        self.per_pod = per_pod
         self._warned: set[str] = set()
         self._warn_sink = warn or log.warning
 
@@ -424,12 +492,22 @@ class PlanBuilder:
         return DestinationPlan(svc_labels, dest.weight, groups, None if groups else "UH")
 
     def _groups(self, pods: Iterable[Obj], selector: Mapping[str, str]) -> tuple[PodGroup, ...]:
-        counts: dict[tuple[tuple[tuple[str, str], ...], Behaviour], int] = {}
+        if self.per_pod:
+            return tuple(self._pod_group(p) for p in pods if selector_matches(selector, labels_of(p)))
+        counts: dict[tuple[tuple[tuple[str, str], ...], Behaviour, float | None], int] = {}
         for pod in pods:
             if not selector_matches(selector, labels_of(pod)):
                 continue
             ns, name = key_of(pod)
             behaviour = parse_behaviour(annotations_of(pod), f"pod {ns}/{name}", self.warn)
-            key = (tuple(workload_labels(pod).items()), behaviour)
+            # Pods warming up differ by age; others share a group whatever their age.
+            since = ready_since(pod) if behaviour.warmup_s > 0 else None
+            key = (tuple(workload_labels(pod).items()), behaviour, since)
             counts[key] = counts.get(key, 0) + 1
-        return tuple(PodGroup(lbl, b, n) for (lbl, b), n in counts.items())
+        return tuple(PodGroup(lbl, b, n, ready_since=t) for (lbl, b, t), n in counts.items())
+
+    def _pod_group(self, pod: Obj) -> PodGroup:
+        ns, name = key_of(pod)
+        behaviour = parse_behaviour(annotations_of(pod), f"pod {ns}/{name}", self.warn)
+        since = ready_since(pod) if behaviour.warmup_s > 0 else None
+        return PodGroup(tuple(workload_labels(pod).items()), behaviour, 1, name, since, restart_token(pod))

@@ -3,7 +3,8 @@
 Per VirtualService: a Poisson request count, a multinomial split over the route's
 weights, a multinomial split over each destination's ready pods (uniform per pod),
 then per pod group a binomial error count and lognormal latencies. The cost is per
-pod group, not per request, so thousands of requests per second are cheap.
+pod group, not per request, so thousands of requests per second are cheap. With per-pod
+series every pod is its own group and its batches carry one more label value, the pod.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from functools import lru_cache
 import numpy as np
 import numpy.typing as npt
 
-from .model import LABEL_NAMES, SOURCE_LABELS, UNKNOWN_WORKLOAD, Behaviour, RoutePlan
+from .model import LABEL_NAMES, LABEL_NAMES_PER_POD, SOURCE_LABELS, UNKNOWN_WORKLOAD, Behaviour, RoutePlan
 
 FloatArray = npt.NDArray[np.float64]
 LabelPairs = tuple[tuple[str, str], ...]
@@ -24,7 +25,7 @@ LabelPairs = tuple[tuple[str, str], ...]
 class Batch:
     """Requests of one tick that share every metric label."""
 
-    labels: tuple[str, ...]  # values, in model.LABEL_NAMES order
+    labels: tuple[str, ...]  # values, in model.LABEL_NAMES order (+ the pod, per pod)
     latencies_ms: FloatArray
 
     @property
@@ -32,16 +33,21 @@ class Batch:
         return int(self.latencies_ms.size)
 
     def label(self, name: str) -> str:
-        return self.labels[LABEL_NAMES.index(name)]
+        names = LABEL_NAMES_PER_POD if len(self.labels) == len(LABEL_NAMES_PER_POD) else LABEL_NAMES
+        return self.labels[names.index(name)] if name in names else ""
 
 
 @lru_cache(maxsize=65536)
-def series_labels(service: LabelPairs, workload: LabelPairs, code: str, flags: str) -> tuple[str, ...]:
-    """Label values in LABEL_NAMES order; cached since the same few series recur every tick."""
+def series_labels(
+    service: LabelPairs, workload: LabelPairs, code: str, flags: str, pod: str | None = None
+) -> tuple[str, ...]:
+    """Label values in LABEL_NAMES order, then the pod's name when ``pod`` is given (per-pod
+    series); cached since the same few series recur every tick."""
     merged = {**SOURCE_LABELS, **dict(service), **dict(workload)}
     merged["response_code"] = code
     merged["response_flags"] = flags
-    return tuple(merged[name] for name in LABEL_NAMES)
+    values = tuple(merged[name] for name in LABEL_NAMES)
+    return values if pod is None else (*values, pod)
 
 
 _UNKNOWN_WORKLOAD: LabelPairs = tuple(UNKNOWN_WORKLOAD.items())
@@ -56,8 +62,13 @@ def draw_latencies(rng: np.random.Generator, behaviour: Behaviour, n: int) -> Fl
     return lat
 
 
-def draw_tick(rng: np.random.Generator, plans: list[RoutePlan], dt: float) -> list[Batch]:
-    """All requests of ``dt`` seconds of traffic, grouped into label-identical batches."""
+def draw_tick(
+    rng: np.random.Generator, plans: list[RoutePlan], dt: float, now: float | None = None
+) -> list[Batch]:
+    """All requests of ``dt`` seconds of traffic, grouped into label-identical batches.
+
+    ``now`` (epoch seconds) ages pods for their warm-up; None treats every pod as warm.
+    """
     batches: list[Batch] = []
     for plan in plans:
         if plan.rps <= 0 or not plan.destinations:
@@ -84,13 +95,16 @@ def draw_tick(rng: np.random.Generator, plans: list[RoutePlan], dt: float) -> li
             for group, k in zip(dest.groups, per_group, strict=True):
                 if k == 0:
                     continue
-                lat = draw_latencies(rng, group.behaviour, int(k))
-                errors = int(rng.binomial(int(k), group.behaviour.error_rate))
+                age = None if now is None or group.ready_since is None else now - group.ready_since
+                behaviour = group.behaviour.at_age(age)
+                lat = draw_latencies(rng, behaviour, int(k))
+                errors = int(rng.binomial(int(k), behaviour.error_rate))
+                pod = group.pod or None
                 # Latencies are i.i.d., so taking the first ones as errors is unbiased.
                 if errors:
-                    labels = series_labels(dest.service_labels, group.labels, "500", "-")
+                    labels = series_labels(dest.service_labels, group.labels, "500", "-", pod)
                     batches.append(Batch(labels, lat[:errors]))
                 if errors < k:
-                    labels = series_labels(dest.service_labels, group.labels, "200", "-")
+                    labels = series_labels(dest.service_labels, group.labels, "200", "-", pod)
                     batches.append(Batch(labels, lat[errors:]))
     return batches

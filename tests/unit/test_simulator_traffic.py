@@ -273,7 +273,7 @@ def test_simulator_step_from_cluster_state() -> None:
     sim.step(100)  # 20 s of traffic in one draw
     totals = Counter[str]()
     for labels, n in sim.metrics.totals().items():
-        totals[dict(zip(LABEL_NAMES, labels, strict=True))["destination_service_name"]] += n
+        totals[dict(zip(sim.metrics.label_names, labels, strict=True))["destination_service_name"]] += n
     share = totals["demo-canary"] / sum(totals.values())
     assert abs(share - 0.2) < 0.02
 
@@ -285,7 +285,7 @@ def test_simulator_step_from_cluster_state() -> None:
     sim.step(10)
     grown = Counter[str]()
     for labels, n in sim.metrics.totals().items():
-        name = dict(zip(LABEL_NAMES, labels, strict=True))["destination_service_name"]
+        name = dict(zip(sim.metrics.label_names, labels, strict=True))["destination_service_name"]
         grown[name] += n - before.get(labels, 0)
     assert grown["demo-stable"] == 0 and grown["demo-canary"] > 0
 
