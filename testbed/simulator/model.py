@@ -56,6 +56,9 @@ LABEL_NAMES: tuple[str, ...] = (
 # Prometheus' kubernetes-pods scrape job adds it to each sidecar's series.
 POD_LABEL = "pod"
 LABEL_NAMES_PER_POD: tuple[str, ...] = (*LABEL_NAMES, POD_LABEL)
+# Requests no pod answered (503 UH/NC) are reported only by the client side, here the
+# ingress gateway: with per-pod series they carry reporter="source" and its pod.
+GATEWAY_POD = "istio-ingressgateway"
 
 SOURCE_LABELS: dict[str, str] = {
     "reporter": "destination",
@@ -387,6 +390,7 @@ class RoutePlan:
     name: str
     rps: float
     destinations: tuple[DestinationPlan, ...]
+    per_pod: bool = False  # series per pod (PodGroup.pod set; failures from the gateway)
 
 
 @dataclass
@@ -458,7 +462,7 @@ class PlanBuilder:
         for (ns, name), vs in sorted(state.virtual_services.items()):
             rps = parse_rps(annotations_of(vs), self.default_rps, f"VirtualService {ns}/{name}", self.warn)
             dests = tuple(self._destination(state, pods_by_ns, d, ns) for d in first_route_destinations(vs))
-            plans.append(RoutePlan(ns, name, rps, dests))
+            plans.append(RoutePlan(ns, name, rps, dests, self.per_pod))
         return plans
 
     def _destination(

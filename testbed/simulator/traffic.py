@@ -15,7 +15,15 @@ from functools import lru_cache
 import numpy as np
 import numpy.typing as npt
 
-from .model import LABEL_NAMES, LABEL_NAMES_PER_POD, SOURCE_LABELS, UNKNOWN_WORKLOAD, Behaviour, RoutePlan
+from .model import (
+    GATEWAY_POD,
+    LABEL_NAMES,
+    LABEL_NAMES_PER_POD,
+    SOURCE_LABELS,
+    UNKNOWN_WORKLOAD,
+    Behaviour,
+    RoutePlan,
+)
 
 FloatArray = npt.NDArray[np.float64]
 LabelPairs = tuple[tuple[str, str], ...]
@@ -39,11 +47,16 @@ class Batch:
 
 @lru_cache(maxsize=65536)
 def series_labels(
-    service: LabelPairs, workload: LabelPairs, code: str, flags: str, pod: str | None = None
+    service: LabelPairs,
+    workload: LabelPairs,
+    code: str,
+    flags: str,
+    pod: str | None = None,
+    reporter: str = "destination",
 ) -> tuple[str, ...]:
     """Label values in LABEL_NAMES order, then the pod's name when ``pod`` is given (per-pod
     series); cached since the same few series recur every tick."""
-    merged = {**SOURCE_LABELS, **dict(service), **dict(workload)}
+    merged = {**SOURCE_LABELS, **dict(service), **dict(workload), "reporter": reporter}
     merged["response_code"] = code
     merged["response_flags"] = flags
     values = tuple(merged[name] for name in LABEL_NAMES)
@@ -87,7 +100,12 @@ def draw_tick(
             if not dest.groups:
                 # Envoy answers at once with 503: nothing behind this destination.
                 flag = dest.failure_flag or "UH"
-                labels = series_labels(dest.service_labels, _UNKNOWN_WORKLOAD, "503", flag)
+                if plan.per_pod:  # no destination proxy saw it: the gateway reports it
+                    labels = series_labels(
+                        dest.service_labels, _UNKNOWN_WORKLOAD, "503", flag, GATEWAY_POD, "source"
+                    )
+                else:
+                    labels = series_labels(dest.service_labels, _UNKNOWN_WORKLOAD, "503", flag)
                 batches.append(Batch(labels, np.zeros(int(count))))
                 continue
             pods = np.array([g.pods for g in dest.groups], dtype=np.float64)

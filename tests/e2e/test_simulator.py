@@ -265,7 +265,8 @@ async def test_subprocess_cli_reports_unready_destination_and_stops_on_sigterm(
         sample = next(ln for ln in text.splitlines() if ln.startswith("istio_requests_total{"))
         assert f'destination_service="demo-canary.{ns}.svc.cluster.local"' in sample
         assert 'response_code="503"' in sample and 'response_flags="UH"' in sample
-        assert 'reporter="destination"' in sample
+        # per-pod series (the default): no destination proxy saw it, the gateway reports it
+        assert 'reporter="source"' in sample and 'pod="istio-ingressgateway"' in sample
         proc.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(proc.wait(), timeout=15) == 0
     finally:

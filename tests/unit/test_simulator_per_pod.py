@@ -127,3 +127,18 @@ def test_pods_warming_up_are_grouped_by_age_without_per_pod_series() -> None:
     stable = next(d for d in plan.destinations if dict(d.service_labels)["destination_service_name"]
                   == "demo-stable")
     assert sorted((g.pods, g.ready_since) for g in stable.groups) == [(1, 1767225630.0), (2, 1767225609.0)]
+
+
+def test_requests_no_pod_answered_are_reported_by_the_gateway_with_per_pod_series() -> None:
+    """A real mesh has no destination proxy to report a 503 UH: only the source (gateway)
+    does, so a per-pod query on reporter="destination" never meets a series without a pod."""
+    for per_pod, reporter, pod in ((True, "source", "istio-ingressgateway"), (False, "destination", "")):
+        sim = Simulator(api_client=object(), seed=5, rps=500.0, per_pod=per_pod)  # type: ignore[arg-type]
+        sim.state = demo_state(canary_weight=20)
+        del sim.state.pods[("shop", "canary-0")]
+        sim.step(10)
+        fam = exposition(sim.metrics)["istio_requests"]
+        uh = [s.labels for s in fam.samples if s.labels["response_flags"] == "UH"]
+        assert uh and all(x["reporter"] == reporter and x.get("pod", "") == pod for x in uh), uh
+        ok = [s.labels for s in fam.samples if s.labels["response_code"] == "200"]
+        assert ok and all(x["reporter"] == "destination" for x in ok)
