@@ -8,8 +8,6 @@ import os
 from collections.abc import Sequence
 from typing import Protocol
 
-from fastapi import FastAPI
-
 from rollouts.controller.reconciler import DecisionListener
 from rollouts.kube.client import Kube
 from rollouts.kube.informer import Informer
@@ -18,7 +16,6 @@ from rollouts.notify.delivery import Deliveries
 from rollouts.notify.notifier import Notifier
 from rollouts.notify.source import ConfigSource
 from rollouts.observability.collectors import RolloutCollector, WorkQueueCollector
-from rollouts.observability.http import add_metrics_route
 from rollouts.observability.metrics import ControllerMetrics
 
 DEFAULT_CONTROLLER_NAMESPACE = "rollouts-system"
@@ -48,9 +45,6 @@ class Telemetry:
         self.metrics = ControllerMetrics()
         self.metrics.register(WorkQueueCollector(queue, self.metrics.in_flight))
         self.notifier: Notifier | None = None
-
-    def install(self, app: FastAPI) -> None:
-        add_metrics_route(app, self.metrics)
 
     def started(self, key: str, waited: float) -> None:
         self.metrics.start_work(key, waited)
