@@ -39,7 +39,7 @@ Public API
     judges:     SequentialJudge(config=None, *, errors=True, latency=False)
                     .observe(Snapshot) -> Verdict; .update(Increment) -> Verdict; .verdict
                 SequentialConfig(alpha=0.05, error_r0=1.2, adaptive_margin=True,
-                    pod_sd_max=0.5, ..., new_pods="exclude", new_pod_warmup_s=120, ...)
+                    pod_sd_max=0.2, ..., new_pods="exclude", new_pod_warmup_s=120, ...)
                 MannWhitneyJudge([MetricConfig(...)], MannWhitneyConfig())
                     .judge({name: (canary_series, baseline_series)}) -> Verdict
                 classify(canary, baseline, MetricConfig, MannWhitneyConfig) -> MetricResult

@@ -3,8 +3,10 @@ much as the stable pods differ from each other.
 
 Model (H0(tau)): every pod's error rate is p * m with log m ~ N(0, tau^2), independently
 per pod; the canary's pods are drawn from the same population as the stable pods. The
-canary/stable log ratio u is then about N(0, s^2) with s^2 = tau^2 (1/K_c + 1/K_b) (K_c
-canary pods, K_b stable pods; the Jensen term of the stable average only makes u smaller).
+canary/stable log ratio u is then about N(0, s^2) with s^2 = tau^2 (1/K_c + 1/K_b) (K_b
+stable pods; K_c the canary's effective pod count, (sum n_i)^2 / sum n_i^2 over the requests
+its pods contributed, since the pooled canary rate is their request-weighted average; the
+Jensen term of the stable average only makes u smaller).
 
 For a given tau, two pieces of evidence multiply:
 
@@ -39,9 +41,11 @@ interval) is never less evidence, up to 100 % errors. (The former construction m
 point alternatives up to 5 x against the integrated null, whose support reached 12 x: a
 huge effect then fitted the null better than any alternative and E fell to 0.)
 
-Assumptions: a dispersion beyond ``sd_max`` is not covered, nor one between grid points
-exactly (the grid is fine: steps of 0.025-0.1 in sd); the stable part uses a normal
-approximation; u is integrated on a grid of step 0.025. The benchmark measures the result.
+Assumptions: a dispersion beyond ``sd_max`` (default 0.2, the design's heterogeneity) is
+not covered, nor one between grid points exactly (the grid is fine: steps of 0.025-0.1 in
+sd); the stable part uses a normal approximation; u is integrated on a grid of step 0.025;
+u is one draw per rollout while K_c changes as canary pods are added (the prior follows
+K_c, so E is exactly a martingale only between changes). The benchmark measures the result.
 """
 
 from __future__ import annotations
@@ -59,12 +63,16 @@ __all__ = [
     "U_GRID",
     "PodAdaptiveEProcess",
     "adaptive_log_evalue_paths",
+    "effective_pods",
     "snap_to_grid",
 ]
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
 
+# Default cap of the pod spread the null covers: the heterogeneity the design assumes
+# (one pod off by exp(N(0, 0.2^2))). Wider spreads are a setting (podSpreadMax).
+SD_MAX_DEFAULT = 0.2
 SD_GRID: FloatArray = np.array(
     [0.0, 0.025, 0.05, 0.075, 0.1, 0.125, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.75, 1.0]
 )
@@ -93,6 +101,22 @@ def sd_grid(sd_max: float) -> FloatArray:
         raise ValueError(f"pod_sd_max must be in [0, {SD_GRID[-1]:g}], got {sd_max}")
     g: FloatArray = SD_GRID[sd_max + 1e-12 >= SD_GRID]
     return g
+
+
+def effective_pods(requests: ArrayLike) -> FloatArray:
+    """Effective number of canary pods (Kish): (sum n_i)^2 / sum n_i^2 over the pods'
+    counted requests (last axis), rounded down to a quarter, at least 1.
+
+    The canary's pooled error rate is the request-weighted mean of its pods' rates, so
+    under H0(tau) its log deviation has variance tau^2 / K_eff (independent pods).
+    Rounding down widens the null.
+    """
+    n = np.asarray(requests, dtype=np.float64)
+    tot = n.sum(-1)
+    sq = (n**2).sum(-1)
+    k = np.divide(tot**2, sq, out=np.ones_like(tot), where=sq > 0)
+    out: FloatArray = np.maximum(1.0, np.floor(k * 4.0 + 1e-9) / 4.0)
+    return out
 
 
 def _scale(k_canary: float, k_stable: float) -> float:
@@ -194,14 +218,15 @@ def adaptive_log_evalue_paths(
     pod_n: ArrayLike,
     pod_y: ArrayLike,
     alternatives: ArrayLike,
-    sd_max: float = 0.5,
-    canary_pods: int = 1,
+    sd_max: float = SD_MAX_DEFAULT,
+    canary_pods: ArrayLike = 1.0,
     weights: ArrayLike | None = None,
 ) -> FloatArray:
     """Vectorised log E_t of :class:`PodAdaptiveEProcess` for many replicates.
 
     n_c, n_b, y_c, y_b: (reps, T); pod_n, pod_y: (reps, T, K) per-interval counts of the
-    K stable pods. Returns (reps, T).
+    K stable pods; canary_pods: effective canary pods at each t (scalar or broadcastable
+    to (reps, T), see :func:`effective_pods`). Returns (reps, T).
     """
     nc = np.asarray(n_c, dtype=np.float64)
     nb = np.asarray(n_b, dtype=np.float64)
@@ -212,7 +237,10 @@ def adaptive_log_evalue_paths(
     alt_idx = snap_to_grid(alternatives)
     log_w = np.log(_weights(weights, alt_idx.size))
     taus = sd_grid(sd_max)
-    priors = _priors(taus, canary_pods, pn.shape[-1], alt_idx)
+    kc = np.broadcast_to(np.asarray(canary_pods, dtype=np.float64), nc.shape)
+    priors = {
+        float(k): _priors(taus, float(k), pn.shape[-1], alt_idx) for k in np.unique(kc)
+    }
     em1 = np.expm1(U_GRID)
     out = np.empty(nc.shape)
     chunk = max(1, 24_000 // max(nc.shape[1], 1))
@@ -229,7 +257,12 @@ def adaptive_log_evalue_paths(
         )
         cum_u = np.cumsum(terms, axis=1)
         st = _stable_loglik(np.cumsum(pn[sl], axis=1), np.cumsum(py[sl], axis=1), taus)
-        out[sl] = _combine(_log_e_canary(cum_u, priors, alt_idx, log_w), st)[0]
+        res = np.empty(n.shape)
+        for k, pr in priors.items():
+            at = kc[sl] == k
+            if at.any():
+                res[at] = _combine(_log_e_canary(cum_u[at], pr, alt_idx, log_w), st[at])[0]
+        out[sl] = res
     return out
 
 
@@ -243,7 +276,7 @@ class PodAdaptiveEProcess(RatioEProcess):
     def __init__(
         self,
         alternatives: ArrayLike,
-        sd_max: float = 0.5,
+        sd_max: float = SD_MAX_DEFAULT,
         canary_pods: int = 1,
         weights: ArrayLike | None = None,
     ) -> None:
@@ -255,8 +288,9 @@ class PodAdaptiveEProcess(RatioEProcess):
         self._cum_u = np.zeros(U_GRID.size)
         self._expm1_u = np.expm1(U_GRID)
         self._pods: dict[str, list[int]] = {}
+        self._canary_req: dict[str, int] = {}
         self._tau_idx = 0
-        self._prior_key: tuple[int, int] | None = None
+        self._prior_key: tuple[float, int] | None = None
         self._prior = np.zeros(0)
 
     def update_pods(
@@ -267,8 +301,18 @@ class PodAdaptiveEProcess(RatioEProcess):
         y_b: int,
         baseline_pods: Mapping[str, tuple[int, int]] | None = None,
         canary_pods: int | None = None,
+        canary_pod_requests: Mapping[str, int] | None = None,
     ) -> float:
-        """Add one interval: both arms' totals and the stable pods' (requests, bad)."""
+        """Add one interval: both arms' totals and the stable pods' (requests, bad).
+
+        canary_pod_requests: the canary pods' counted requests in this interval; from
+        them the null's canary spread uses the effective pod count (see
+        :func:`effective_pods`). Without them ``canary_pods`` (the largest seen) is used.
+        """
+        for name, cn in (canary_pod_requests or {}).items():
+            if cn < 0:
+                raise ValueError(f"canary pod {name}: invalid request count {cn}")
+            self._canary_req[name] = self._canary_req.get(name, 0) + cn
         for name, (pn, py) in (baseline_pods or {}).items():
             if pn < 0 or py < 0 or py > pn:
                 raise ValueError(f"stable pod {name}: invalid counts ({pn} requests, {py} bad)")
@@ -295,7 +339,12 @@ class PodAdaptiveEProcess(RatioEProcess):
     def log_e_value(self) -> float:
         pods = [v for v in self._pods.values() if v[0] > 0]
         kb = len(pods)
-        key = (self.canary_pods, max(kb, 1))
+        kc = (
+            float(effective_pods(list(self._canary_req.values())))
+            if any(self._canary_req.values())
+            else float(self.canary_pods)
+        )
+        key = (kc, max(kb, 1))
         if self._prior_key != key:  # pod counts rarely change: build the priors once each
             self._prior_key, self._prior = key, _priors(self.taus, *key, self._alt_idx)
         priors = self._prior

@@ -29,7 +29,8 @@ class SequentialConfig:
         on the first interval), replace the fixed margin by one measured from the stable
         pods' dispersion (see analysis.heterogeneity): strict when the pods agree, as
         wide as their spread when they do not.
-    pod_sd_max: largest pod-to-pod sd of log error rates the adaptive null covers.
+    pod_sd_max: largest pod-to-pod sd of log error rates the adaptive null covers (the
+        heterogeneity the design assumes, 0.2; raise it for pods known to differ more).
     error_grid: (lo, hi, n) log grid of alternative ratios for the error mixture, sharing
         weight 1 - error_tail_weight; error_tail: (lo, hi, n) grid of large ratios (up to a
         canary failing every request) sharing error_tail_weight.
@@ -55,7 +56,7 @@ class SequentialConfig:
     error_tail: tuple[float, float, int] = (10.0, 1000.0, 5)
     error_tail_weight: float = 0.1
     adaptive_margin: bool = True
-    pod_sd_max: float = 0.5
+    pod_sd_max: float = 0.2
     latency_r0: float = 1.0
     latency_grid: tuple[float, float, int] = (1.05, 3.0, 8)
     alpha_cs: float = 0.05
@@ -222,9 +223,11 @@ class SequentialJudge:
                     c.bad,
                     b.bad,
                     {name: (n, y) for name, n, y in b.pods or ()},
-                    # K_c stays 1, the widest null: canary pods come and go during a
-                    # rollout, and a single pod's deviation covers their average's.
                     None,
+                    # The canary's pooled rate averages its pods' (weighted by the
+                    # requests counted): the null's canary spread shrinks with the
+                    # effective pod count. Without canary per-pod counters K_c stays 1.
+                    {name: n for name, n, _ in c.pods or ()},
                 )
             else:
                 self.errors.update(c.requests, b.requests, c.bad, b.bad)

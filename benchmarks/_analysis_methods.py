@@ -18,6 +18,7 @@ from analysis import (
     hodges_lehmann_interval,
 )
 from analysis.eprocess import CS_GRID, mixture_alternatives
+from analysis.heterogeneity import effective_pods
 from analysis.histogram import histogram_quantiles
 
 from ._analysis_sim import LE, Batch, Scenario, merge_missing
@@ -125,12 +126,23 @@ def error_log_e(b: Batch, cfg: SequentialConfig, pods: bool = True) -> NDArray[n
     return out
 
 
+def canary_effective_pods(b: Batch, counted: NDArray[np.int64]) -> NDArray[np.float64]:
+    """Effective canary pods at each interval, as the judge computes them from the canary
+    pods' counted requests (the warm pods share the counted requests equally)."""
+    m = b.canary_warm_pods
+    k = np.arange(max(int(m.max()), 1))
+    share = np.where(k[None, :] < m[:, None], 1.0 / np.maximum(m, 1)[:, None], 0.0)  # (T, K)
+    per_pod = np.cumsum(counted[..., None] * share[None, :, :], axis=1)
+    return effective_pods(per_pod)
+
+
 def _error_log_e(b: Batch, cfg: SequentialConfig, pods: bool) -> NDArray[np.float64]:
     v = _views(b, pods)
     if cfg.adaptive_margin and pods:
         alts, w = mixture_alternatives(1.0, cfg.error_grid, cfg.error_tail, cfg.error_tail_weight)
         main = adaptive_log_evalue_paths(
-            v["nc"], v["nb"], v["yc"], v["yb"], v["pn"], v["py"], alts, cfg.pod_sd_max, weights=w
+            v["nc"], v["nb"], v["yc"], v["yb"], v["pn"], v["py"], alts, cfg.pod_sd_max,
+            canary_pods=canary_effective_pods(b, v["nc"]), weights=w,
         )
     else:
         alts, w = mixture_alternatives(

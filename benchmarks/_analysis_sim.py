@@ -82,6 +82,8 @@ class Batch:
     pod_young: NDArray[np.bool_]  # stable pod young in this interval (reps, T, K)
     latency_ok: NDArray[np.bool_]  # (reps, T): no young pod serving, no restart
     reset_interval: NDArray[np.int64]  # (reps,) interval of a restart, -1 for none
+    # canary pods whose requests the judge counts (warm, equal traffic) per interval, (T,)
+    canary_warm_pods: IntA
 
 
 def _lognorm_cdf(x: FloatA, median: float, sd: float) -> FloatA:
@@ -110,7 +112,8 @@ def cell_probs(s: Scenario, canary: bool) -> tuple[FloatA, float, float]:
 def nominal_weights(s: Scenario) -> FloatA:
     t = (np.arange(s.n_steps) + 0.5) * s.dt
     idx = np.minimum((t // s.step_s).astype(int), len(s.weights) - 1)
-    return np.asarray(s.weights, dtype=np.float64)[idx]
+    out: FloatA = np.asarray(s.weights, dtype=np.float64)[idx]
+    return out
 
 
 def _cells(s: Scenario, canary: bool, mult: FloatA) -> FloatA:
@@ -275,6 +278,7 @@ def simulate(s: Scenario, reps: int, rng: np.random.Generator, warmup_s: float =
         pod_young,
         latency_ok,
         r_at,
+        np.where(young_new, prev, pods).astype(np.int64),
     )
 
 
