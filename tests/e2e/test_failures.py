@@ -153,11 +153,7 @@ async def test_pods_refused_by_a_quota_show_as_replica_failure(
     # The ReplicaSet is accepted but its pods are not (a ResourceQuota here; a webhook
     # denying pods looks the same): the ReplicaSet's ReplicaFailure shows on the Rollout.
     ns = namespace
-    start_controller()
-    for obj in [*services(), virtual_service()]:
-        await apply(rkube, obj, ns)
-    await apply(rkube, rollout(STEPS, replicas=2), ns)
-    await eventually(lambda: phase_is(rkube, ns, "Healthy"), 60, "first deploy Healthy")
+    await _deployed(rkube, ns, start_controller)
     quota = f"/api/v1/namespaces/{ns}/resourcequotas"
     await rkube.create(quota, {"metadata": {"name": "no-more-pods"}, "spec": {"hard": {"pods": "2"}}})
     await _set_template(rkube, ns, _rename("app2"))
@@ -176,6 +172,15 @@ async def test_pods_refused_by_a_quota_show_as_replica_failure(
     await eventually(lambda: phase_is(rkube, ns, "Healthy"), 90, "Healthy")
 
 
+async def _deployed(rkube: Kube, ns: str, start_controller: Callable[..., ControllerProcess]) -> None:
+    """The controller running and a 2-replica rollout's first revision Healthy."""
+    start_controller()
+    for obj in [*services(), virtual_service()]:
+        await apply(rkube, obj, ns)
+    await apply(rkube, rollout(STEPS, replicas=2), ns)
+    await eventually(lambda: phase_is(rkube, ns, "Healthy"), 60, "first deploy Healthy")
+
+
 async def _gone(check: Callable[[], Any]) -> bool:
     return await check() is None
 
@@ -185,11 +190,7 @@ async def test_an_admission_policy_denying_the_replica_set_is_reported_with_its_
     # An admission check (here a ValidatingAdmissionPolicy answering 403 Forbidden, as a
     # webhook would) refuses the canary's ReplicaSet: its message reaches the Rollout.
     ns = namespace
-    start_controller()
-    for obj in [*services(), virtual_service()]:
-        await apply(rkube, obj, ns)
-    await apply(rkube, rollout(STEPS, replicas=2), ns)
-    await eventually(lambda: phase_is(rkube, ns, "Healthy"), 60, "first deploy Healthy")
+    await _deployed(rkube, ns, start_controller)
     adm = "/apis/admissionregistration.k8s.io/v1"
     name = f"deny-forbidden-image-{ns}"[:63]
     await rkube.create(f"{adm}/validatingadmissionpolicies", {
