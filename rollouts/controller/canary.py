@@ -1,0 +1,645 @@
+"""The canary strategy: traffic moves to the new revision in steps (setWeight, pause,
+analysis), then the new revision is promoted to stable; abort sends traffic back.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime, timedelta
+from typing import Any
+
+from rollouts.api.actions import Action, check_action
+from rollouts.api.constants import Cond, Phase, Reason
+from rollouts.api.spec import RolloutSpec, Step
+from rollouts.api.status import RolloutStatus, fmt_time, parse_time
+from rollouts.controller.decision import (
+    AnalysisRunObs,
+    Decision,
+    Observations,
+    ReplicaSetObs,
+    SetTraffic,
+    _digest,
+    template_hash,
+)
+from rollouts.controller.lifecycle import (
+    check_deadline,
+    drop_pause_condition,
+    pause_condition,
+    record_abort,
+    reject,
+    set_healthy,
+    set_pause_condition,
+)
+from rollouts.controller.replicas import (
+    available,
+    emit_replica_actions,
+    prune_history,
+    recover_stable,
+    replica_counts,
+    replicas_for_weight,
+    restart_pods,
+    scale_old,
+    seconds_until,
+)
+from rollouts.controller.runs import (
+    RUN_ACTIVE,
+    RUN_ERROR,
+    RUN_FAILED,
+    RUN_INCONCLUSIVE,
+    RUN_SUCCESSFUL,
+    abort_for_analysis,
+    analysis_state,
+    attempt,
+    observe_run,
+    run_name,
+    sweep_runs,
+)
+
+
+def steps_hash(spec: RolloutSpec) -> str:
+    """Hash of the parsed steps: ``30`` and ``"30s"`` are the same step, so no restart."""
+    canon: list[Any] = []
+    for s in spec.canary.steps:
+        if s.set_weight is not None:
+            canon.append(["setWeight", s.set_weight])
+        elif s.pause_seconds is not None:
+            canon.append(["pause", None if math.isinf(s.pause_seconds) else s.pause_seconds])
+        else:
+            canon.append(["analysis", s.analysis])
+    return _digest(canon)[:10]
+
+def _stable_replicas(spec: RolloutSpec, canary_weight: int) -> int:
+    """With dynamicStableScale the stable keeps only what its share needs, else all."""
+    if spec.canary.dynamic_stable_scale:
+        return replicas_for_weight(spec.replicas, 100 - canary_weight)
+    return spec.replicas
+
+def _restart_steps(st: RolloutStatus, spec: RolloutSpec, now: datetime) -> None:
+    """Step 0 with fresh AnalysisRuns. Traffic on the canary does not leave at once: it
+    drains back to the stable (``_drain``) before the new steps decide the weight."""
+    if st.canary_weight > 0:
+        st.draining = True
+        st.canary_route_hash = st.canary_route_hash or st.current_pod_hash
+    else:
+        st.draining = False
+        st.canary_route_hash = None
+    st.current_step_index = 0
+    st.current_step_hash = steps_hash(spec)
+    st.pause_conditions = []
+    st.controller_pause = False
+    st.promote_full = False
+    st.progress_at = fmt_time(now)
+    st.remove_condition(Cond.PAUSED)
+    a = analysis_state(st)
+    a["attempt"] = int(a.get("attempt") or 0) + 1  # new run names: never reuse an old verdict
+    for key in ("step", "background", "backgroundRestarts"):
+        a.pop(key, None)
+
+def _clear_abort(st: RolloutStatus) -> None:
+    st.abort = False
+    st.aborted_at = st.aborted_by = st.abort_reason = None
+    if st.canary_route_hash == st.stable_rs:
+        st.canary_route_hash = None  # the canary Service follows the canary again
+    elif st.canary_route_hash is not None and st.canary_weight > 0:
+        # the abort was draining a superseded canary (``_aborted``): it keeps draining
+        # (``_drain``), its share never jumps to the current revision's pods
+        st.draining = True
+
+def _check_route(st: RolloutStatus, rss: dict[str, ReplicaSetObs]) -> None:
+    """A route naming a ReplicaSet that is gone carries nothing worth protecting."""
+    route = st.canary_route_hash
+    if route is not None and (route == st.current_pod_hash
+                              or (route not in rss and not st.draining)):
+        st.canary_route_hash = None  # (a drain notices a vanished route itself: see _drain)
+
+def _new_revision(d: Decision, spec: RolloutSpec, h: str, now: datetime) -> None:
+    st = d.status
+    old = st.current_pod_hash
+    _restart_steps(st, spec, now)
+    if old and old != st.stable_rs and old != h and not st.draining:
+        st.scale_down_at[old] = fmt_time(now)  # the superseded canary had no traffic
+    st.current_pod_hash = h
+    _clear_abort(st)
+    st.user_pause = None
+    st.scale_down_at.pop(h, None)
+    if h == st.stable_rs:
+        st.current_step_index = len(spec.canary.steps)
+        d.normal(Reason.ROLLOUT_UPDATED, f"template is back to the stable revision {h}")
+    else:
+        st.remove_condition(Cond.COMPLETED)
+        d.normal(Reason.ROLLOUT_UPDATED, f"new revision {h}: starting canary steps")
+
+def _apply_pending_action(d: Decision, spec: RolloutSpec, now: datetime) -> None:
+    st = d.status
+    raw = st.pending_action or {}
+    act = Action.from_dict(raw)
+    if act is None:
+        reject(d, raw, f"unknown action {raw.get('action')!r}", now)
+        return
+    why = check_action(spec, st, act)
+    if why is not None:
+        reject(d, raw, why, now)
+        return
+    n = len(spec.canary.steps)
+    idx = min(max(st.current_step_index or 0, 0), n)
+    who = act.user
+    bg = _background_run(d, spec, st.current_pod_hash or "")
+    if act.action == "promote" and act.full:
+        # Argo: a full promotion also ends an abort or an inconclusive pause; every run stops
+        # and the canary goes to 100 % without new analysis.
+        aborted = st.abort
+        _clear_abort(st)
+        st.promote_full = True
+        st.user_pause = None
+        st.pause_conditions = []
+        st.controller_pause = False
+        st.progress_at = fmt_time(now)
+        d.normal(Reason.PROMOTED_FULL, f"full promotion requested by {who}: skipping all remaining "
+                 f"steps{' (the abort is lifted)' if aborted else ''}")
+    elif act.action == "promote" and bg is not None and bg.phase == RUN_INCONCLUSIVE:
+        # Argo: promote clears the inconclusive pause and a new background run starts; the
+        # step is not skipped (a reached pause step ends with it, its pause being cleared).
+        a = analysis_state(st)
+        a["backgroundRestarts"] = int(a.get("backgroundRestarts") or 0) + 1
+        a.pop("background", None)
+        in_pause = any(p.get("reason") == Reason.CANARY_PAUSE for p in st.pause_conditions)
+        st.pause_conditions = []
+        st.controller_pause = False
+        st.user_pause = None
+        st.progress_at = fmt_time(now)
+        if in_pause:
+            st.current_step_index = min(idx + 1, n)
+        d.normal(Reason.PROMOTED, f"promoted by {who}: background analysis {bg.name} was inconclusive; "
+                 "a new background analysis starts" + (f", step {idx} ended" if in_pause else ""))
+    elif act.action == "promote":
+        # Ends a pause; on any other step skips it (Argo's meaning of promote). Like Argo's
+        # promote, it also lifts a pause set by a user.
+        st.pause_conditions = []
+        st.user_pause = None
+        st.current_step_index = min(idx + 1, n)
+        st.progress_at = fmt_time(now)
+        step = spec.canary.steps[idx].describe() if idx < n else "promotion"
+        d.normal(Reason.PROMOTED, f"promoted by {who}: step {idx} ({step}) ended")
+    elif act.action == "abort":
+        record_abort(d, who, now)
+    elif act.action == "retry":
+        _clear_abort(st)
+        if st.current_pod_hash:
+            st.scale_down_at.pop(st.current_pod_hash, None)
+        _restart_steps(st, spec, now)
+        st.remove_condition(Cond.PROGRESSING)
+        d.normal(Reason.RETRIED, f"retried by {who}: restarting canary steps")
+    elif act.action == "pause":
+        st.user_pause = {"user": who, "at": fmt_time(now)}
+        d.normal(Reason.PAUSED, f"paused by {who}")
+    elif act.action == "resume":
+        st.user_pause = None
+        st.progress_at = fmt_time(now)  # time spent paused never counts towards the deadline
+        d.normal(Reason.RESUMED, f"resumed by {who}")
+    st.last_action = {**act.to_dict(), "result": "Applied", "processedAt": fmt_time(now),
+                      "stepIndex": idx}
+    st.pending_action = None
+
+def _healthy(d: Decision, spec: RolloutSpec, rss: dict[str, ReplicaSetObs], h: str,
+             desired: dict[str, int], now: datetime) -> None:
+    st = d.status
+    desired[h] = spec.replicas
+    st.current_step_index = len(spec.canary.steps)
+    st.current_step_hash = steps_hash(spec)
+    st.pause_conditions = []
+    st.controller_pause = False
+    st.promote_full = False
+    _clear_abort(st)
+    st.user_pause = None
+    st.remove_condition(Cond.PAUSED)
+    sweep_runs(d, set())
+    if _drain(d, spec, rss, desired, now, f"rolling back to the stable revision {h}"):
+        return
+    st.canary_weight = 0
+    st.canary_route_hash = None
+    d.actions.append(SetTraffic(h, h, 0))
+    avail = available(rss, h)
+    if avail >= spec.replicas and h in rss:
+        set_healthy(st, h, now)
+        return
+    st.phase = Phase.PROGRESSING
+    st.message = f"waiting for stable ReplicaSet {h}: {avail}/{spec.replicas} available"
+    st.set_condition(Cond.AVAILABLE, False, Reason.NOT_AVAILABLE, st.message, now)
+    if not check_deadline(d, spec, now):
+        st.set_condition(Cond.PROGRESSING, True, Reason.ROLLOUT_UPDATED, st.message, now)
+
+def _weight_back_to_stable(spec: RolloutSpec, rss: dict[str, ReplicaSetObs], stable: str,
+                           weight: int, *, carrier: str) -> int:
+    """The canary weight once traffic went back to the stable as far as it can carry it.
+
+    All at once, unless the stable was scaled down for the canary (dynamicStableScale):
+    then it takes traffic back only as fast as its pods come back (Argo issue 3020). The
+    traffic left on ``carrier`` is never more than its available pods carry (its pods
+    failing, or a controller killed after it scaled them away before writing status):
+    when neither side can carry its share, their available pods share it in proportion.
+    """
+    replicas = spec.replicas
+    if not spec.canary.dynamic_stable_scale or weight <= 0 or replicas <= 0:
+        return 0
+    stable_avail, carrier_avail = available(rss, stable), available(rss, carrier)
+    held = min(weight, max(0, 100 - 100 * stable_avail // replicas))
+    if 100 * carrier_avail // replicas >= held or stable_avail + carrier_avail == 0:
+        return held
+    return min(held, 100 * carrier_avail // (stable_avail + carrier_avail))
+
+def _drain(d: Decision, spec: RolloutSpec, rss: dict[str, ReplicaSetObs],
+           desired: dict[str, int], now: datetime, what: str) -> bool:
+    """After a restart of the steps, traffic leaves the canary route only as fast as the
+    stable can take it; the route's pods stay until it carries nothing. True while
+    traffic is still on the route (the caller then holds the steps)."""
+    st = d.status
+    if not st.draining:
+        return False
+    assert st.stable_rs is not None
+    stable = st.stable_rs
+    route = st.canary_route_hash or st.current_pod_hash or stable
+    weight = (_weight_back_to_stable(spec, rss, stable, st.canary_weight, carrier=route)
+              if route in rss and route != stable else 0)
+    if weight != st.canary_weight:
+        d.normal(Reason.WEIGHT_UPDATED, f"canary weight {st.canary_weight} -> {weight} ({what})")
+    st.canary_weight = weight
+    desired[stable] = spec.replicas
+    if weight == 0:
+        st.draining = False
+        st.canary_route_hash = None
+        if route in rss and route not in (stable, st.current_pod_hash):
+            st.scale_down_at[route] = fmt_time(now)  # a superseded canary leaves at once
+        return False
+    rs = rss[route]
+    desired[route] = max(rs.replicas, replicas_for_weight(spec.replicas, weight))
+    st.canary_route_hash = route if route != st.current_pod_hash else None
+    st.pause_conditions = []
+    st.controller_pause = False
+    st.remove_condition(Cond.PAUSED)
+    st.phase = Phase.PROGRESSING
+    st.message = (f"{what}: {weight}% still on {route} until the stable {stable} has scaled "
+                  f"back up ({available(rss, stable)}/{spec.replicas} available)")
+    if check_deadline(d, spec, now):
+        if st.abort:
+            return True  # progressDeadlineAbort: the caller switches to the abort path
+    else:
+        st.set_condition(Cond.PROGRESSING, True, Reason.ROLLOUT_UPDATED, st.message, now)
+    d.actions.append(SetTraffic(stable, route, weight))
+    d.wake_in(5)
+    return True
+
+def _canary(d: Decision, spec: RolloutSpec, rss: dict[str, ReplicaSetObs], h: str, stable: str,
+            desired: dict[str, int], now: datetime) -> None:
+    st = d.status
+    replicas = spec.replicas
+    dynamic = spec.canary.dynamic_stable_scale
+    st.remove_condition(Cond.COMPLETED)
+    stable_avail, canary_avail = available(rss, stable), available(rss, h)
+    ok = stable_avail + canary_avail >= replicas
+    st.set_condition(Cond.AVAILABLE, ok, Reason.AVAILABLE if ok else Reason.NOT_AVAILABLE,
+                     f"{stable_avail + canary_avail}/{replicas} pods available (stable {stable}: "
+                     f"{stable_avail}, canary {h}: {canary_avail})", now)
+
+    if st.abort:
+        sweep_runs(d, set())
+        _aborted(d, spec, rss, h, stable, desired, now)
+        return
+    if _drain(d, spec, rss, desired, now, "restarting the canary steps"):
+        if st.abort:
+            _aborted(d, spec, rss, h, stable, desired, now)
+        sweep_runs(d, set())  # the runs of the superseded steps; new ones start after the drain
+        return
+    st.canary_route_hash = None
+
+    steps = spec.canary.steps
+    n = len(steps)
+    idx = n if st.promote_full else min(max(st.current_step_index or 0, 0), n)
+    weight = st.canary_weight
+    # the lowest canary weight traffic is heading to: a dynamically scaled stable is sized
+    # for its share at that weight (scale-downs run after the traffic change)
+    heading_to = 100
+    paused_msg: str | None = None
+    waiting_msg: str | None = None
+    inconclusive = False
+    in_analysis = False
+    hold = st.user_pause is not None or spec.paused
+    # Background analysis keeps measuring while a user holds the rollout (as in Argo); a
+    # full promotion stops all analysis.
+    bg = None if st.promote_full else _background_analysis(d, spec, h, idx)
+    if bg is not None and bg.phase in (RUN_FAILED, RUN_ERROR):
+        abort_for_analysis(d, bg, now)
+        hold = True
+    elif bg is not None and bg.phase == RUN_INCONCLUSIVE:
+        paused_msg = (f"background analysis {bg.name} inconclusive: {bg.message}; promote starts a "
+                      "new background analysis and continues, abort rolls back")
+        inconclusive = True
+        hold = True
+
+    while idx < n and not hold:
+        step = steps[idx]
+        if step.set_weight is not None:
+            w = step.set_weight
+            need = replicas_for_weight(replicas, w)
+            desired[h] = max(need, replicas_for_weight(replicas, weight))
+            if canary_avail < need:
+                waiting_msg = (f"step {idx}/{n} setWeight {w}: waiting for canary pods "
+                               f"({canary_avail}/{need} available)")
+                break
+            if dynamic and w < weight:
+                # Traffic goes back to a stable that was scaled down: scale it up first.
+                heading_to = min(heading_to, w)
+                stable_need = _stable_replicas(spec, w)
+                if stable_avail < stable_need:
+                    waiting_msg = (f"step {idx}/{n} setWeight {w}: waiting for stable pods before "
+                                   f"shifting traffic back ({stable_avail}/{stable_need} available)")
+                    break
+            if weight != w:
+                d.normal(Reason.WEIGHT_UPDATED, f"canary weight {weight} -> {w} (step {idx})")
+            weight = w
+            _step_done(d, idx, n, step, now)
+            idx += 1
+        elif step.pause_seconds is not None:
+            pc = pause_condition(st, Reason.CANARY_PAUSE)
+            start = parse_time(pc.get("startTime")) if pc else None
+            if start is None:
+                # Stored with 1 s precision: round up, so a restart never shortens the pause.
+                start = now if not now.microsecond else \
+                    (now + timedelta(seconds=1)).replace(microsecond=0)
+                set_pause_condition(st, Reason.CANARY_PAUSE, start)
+                d.normal(Reason.PAUSED, f"paused at step {idx}: {step.describe()}")
+            if math.isinf(step.pause_seconds):
+                paused_msg = f"paused at step {idx}/{n}: waiting for promote"
+                break
+            end = start + timedelta(seconds=step.pause_seconds)
+            if now < end:
+                # a fixed message (no countdown): a resync must not rewrite the status
+                paused_msg = f"paused at step {idx}/{n}: {step.describe()} until {fmt_time(end)}"
+                d.wake_in(seconds_until(end, now))
+                break
+            drop_pause_condition(st, Reason.CANARY_PAUSE)
+            _step_done(d, idx, n, step, now)
+            idx += 1
+        else:
+            run = _step_analysis(d, h, idx, step)
+            if run.phase in RUN_ACTIVE:
+                waiting_msg = _analysis_msg(idx, n, run)
+                in_analysis = True
+                break
+            if run.phase == RUN_SUCCESSFUL:
+                _step_done(d, idx, n, step, now)
+                idx += 1
+                continue
+            if run.phase == RUN_INCONCLUSIVE:
+                paused_msg = (f"step {idx}/{n}: analysis {run.name} inconclusive: {run.message}; "
+                              "promote skips the analysis step, abort rolls back")
+                inconclusive = True
+                break
+            abort_for_analysis(d, run, now)
+            break
+
+    # The runs that stay: this attempt's background run and the current step's run (also
+    # while a user holds the rollout). Every other run still measuring is stopped.
+    keep = {bg.name} if bg is not None else set()
+    if idx < n and steps[idx].analysis is not None:
+        keep.add(_step_run_name(d, h, idx))
+    st.current_step_index = idx
+    if st.abort:  # an analysis failed
+        sweep_runs(d, set())
+        _aborted(d, spec, rss, h, stable, desired, now)
+        return
+    st.canary_weight = weight
+    desired.setdefault(h, replicas_for_weight(replicas, weight))
+    desired[stable] = _stable_replicas(spec, min(weight, heading_to))
+
+    if idx >= n and not hold:
+        sweep_runs(d, set())
+        _promote_if_ready(d, spec, rss, h, stable, desired, now)
+        return
+    sweep_runs(d, keep)
+    if not inconclusive:
+        drop_pause_condition(st, Reason.INCONCLUSIVE)
+    if hold and not inconclusive:
+        if st.user_pause is not None:
+            paused_msg = f"paused by {st.user_pause.get('user') or 'a user'}"
+        else:
+            paused_msg = "paused by spec.paused"
+    if paused_msg is not None:
+        by_spec = hold and st.user_pause is None and not inconclusive
+        reason = (Reason.INCONCLUSIVE if inconclusive else Reason.PAUSED_BY_SPEC if by_spec
+                  else Reason.PAUSED if hold else Reason.CANARY_PAUSE)
+        prev = st.condition(Cond.PAUSED)
+        if by_spec and (prev is None or prev.get("reason") != Reason.PAUSED_BY_SPEC):
+            d.normal(Reason.PAUSED_BY_SPEC, "paused by spec.paused")
+        st.phase = Phase.PAUSED
+        if inconclusive:
+            # Argo's fields, which users' scripts read: message and pause condition
+            # InconclusiveAnalysisRun, a controller pause; the details in the condition.
+            if pause_condition(st, Reason.INCONCLUSIVE) is None:
+                set_pause_condition(st, Reason.INCONCLUSIVE, now.replace(microsecond=0))
+            st.message = Reason.INCONCLUSIVE
+            st.controller_pause = True
+        else:
+            st.message = paused_msg
+            st.controller_pause = not hold
+        st.set_condition(Cond.PAUSED, True, reason, paused_msg, now)
+        st.progress_at = None  # time spent paused never counts towards the deadline
+        d.actions.append(SetTraffic(stable, h, weight))
+        return
+    st.remove_condition(Cond.PAUSED)
+    st.controller_pause = False
+    st.phase = Phase.PROGRESSING
+    st.message = waiting_msg or f"at step {idx}/{n}"
+    if in_analysis:
+        # Argo: time spent in an analysis step never counts towards the progress deadline
+        # (the analysis has its own limits); the clock starts again when the step ends.
+        st.progress_at = None
+        st.set_condition(Cond.PROGRESSING, True, Reason.ROLLOUT_UPDATED, st.message, now)
+    elif check_deadline(d, spec, now):
+        if st.abort:
+            desired.pop(h, None)
+            _aborted(d, spec, rss, h, stable, desired, now)
+            return
+    else:
+        st.set_condition(Cond.PROGRESSING, True, Reason.ROLLOUT_UPDATED, st.message, now)
+    d.actions.append(SetTraffic(stable, h, weight))
+
+def _step_done(d: Decision, idx: int, n: int, step: Step, now: datetime) -> None:
+    d.status.progress_at = fmt_time(now)
+    d.normal(Reason.STEP_COMPLETED, f"step {idx + 1}/{n} completed: {step.describe()}")
+
+def _promote_if_ready(d: Decision, spec: RolloutSpec, rss: dict[str, ReplicaSetObs], h: str,
+                      stable: str, desired: dict[str, int], now: datetime) -> None:
+    st = d.status
+    desired[h] = spec.replicas
+    avail = available(rss, h)
+    st.remove_condition(Cond.PAUSED)
+    st.controller_pause = False
+    st.pause_conditions = []
+    if avail < spec.replicas or h not in rss:
+        st.phase = Phase.PROGRESSING
+        st.message = (f"all steps done: scaling canary to {spec.replicas} before promotion "
+                      f"({avail} available)")
+        if check_deadline(d, spec, now):
+            if st.abort:
+                desired.pop(h, None)
+                _aborted(d, spec, rss, h, stable, desired, now)
+                return
+        else:
+            st.set_condition(Cond.PROGRESSING, True, Reason.ROLLOUT_UPDATED, st.message, now)
+        d.actions.append(SetTraffic(stable, h, st.canary_weight))
+        return
+    # Promotion: stable Service/subset to the new revision and all traffic to it; the
+    # previous stable keeps its pods for scaleDownDelaySeconds (in-flight requests, and a
+    # quick way back).
+    d.actions.append(SetTraffic(h, h, 0))
+    desired.pop(stable, None)
+    st.scale_down_at[stable] = fmt_time(now + timedelta(seconds=spec.canary.scale_down_delay_seconds))
+    st.stable_rs = h
+    st.canary_weight = 0
+    st.promote_full = False
+    st.current_step_index = len(spec.canary.steps)
+    set_healthy(st, h, now)
+    d.normal(Reason.COMPLETED, f"revision {h} promoted to stable; previous stable {stable} "
+             f"scales down in {spec.canary.scale_down_delay_seconds}s")
+
+def _aborted(d: Decision, spec: RolloutSpec, rss: dict[str, ReplicaSetObs], h: str, stable: str,
+             desired: dict[str, int], now: datetime) -> None:
+    st = d.status
+    replicas = spec.replicas
+    desired[stable] = replicas
+    st.draining = False  # an abort drains by the same rule, below
+    route = st.canary_route_hash
+    # the pods carrying the canary share: the canary, or a superseded one still draining
+    carrier = route if route is not None and route != stable else h
+    weight = (_weight_back_to_stable(spec, rss, stable, st.canary_weight, carrier=carrier)
+              if carrier in rss else 0)
+    if weight != st.canary_weight:
+        d.normal(Reason.WEIGHT_UPDATED, f"canary weight {st.canary_weight} -> {weight} (aborted)")
+    st.canary_weight = weight
+    if weight > 0:
+        st.canary_route_hash = carrier if carrier != h else None
+        d.actions.append(SetTraffic(stable, carrier, weight))
+        desired[carrier] = max(rss[carrier].replicas, replicas_for_weight(replicas, weight))
+        d.wake_in(5)
+    else:
+        # As in Argo: once the canary carries nothing, the canary Service (or subset)
+        # selects the stable pods again rather than an aborted revision losing its pods.
+        st.canary_route_hash = stable
+        d.actions.append(SetTraffic(stable, stable, 0))
+    rs = rss.get(h)
+    delay = spec.canary.abort_scale_down_delay_seconds
+    if (weight > 0 and carrier == h) or delay == 0:
+        # Still carrying traffic (its scale-down delay starts once traffic has left), or
+        # abortScaleDownDelaySeconds: 0, which (as in Argo) leaves the canary running.
+        st.scale_down_at.pop(h, None)
+        if rs is not None:
+            desired[h] = max(rs.replicas, desired.get(h, 0))
+    elif h not in st.scale_down_at:
+        st.scale_down_at[h] = fmt_time(now + timedelta(seconds=delay))
+    st.pause_conditions = []
+    st.controller_pause = False
+    st.progress_at = None
+    st.phase = Phase.DEGRADED
+    st.message = f"{Reason.ABORTED}: {st.abort_reason or 'aborted'}"
+    if weight > 0:
+        st.message += f" ({weight}% still on the canary until the stable has scaled back up)"
+    st.remove_condition(Cond.PAUSED)
+    reason = (Reason.PROGRESS_DEADLINE if (st.abort_reason or "").startswith(Reason.PROGRESS_DEADLINE)
+              else Reason.ABORTED)
+    st.set_condition(Cond.PROGRESSING, False, reason, st.message, now)
+
+def _step_run_name(d: Decision, h: str, idx: int) -> str:
+    return run_name(d.rollout, h, attempt(d), f"step{idx}")
+
+def _step_analysis(d: Decision, h: str, idx: int, step: Step) -> AnalysisRunObs:
+    return observe_run(d, _step_run_name(d, h, idx), step.analysis or {}, "step", idx, h)
+
+def _background_run_name(d: Decision, h: str) -> str:
+    """``bg``, then ``bg1``, ``bg2``... as promotes replace inconclusive runs."""
+    k = int(analysis_state(d.status).get("backgroundRestarts") or 0)
+    return run_name(d.rollout, h, attempt(d), f"bg{k}" if k else "bg")
+
+def _background_run(d: Decision, spec: RolloutSpec, h: str) -> AnalysisRunObs | None:
+    """The current background run as observed, if the spec has one."""
+    if not isinstance(spec.canary.background_analysis, dict):
+        return None
+    return d.analysis_runs.get(_background_run_name(d, h))
+
+def _background_analysis(d: Decision, spec: RolloutSpec, h: str, idx: int) -> AnalysisRunObs | None:
+    bg = spec.canary.background_analysis
+    if not isinstance(bg, dict):
+        return None
+    starting = bg.get("startingStep")
+    if isinstance(starting, int) and idx < starting:
+        return None
+    name = _background_run_name(d, h)
+    existing = d.analysis_runs.get(name)
+    if existing is not None and existing.terminated and existing.phase not in (RUN_FAILED, RUN_ERROR):
+        return None  # we stopped it (promotion under way): its end is not a verdict
+    return observe_run(d, name, bg, "background", None, h)
+
+def _analysis_msg(idx: int, n: int, run: AnalysisRunObs | None) -> str:
+    if run is None:
+        return f"step {idx}/{n}: starting analysis"
+    return f"step {idx}/{n}: analysis {run.name} {run.phase.lower()}" + (
+        f": {run.message}" if run.message else "")
+
+
+def decide_canary(d: Decision, spec: RolloutSpec, obs: Observations, now: datetime) -> None:
+    """The canary strategy's decision on a valid spec (``decide`` has checked it)."""
+    st = d.status
+    previous_hash = st.current_pod_hash
+    assert obs.template is not None
+    h = template_hash(obs.template)
+    rss = obs.replica_sets
+    st.selector = ",".join(f"{k}={v}" for k, v in sorted(spec.selector.items()))
+    st.canary_service = spec.canary.canary_service
+    st.stable_service = spec.canary.stable_service
+    n = len(spec.canary.steps)
+    desired: dict[str, int] = {}
+
+    recover_stable(st, rss, h)
+    if st.stable_rs is None:
+        # First deploy: no previous version to protect, so the steps are skipped.
+        if previous_hash != h:
+            d.normal(Reason.NEW_RS, f"first revision {h} deployed without steps")
+        st.stable_rs = st.current_pod_hash = h
+        st.current_step_index = n
+        st.current_step_hash = steps_hash(spec)
+        st.canary_weight = 0
+        st.progress_at = fmt_time(now)
+    elif st.current_pod_hash != h:
+        _new_revision(d, spec, h, now)
+    elif h != st.stable_rs and st.current_step_hash != steps_hash(spec):
+        d.normal(Reason.ROLLOUT_UPDATED, "steps changed: restarting the canary at step 0")
+        _restart_steps(st, spec, now)
+
+    if st.pending_action is not None:
+        _apply_pending_action(d, spec, now)
+    _check_route(st, rss)
+
+    assert st.stable_rs is not None
+    stable = st.stable_rs
+    if h == stable:
+        _healthy(d, spec, rss, h, desired, now)
+    else:
+        _canary(d, spec, rss, h, stable, desired, now)
+
+    restart_pods(d, spec, obs, rss, desired, now)
+    scale_old(d, rss, desired, now, delay=spec.canary.scale_down_delay_seconds)
+    emit_replica_actions(d, rss, desired, h)
+    replica_counts(st, rss, h)
+    prune_history(d, spec, rss, desired, {stable, h, st.stable_rs, st.canary_route_hash})
+
+
+def abort_while_invalid(d: Decision, spec: RolloutSpec, obs: Observations, now: datetime) -> None:
+    """The traffic part of an abort recorded while the spec is invalid: traffic back to the
+    stable (as fast as a dynamically scaled stable allows), the stable scaled up; scale-downs
+    wait until the spec is valid again."""
+    st = d.status
+    assert st.current_pod_hash is not None and st.stable_rs is not None
+    desired: dict[str, int] = {}
+    _aborted(d, spec, obs.replica_sets, st.current_pod_hash, st.stable_rs, desired, now)
+    ups = {k: n for k, n in desired.items()
+           if k in obs.replica_sets and n > obs.replica_sets[k].replicas}
+    emit_replica_actions(d, obs.replica_sets, ups, st.current_pod_hash)

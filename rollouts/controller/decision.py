@@ -1,0 +1,149 @@
+"""What ``decide`` reads and what it returns: observations in, status, actions and Events out.
+
+Shared by every strategy. Nothing here performs I/O: the reconciler gathers the
+observations and runs the actions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from rollouts.api.spec import RolloutSpec
+from rollouts.api.status import RolloutStatus
+
+# --- inputs --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ReplicaSetObs:
+    hash: str
+    name: str
+    replicas: int
+    ready: int = 0
+    available: int = 0
+    revision: int = 0
+
+@dataclass(frozen=True)
+class PodObs:
+    """A pod of one of our ReplicaSets (only gathered while a restartAt is pending)."""
+
+    name: str
+    created: datetime
+    deleting: bool = False
+
+@dataclass(frozen=True)
+class AnalysisRunObs:
+    name: str
+    phase: str  # Pending | Running | Successful | Failed | Inconclusive | Error
+    message: str = ""
+    terminated: bool = False
+
+@dataclass(frozen=True)
+class Observations:
+    template: dict[str, Any] | None
+    replica_sets: dict[str, ReplicaSetObs] = field(default_factory=dict)
+    # Problems with objects the spec names (missing Service, route not found, ...).
+    environment_errors: tuple[str, ...] = ()
+    # This rollout's AnalysisRuns by name.
+    analysis_runs: dict[str, AnalysisRunObs] = field(default_factory=dict)
+    pods: tuple[PodObs, ...] = ()
+
+@dataclass(frozen=True)
+class RolloutInput:
+    namespace: str
+    name: str
+    generation: int
+    spec: RolloutSpec | None
+    spec_errors: tuple[str, ...]
+    status: RolloutStatus
+
+
+# --- outputs -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CreateReplicaSet:
+    hash: str
+    replicas: int
+    revision: int
+
+@dataclass(frozen=True)
+class ScaleReplicaSet:
+    hash: str
+    replicas: int
+
+@dataclass(frozen=True)
+class DeleteReplicaSet:
+    hash: str
+
+@dataclass(frozen=True)
+class SetTraffic:
+    """Stable Service/subset -> stable_hash, canary -> canary_hash, canary_weight % to canary."""
+
+    stable_hash: str
+    canary_hash: str
+    canary_weight: int
+
+@dataclass(frozen=True, kw_only=True)
+class CreateAnalysisRun:
+    """Create run ``name`` from a step's (or the background) ``analysis`` block.
+
+    The hashes are those of this decision (``podTemplateHashValue: Stable|Latest``): a run
+    created in the reconcile that starts a new revision measures that revision, not the
+    one the status named before.
+    """
+
+    name: str
+    analysis: dict[str, Any]
+    kind: str  # "step" | "background"
+    step_index: int | None = None
+    stable_hash: str
+    canary_hash: str
+
+@dataclass(frozen=True)
+class TerminateAnalysisRun:
+    name: str
+
+@dataclass(frozen=True)
+class DeletePod:
+    name: str
+
+ClusterAction = (CreateReplicaSet | ScaleReplicaSet | DeleteReplicaSet | SetTraffic
+                 | CreateAnalysisRun | TerminateAnalysisRun | DeletePod)
+
+@dataclass(frozen=True)
+class Event:
+    type: str  # Normal | Warning
+    reason: str
+    message: str
+
+@dataclass
+class Decision:
+    status: RolloutStatus
+    actions: list[ClusterAction] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
+    requeue_after: float | None = None
+    rollout: str = ""
+    analysis_runs: dict[str, AnalysisRunObs] = field(default_factory=dict)
+
+    def wake_in(self, seconds: float) -> None:
+        s = max(0.5, seconds)
+        self.requeue_after = s if self.requeue_after is None else min(self.requeue_after, s)
+
+    def normal(self, reason: str, message: str) -> None:
+        self.events.append(Event("Normal", reason, message))
+
+    def warning(self, reason: str, message: str) -> None:
+        self.events.append(Event("Warning", reason, message))
+
+def _digest(obj: Any) -> str:
+    return hashlib.sha256(
+        json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str).encode()).hexdigest()
+
+def template_hash(template: dict[str, Any]) -> str:
+    """Stable short hash of a pod template: the label value that names a revision."""
+    return _digest(template)[:10]

@@ -1,0 +1,80 @@
+"""AnalysisRun bookkeeping shared by the strategies: names, observing a run (Events on its
+verdict), aborting on a failed run, stopping runs that are no longer current.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from rollouts.api.constants import Reason
+from rollouts.api.status import RolloutStatus, fmt_time
+from rollouts.controller.decision import (
+    AnalysisRunObs,
+    CreateAnalysisRun,
+    Decision,
+    TerminateAnalysisRun,
+)
+
+RUN_SUCCESSFUL, RUN_FAILED, RUN_INCONCLUSIVE, RUN_ERROR = "Successful", "Failed", "Inconclusive", "Error"
+
+RUN_ACTIVE = ("", "Pending", "Running")
+
+def analysis_state(st: RolloutStatus) -> dict[str, Any]:
+    a = st.extra.get("analysis")
+    if not isinstance(a, dict):
+        a = {}
+        st.extra["analysis"] = a
+    return a
+
+def run_name(rollout: str, h: str, attempt: int, kind: str) -> str:
+    return f"{rollout}-{h}-{attempt}-{kind}"
+
+def observe_run(d: Decision, name: str, analysis: dict[str, Any], kind: str,
+                 idx: int | None, h: str) -> AnalysisRunObs:
+    run = d.analysis_runs.get(name)
+    if run is None:
+        d.actions.append(CreateAnalysisRun(name=name, analysis=analysis, kind=kind, step_index=idx,
+                                           stable_hash=d.status.stable_rs or "", canary_hash=h))
+        run = AnalysisRunObs(name, "Pending", "starting")
+        d.analysis_runs[name] = run
+    a = analysis_state(d.status)
+    prev_raw = a.get(kind)
+    prev: dict[str, Any] = prev_raw if isinstance(prev_raw, dict) else {}
+    a[kind] = {"name": name, "phase": run.phase, "message": run.message}
+    if prev.get("name") == name and prev.get("phase") != run.phase and run.phase not in RUN_ACTIVE:
+        reason = {RUN_SUCCESSFUL: "AnalysisRunSuccessful", RUN_FAILED: "AnalysisRunFailed",
+                  RUN_INCONCLUSIVE: "AnalysisRunInconclusive", RUN_ERROR: "AnalysisRunError"}.get(run.phase)
+        if reason:
+            text = f"analysis {name} {run.phase.lower()}: {run.message}"
+            if run.phase == RUN_SUCCESSFUL:
+                d.normal(reason, text)
+            else:
+                d.warning(reason, text)
+    return run
+
+def attempt(d: Decision) -> int:
+    return int(analysis_state(d.status).get("attempt") or 0)
+
+def abort_for_analysis(d: Decision, run: AnalysisRunObs, now: datetime) -> None:
+    st = d.status
+    if st.abort:
+        return
+    st.abort = True
+    st.aborted_at = fmt_time(now)
+    st.aborted_by = "analysis"
+    st.abort_reason = f"analysis {run.name} {run.phase.lower()}: {run.message}"
+    d.warning(Reason.ABORTED, f"rollout aborted: {st.abort_reason}; traffic back to stable")
+
+def sweep_runs(d: Decision, keep: set[str]) -> None:
+    """Stop every run of this rollout still measuring that is not current (Argo cancels all
+    but the current runs): a step promoted past, a superseded revision or attempt, an
+    inconclusive run replaced, an abort, a promotion."""
+    started = {a.name for a in d.actions if isinstance(a, CreateAnalysisRun)}
+    stopping = {a.name for a in d.actions if isinstance(a, TerminateAnalysisRun)}
+    for name in sorted(d.analysis_runs):
+        run = d.analysis_runs[name]
+        if name in keep or name in started or name in stopping:
+            continue
+        if run.phase in RUN_ACTIVE and not run.terminated:
+            d.actions.append(TerminateAnalysisRun(name))
