@@ -76,6 +76,9 @@ class ExperimentSpec:
     analyses: tuple[AnalysisRef, ...] = ()
     dry_run: tuple[dict[str, Any], ...] = ()
     measurement_retention: tuple[dict[str, Any], ...] = ()
+    # analysisRunMetadata: labels and annotations put on the AnalysisRuns
+    run_labels: dict[str, str] = field(default_factory=dict)
+    run_annotations: dict[str, str] = field(default_factory=dict)
 
     @property
     def has_required(self) -> bool:
@@ -175,6 +178,14 @@ def parse_experiment_spec(raw: Any) -> tuple[ExperimentSpec | None, list[str]]:
         analyses.append(AnalysisRef(
             name=a["name"], template_name=a["templateName"], cluster_scope=a.get("clusterScope") is True,
             args=tuple(args), required_for_completion=a.get("requiredForCompletion") is True))
+    meta = d.get("analysisRunMetadata") or {}
+    run_meta: dict[str, dict[str, str]] = {}
+    for key in ("labels", "annotations"):
+        m = meta.get(key) if isinstance(meta, dict) else None
+        if m is not None and not (isinstance(m, dict) and all(isinstance(v, str) for v in m.values())):
+            errors.append(f"spec.analysisRunMetadata.{key} must map names to strings")
+            m = None
+        run_meta[key] = dict(m or {})
     terminate = d.get("terminate")
     if terminate is not None and not isinstance(terminate, bool):
         errors.append(f"spec.terminate must be true or false, got {terminate!r}")
@@ -186,7 +197,8 @@ def parse_experiment_spec(raw: Any) -> tuple[ExperimentSpec | None, list[str]]:
         analyses=tuple(analyses),
         dry_run=tuple(x for x in d.get("dryRun") or [] if isinstance(x, dict)),
         measurement_retention=tuple(x for x in d.get("measurementRetention") or []
-                                    if isinstance(x, dict)))
+                                    if isinstance(x, dict)),
+        run_labels=run_meta["labels"], run_annotations=run_meta["annotations"])
     return (None, errors) if errors else (spec, [])
 
 

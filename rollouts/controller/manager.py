@@ -14,6 +14,7 @@ from fastapi import FastAPI
 
 from rollouts.api.constants import POD_TEMPLATE_HASH_LABEL
 from rollouts.controller.analysis_reconciler import ANALYSIS_RUNS, AnalysisRunReconciler
+from rollouts.controller.experiment_reconciler import EXPERIMENTS, ExperimentReconciler
 from rollouts.controller.failures import ActionFailed
 from rollouts.controller.reconciler import ROLLOUTS, Reconciler
 from rollouts.controller.telemetry import Telemetry
@@ -27,6 +28,7 @@ from rollouts.server.tls import ServingCert, load_serving_cert
 
 log = logging.getLogger("rollouts.controller")
 AR_PREFIX = "AnalysisRun:"  # work-queue keys of AnalysisRuns; plain "ns/name" keys are Rollouts
+EX_PREFIX = "Experiment:"  # work-queue keys of Experiments
 
 
 @dataclass
@@ -69,6 +71,8 @@ class Controller:
         self.telemetry = Telemetry(self.queue)
         self.ready = False
         self.analysis_reconciler: AnalysisRunReconciler | None = None
+        self.experiment_reconciler: ExperimentReconciler | None = None
+        self.experiments: Informer | None = None  # also read by the Rollout reconciler
         self._cert: ServingCert | None = None
 
     def _enqueue_rollout(self, _kind: str, obj: JSON) -> None:
@@ -78,11 +82,17 @@ class Controller:
         self.queue.add(AR_PREFIX + key_of(run))
         self._enqueue_owner(_kind, run)  # the rollout reacts to the run's phase
 
+    def _enqueue_experiment(self, _kind: str, obj: JSON) -> None:
+        self.queue.add(EX_PREFIX + key_of(obj))
+        self._enqueue_owner(_kind, obj)  # a Rollout's experiment step reacts to its phase
+
     def _enqueue_owner(self, _kind: str, rs: JSON) -> None:
         md = rs.get("metadata") or {}
         for o in md.get("ownerReferences") or []:
             if o.get("kind") == "Rollout" and o.get("controller"):
                 self.queue.add(f"{md.get('namespace')}/{o.get('name')}")
+            elif o.get("kind") == "Experiment" and o.get("controller"):
+                self.queue.add(f"{EX_PREFIX}{md.get('namespace')}/{o.get('name')}")
 
     async def _worker(self, reconciler: Reconciler) -> None:
         while True:
@@ -92,6 +102,9 @@ class Controller:
                 if key.startswith(AR_PREFIX):
                     assert self.analysis_reconciler is not None
                     requeue = await self.analysis_reconciler.reconcile(key[len(AR_PREFIX):])
+                elif key.startswith(EX_PREFIX):
+                    assert self.experiment_reconciler is not None
+                    requeue = await self.experiment_reconciler.reconcile(key[len(EX_PREFIX):])
                 else:
                     requeue = await reconciler.reconcile(key)
                 self.queue.forget(key)
@@ -112,11 +125,11 @@ class Controller:
             finally:
                 self.queue.done(key)
 
-    async def _resync(self, informer: Informer) -> None:
+    async def _resync(self, informer: Informer, prefix: str = "") -> None:
         while True:
             await asyncio.sleep(self.opts.resync_seconds)
             for obj in informer.values():
-                self.queue.add(key_of(obj))
+                self.queue.add(prefix + key_of(obj))
 
     def http_app(self, kube: Kube) -> FastAPI:
         """The app of --listen: the HTTP API, /metrics (authenticated), health."""
@@ -186,18 +199,24 @@ class Controller:
             rollouts.add_handler(self._enqueue_rollout)
             replicasets.add_handler(self._enqueue_owner)
             runs.add_handler(self._enqueue_run)
+            experiments = self.experiments = Informer(kube, EXPERIMENTS, self.opts.namespace)
+            experiments.add_handler(self._enqueue_experiment)
             tasks += [asyncio.create_task(rollouts.run()), asyncio.create_task(replicasets.run()),
-                      asyncio.create_task(runs.run())]
+                      asyncio.create_task(runs.run()), asyncio.create_task(experiments.run())]
             self.analysis_reconciler = AnalysisRunReconciler(kube, runs)
+            self.experiment_reconciler = ExperimentReconciler(kube, experiments, replicasets, runs,
+                                                              EventRecorder(kube))
             await asyncio.wait_for(asyncio.gather(rollouts.synced.wait(), replicasets.synced.wait()),
                                    timeout=60)
             await asyncio.wait_for(runs.synced.wait(), timeout=60)
+            await asyncio.wait_for(experiments.synced.wait(), timeout=60)
             listeners, notifier = await self.telemetry.start(self.opts, kube, rollouts, runs)
             tasks.append(notifier)
             reconciler = Reconciler(kube, rollouts, replicasets, EventRecorder(kube), analysis_runs=runs,
                                     listeners=listeners)
             tasks += [asyncio.create_task(self._worker(reconciler)) for _ in range(self.opts.workers)]
             tasks.append(asyncio.create_task(self._resync(rollouts)))
+            tasks.append(asyncio.create_task(self._resync(experiments, EX_PREFIX)))
             self.ready = True
             log.info("controller started (namespace: %s)", self.opts.namespace or "all")
             waiters: list[asyncio.Task[object]] = [asyncio.create_task(stop.wait())]

@@ -20,6 +20,7 @@ from rollouts.observability.metrics import ControllerMetrics
 
 DEFAULT_CONTROLLER_NAMESPACE = "rollouts-system"
 _ANALYSIS_RUN_KEY = "AnalysisRun:"  # manager's work-queue prefix for AnalysisRun keys
+_EXPERIMENT_KEY = "Experiment:"  # and for Experiment keys
 
 
 class AlertingOptions(Protocol):
@@ -50,7 +51,8 @@ class Telemetry:
         self.metrics.start_work(key, waited)
 
     def finished(self, key: str, requeue: float | None = None, error: bool = False) -> None:
-        controller = "analysisrun" if key.startswith(_ANALYSIS_RUN_KEY) else "rollout"
+        controller = ("analysisrun" if key.startswith(_ANALYSIS_RUN_KEY)
+                      else "experiment" if key.startswith(_EXPERIMENT_KEY) else "rollout")
         result = "error" if error else "requeue_after" if requeue is not None else "success"
         self.metrics.end_work(key, result, controller)
 

@@ -29,6 +29,7 @@ KINDS: dict[str, Resource] = {
     "AnalysisTemplate": Resource(GROUP, VERSION, "analysistemplates"),
     "ClusterAnalysisTemplate": Resource(GROUP, VERSION, "clusteranalysistemplates", namespaced=False),
     "AnalysisRun": Resource(GROUP, VERSION, "analysisruns"),
+    "Experiment": Resource(GROUP, VERSION, "experiments"),
     "VirtualService": Resource("networking.istio.io", "v1", "virtualservices"),
     "DestinationRule": Resource("networking.istio.io", "v1", "destinationrules"),
 }

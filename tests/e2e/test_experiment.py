@@ -1,0 +1,224 @@
+"""Experiments on the test bed, as a user sees them with kubectl: the Experiment's phase,
+its ReplicaSets and pods, its AnalysisRuns (issue 13, "Experiments").
+
+The analyses use Argo's web provider against a small health server of the test's own
+(127.0.0.1, free port) that answers 1 (good) or 0 (bad).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+
+from rollouts.api.status import parse_time
+from rollouts.kube.apply import apply
+from rollouts.kube.client import EVENTS, JSON, PODS, REPLICASETS, Kube
+from tests.e2e.kit import HASH, ControllerProcess, eventually
+
+EXPERIMENTS = "/apis/rollouts.dev/v1alpha1/namespaces/{ns}/experiments"
+RUNS = "/apis/rollouts.dev/v1alpha1/namespaces/{ns}/analysisruns"
+
+
+class Health:
+    """GET /health -> {"ok": <answer>}."""
+
+    def __init__(self) -> None:
+        self.answer = 1
+        health = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                body = json.dumps({"ok": health.answer}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/health"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+
+@pytest.fixture
+def health() -> Iterator[Health]:
+    h = Health()
+    h.thread.start()
+    try:
+        yield h
+    finally:
+        h.server.shutdown()
+        h.server.server_close()
+
+
+def analysis_template(url: str) -> JSON:
+    return {"apiVersion": "rollouts.dev/v1alpha1", "kind": "AnalysisTemplate",
+            "metadata": {"name": "health"},
+            "spec": {"args": [{"name": "hash"}],
+                     "metrics": [{"name": "health", "successCondition": "result == 1",
+                                  "failureCondition": "result == 0",
+                                  "provider": {"web": {"url": url + "?hash={{args.hash}}",
+                                                       "jsonPath": "{$.ok}"}}}]}}
+
+
+def template(name: str, replicas: int) -> JSON:
+    labels = {"app": "demo", "color": name}
+    return {"name": name, "replicas": replicas, "selector": {"matchLabels": labels},
+            "template": {"metadata": {"labels": labels},
+                         "spec": {"containers": [{"name": "app", "image": f"demo:{name}"}]}}}
+
+
+def experiment(name: str, duration: str = "6s") -> JSON:
+    return {"apiVersion": "rollouts.dev/v1alpha1", "kind": "Experiment", "metadata": {"name": name},
+            "spec": {"duration": duration, "scaleDownDelaySeconds": 2,
+                     "templates": [template("baseline", 1), template("canary", 2)],
+                     "analyses": [{"name": "health", "templateName": "health", "args": [
+                         {"name": "hash", "value": "{{templates.canary.podTemplateHash}}"}]}]}}
+
+
+class PhaseRecorder:
+    """Every phase of the Experiment a user polling it could have seen, in order."""
+
+    def __init__(self, kube: Kube, ns: str, name: str) -> None:
+        self.kube, self.path = kube, EXPERIMENTS.format(ns=ns) + f"/{name}"
+        self.phases: list[str] = []
+        self.task: asyncio.Task[None] | None = None
+
+    async def _run(self) -> None:
+        while True:
+            ex = await self.kube.get_or_none(self.path)
+            phase = ((ex or {}).get("status") or {}).get("phase")
+            if phase and (not self.phases or self.phases[-1] != phase):
+                self.phases.append(phase)
+            await asyncio.sleep(0.2)
+
+    def start(self) -> PhaseRecorder:
+        self.task = asyncio.create_task(self._run())
+        return self
+
+    async def stop(self) -> None:
+        assert self.task is not None
+        self.task.cancel()
+        await asyncio.gather(self.task, return_exceptions=True)
+
+
+async def _experiment(kube: Kube, ns: str, name: str) -> JSON:
+    return await kube.get(EXPERIMENTS.format(ns=ns) + f"/{name}")
+
+
+async def _ended(kube: Kube, ns: str, name: str) -> JSON | None:
+    ex = await _experiment(kube, ns, name)
+    return ex if (ex.get("status") or {}).get("phase") in (
+        "Successful", "Failed", "Error", "Inconclusive") else None
+
+
+async def _owned_replica_sets(kube: Kube, ns: str, uid: str) -> dict[str, JSON]:
+    data = await kube.get_list(REPLICASETS.path(ns))
+    return {rs["metadata"]["labels"]["rollouts.dev/experiment-template"]: rs
+            for rs in data["items"]
+            if any(o["uid"] == uid for o in rs["metadata"].get("ownerReferences") or [])}
+
+
+async def _all_scaled_to_zero(kube: Kube, ns: str, uid: str) -> dict[str, JSON] | None:
+    rss = await _owned_replica_sets(kube, ns, uid)
+    return rss if rss and all(rs["spec"]["replicas"] == 0 for rs in rss.values()) else None
+
+
+async def test_experiment_runs_its_templates_for_the_duration_then_succeeds_and_scales_down(
+        rkube: Kube, namespace: str, health: Health,
+        start_controller: Callable[..., ControllerProcess]) -> None:
+    """Two templates, one analysis that passes, a 6 s duration: the user sees Pending ->
+    Running -> Successful, a ReplicaSet per template named <experiment>-<template>-<hash>
+    whose pods become available, the AnalysisRun measuring the canary template's hash and
+    Successful, and afterwards both ReplicaSets at 0 replicas."""
+    ns = namespace
+    start_controller()
+    await apply(rkube, analysis_template(health.url), ns)
+    phases = PhaseRecorder(rkube, ns, "exp").start()
+    await apply(rkube, experiment("exp"), ns)
+    try:
+        running = await eventually(lambda: _phase(rkube, ns, "exp", "Running"), 40,
+                                   "the experiment Running")
+        assert running is not None
+        uid = running["metadata"]["uid"]
+        st = running["status"]
+        assert st["availableAt"]
+        tstatus = {t["name"]: t for t in st["templateStatuses"]}
+        assert tstatus["baseline"]["availableReplicas"] == 1
+        assert tstatus["canary"]["availableReplicas"] == 2
+        rss = await _owned_replica_sets(rkube, ns, uid)
+        assert set(rss) == {"baseline", "canary"}
+        for tname, rs in rss.items():
+            h = rs["metadata"]["labels"][HASH]
+            assert rs["metadata"]["name"] == f"exp-{tname}-{h}"
+            assert tstatus[tname]["podTemplateHash"] == h
+            assert rs["spec"]["template"]["metadata"]["labels"]["rollouts.dev/experiment-template"] == tname
+        pods = (await rkube.get_list(PODS.path(ns), labelSelector="rollouts.dev/experiment=exp"))["items"]
+        assert len(pods) == 3
+        ended = await eventually(lambda: _ended(rkube, ns, "exp"), 40, "the experiment ended")
+        assert ended is not None
+        await asyncio.sleep(0.5)
+    finally:
+        await phases.stop()
+    assert ended["status"]["phase"] == "Successful", ended["status"]
+    # Pending may pass faster than one poll; the order never changes
+    assert phases.phases in (["Pending", "Running", "Successful"], ["Running", "Successful"]), \
+        phases.phases
+    reasons = [e["reason"] for e in sorted(
+        (await rkube.get_list(EVENTS.path(ns), fieldSelector="involvedObject.name=exp"))["items"],
+        key=lambda e: e.get("firstTimestamp") or "")]
+    assert reasons.index("ExperimentRunning") < reasons.index("ExperimentSuccessful"), reasons
+    runs = (await rkube.get_list(RUNS.format(ns=ns)))["items"]
+    assert len(runs) == 1 and runs[0]["metadata"]["name"] == "exp-health"
+    assert runs[0]["status"]["phase"] == "Successful"
+    assert {a["name"]: a["value"] for a in runs[0]["spec"]["args"]} == {
+        "hash": rss["canary"]["metadata"]["labels"][HASH]}
+    assert runs[0]["metadata"]["ownerReferences"][0]["kind"] == "Experiment"
+    assert [(r["name"], r["analysisRun"], r["phase"]) for r in ended["status"]["analysisRuns"]] == [
+        ("health", "exp-health", "Successful")]
+    done = next(c for c in ended["status"]["conditions"] if c["type"] == "Progressing")
+    assert (done["status"], done["reason"]) == ("False", "ExperimentCompleted")
+    finished, available = parse_time(done["lastTransitionTime"]), parse_time(ended["status"]["availableAt"])
+    assert finished is not None and available is not None
+    assert (finished - available).total_seconds() >= 6  # the duration, counted from availableAt
+    await eventually(lambda: _all_scaled_to_zero(rkube, ns, uid), 20,
+                     "the ReplicaSets scaled to 0 after scaleDownDelaySeconds")
+
+
+async def test_experiment_whose_analysis_fails_ends_failed_before_its_duration(
+        rkube: Kube, namespace: str, health: Health,
+        start_controller: Callable[..., ControllerProcess]) -> None:
+    """The analysis fails: the experiment ends Failed with the run's message long before its
+    10-minute duration, and its ReplicaSets are scaled to 0."""
+    ns = namespace
+    health.answer = 0
+    start_controller()
+    await apply(rkube, analysis_template(health.url), ns)
+    await apply(rkube, experiment("bad", duration="10m"), ns)
+    ended = await eventually(lambda: _ended(rkube, ns, "bad"), 40, "the experiment ended")
+    assert ended is not None
+    st = ended["status"]
+    assert st["phase"] == "Failed", st
+    assert st["analysisRuns"][0]["phase"] == "Failed"
+    assert st["availableAt"]  # it did run its templates first
+    await eventually(lambda: _all_scaled_to_zero(rkube, ns, ended["metadata"]["uid"]), 20,
+                     "the ReplicaSets scaled to 0")
+
+
+async def _phase(kube: Kube, ns: str, name: str, phase: str) -> JSON | None:
+    ex = await kube.get_or_none(EXPERIMENTS.format(ns=ns) + f"/{name}")
+    if ex is None:
+        return None
+    st = ex.get("status") or {}
+    if st.get("phase") in ("Failed", "Error", "Inconclusive"):
+        raise AssertionError(f"the experiment ended {st.get('phase')}: {st.get('message')}")
+    return ex if st.get("phase") == phase else None
