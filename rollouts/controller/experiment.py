@@ -38,6 +38,7 @@ T_COMPLETED = {SUCCESSFUL, FAILED, ERROR}
 _TEMPLATE_ORDER = [SUCCESSFUL, T_RUNNING, T_PROGRESSING, ERROR, FAILED]
 _ANALYSIS_ORDER = [SUCCESSFUL, RUNNING, PENDING, INCONCLUSIVE, ERROR, FAILED]
 REQUIRED_DONE_MESSAGE = "Required AnalysisRuns completed"
+RECONCILE_ERROR = "ReconciliationError"  # condition: the cluster could not be read
 
 EXPERIMENT_LABEL = f"{GROUP}/experiment"
 TEMPLATE_LABEL = f"{GROUP}/experiment-template"
@@ -516,7 +517,7 @@ def resolve_arg_value(value: str, name: str, status: ExperimentStatus, spec: Exp
     return _PLACEHOLDER.sub(sub, value)
 
 
-def _set_condition(status: ExperimentStatus, ctype: str, cstatus: str, reason: str, message: str,
+def set_condition(status: ExperimentStatus, ctype: str, cstatus: str, reason: str, message: str,
                    now: datetime) -> None:
     ts = fmt_time(now)
     old = next((c for c in status.conditions if c.get("type") == ctype), None)
@@ -540,12 +541,14 @@ def decide_experiment(ex: ExperimentInput, obs: ExperimentObs, now: datetime) ->
     if ex.spec is None:
         # Argo: an InvalidSpec condition, nothing created or changed until the spec is fixed
         msg = "; ".join(ex.spec_errors) or "invalid spec"
-        _set_condition(status, "InvalidSpec", "True", "InvalidSpec", msg, now)
+        set_condition(status, "InvalidSpec", "True", "InvalidSpec", msg, now)
         status.message = f"InvalidSpec: {msg}"
         if status.phase == "":
             status.phase = PENDING
         return d
     spec = ex.spec
+    # this reconcile observed everything: an earlier read failure is over
+    status.conditions = [c for c in status.conditions if c.get("type") != RECONCILE_ERROR]
     if any(c.get("type") == "InvalidSpec" for c in status.conditions):
         status.conditions = [c for c in status.conditions if c.get("type") != "InvalidSpec"]
         if status.message.startswith("InvalidSpec: "):
@@ -738,13 +741,13 @@ def calculate_phase(exname: str, spec: ExperimentSpec, prev: ExperimentStatus,
         else:
             status.phase, status.message = tphase, tmsg
     if status.phase == SUCCESSFUL:
-        _set_condition(status, "Progressing", "False", "ExperimentCompleted",
+        set_condition(status, "Progressing", "False", "ExperimentCompleted",
                        f"Experiment '{exname}' has successfully ran and completed.", now)
     elif status.phase == RUNNING:
-        _set_condition(status, "Progressing", "True", "NewReplicaSetAvailable",
+        set_condition(status, "Progressing", "True", "NewReplicaSetAvailable",
                        f"Experiment '{exname}' is running.", now)
     elif status.phase == PENDING:
-        _set_condition(status, "Progressing", "True", "ReplicaSetUpdated",
+        set_condition(status, "Progressing", "True", "ReplicaSetUpdated",
                        f"Experiment '{exname}' is progressing.", now)
     if status.phase != before and before:
         msg = f"Experiment transitioned from {before} -> {status.phase}"

@@ -155,7 +155,13 @@ class ExperimentReconciler:
         owned_rs: dict[str, JSON] = {}
         obs = ex.ExperimentObs()
         if spec is not None:
-            obs, owned_rs = await self._observe(obj, spec, prev, loaded)
+            try:
+                obs, owned_rs = await self._observe(obj, spec, prev, loaded)
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:  # a 403, an unreachable API server: said in status, retried
+                await self._observe_failed(obj, prev, e)
+                raise
         now = self.clock()
         d = ex.decide_experiment(ex.ExperimentInput(md["name"], spec, tuple(errors), prev), obs, now)
         failed = False
@@ -178,6 +184,19 @@ class ExperimentReconciler:
         if failed:
             return 1.0  # scale down what the Error phase no longer needs
         return d.requeue_after
+
+    async def _observe_failed(self, obj: JSON, prev: ex.ExperimentStatus, e: Exception) -> None:
+        """Nothing decided on a partial view: only a ReconciliationError condition (cleared by
+        the next reconcile that observes everything), best effort."""
+        msg = e.message if isinstance(e, KubeError) else f"{type(e).__name__}: {e}"
+        status = copy.deepcopy(prev)
+        ex.set_condition(status, ex.RECONCILE_ERROR, "True", ex.RECONCILE_ERROR,
+                         f"could not read the cluster: {msg}", self.clock())
+        try:
+            await self._write_status(obj, status)
+        except Exception as werr:  # the API server may be the failure: the retry says it
+            log.warning("%s/%s: could not record the failure: %s", obj["metadata"]["namespace"],
+                        obj["metadata"]["name"], werr)
 
     async def _observe(self, obj: JSON, spec: ex.ExperimentSpec, prev: ex.ExperimentStatus,
                        loaded: dict[str, list[JSON]]) -> tuple[ex.ExperimentObs, dict[str, JSON]]:

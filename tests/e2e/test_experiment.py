@@ -18,7 +18,7 @@ import pytest
 
 from rollouts.api.status import parse_time
 from rollouts.kube.apply import apply
-from rollouts.kube.client import EVENTS, JSON, PODS, REPLICASETS, Kube
+from rollouts.kube.client import EVENTS, JSON, PODS, REPLICASETS, SERVICES, Kube
 from tests.e2e.kit import HASH, ControllerProcess, eventually
 
 EXPERIMENTS = "/apis/rollouts.dev/v1alpha1/namespaces/{ns}/experiments"
@@ -222,3 +222,44 @@ async def _phase(kube: Kube, ns: str, name: str, phase: str) -> JSON | None:
     if st.get("phase") in ("Failed", "Error", "Inconclusive"):
         raise AssertionError(f"the experiment ended {st.get('phase')}: {st.get('message')}")
     return ex if st.get("phase") == phase else None
+
+
+async def test_experiment_without_duration_runs_until_terminated_with_its_template_service(
+        rkube: Kube, namespace: str, start_controller: Callable[..., ControllerProcess]) -> None:
+    """No duration and no required analysis: it keeps running; the template with ``service``
+    gets a Service selecting exactly its pods. The user sets spec.terminate: the experiment
+    ends Successful, its ReplicaSets go to 0 and the Service is removed."""
+    ns = namespace
+    start_controller()
+    ex = experiment("open")
+    del ex["spec"]["duration"], ex["spec"]["analyses"]
+    ex["spec"]["scaleDownDelaySeconds"] = 0
+    canary = ex["spec"]["templates"][1]
+    canary["service"] = {"name": "open-canary"}
+    canary["template"]["spec"]["containers"][0]["ports"] = [{"name": "http", "containerPort": 8080}]
+    await apply(rkube, ex, ns)
+    running = await eventually(lambda: _phase(rkube, ns, "open", "Running"), 40, "Running")
+    assert running is not None
+    uid = running["metadata"]["uid"]
+    svc = await eventually(lambda: rkube.get_or_none(SERVICES.path(ns, "open-canary")), 20,
+                           "the template's Service")
+    assert svc is not None
+    tstatus = {t["name"]: t for t in running["status"]["templateStatuses"]}
+    assert svc["spec"]["selector"][HASH] == tstatus["canary"]["podTemplateHash"]
+    assert [p["port"] for p in svc["spec"]["ports"]] == [8080]
+    selected = (await rkube.get_list(PODS.path(ns), labelSelector=",".join(
+        f"{k}={v}" for k, v in svc["spec"]["selector"].items())))["items"]
+    assert len(selected) == 2  # the canary template's pods, not the baseline's
+    await asyncio.sleep(3)
+    assert (await _experiment(rkube, ns, "open"))["status"]["phase"] == "Running"
+    await rkube.merge_patch(EXPERIMENTS.format(ns=ns) + "/open", {"spec": {"terminate": True}})
+    ended = await eventually(lambda: _ended(rkube, ns, "open"), 20, "the experiment ended")
+    assert ended is not None
+    assert ended["status"]["phase"] == "Successful", ended["status"]
+    await eventually(lambda: _all_scaled_to_zero(rkube, ns, uid), 20, "the ReplicaSets at 0")
+    await eventually(lambda: _gone(rkube, SERVICES.path(ns, "open-canary")), 20,
+                     "the template's Service deleted")
+
+
+async def _gone(kube: Kube, path: str) -> bool:
+    return await kube.get_or_none(path) is None

@@ -358,3 +358,11 @@ def test_status_round_trips_with_argo_field_names() -> None:
                                              "availableReplicas", "status", "lastTransitionTime",
                                              "podTemplateHash"}
     assert ExperimentStatus.from_dict(d).to_dict() == d
+
+
+def test_a_read_failure_condition_is_cleared_by_the_next_full_observation() -> None:
+    s = running(spec())
+    s.status.conditions.append({"type": "ReconciliationError", "status": "True",
+                                "reason": "ReconciliationError", "message": "forbidden"})
+    s.step(T0 + timedelta(seconds=6))
+    assert all(c["type"] != "ReconciliationError" for c in s.status.conditions)
