@@ -26,12 +26,30 @@ INT32_MAX = 2**31 - 1  # every integer field is an int32 in the CRD (and in Argo
 
 
 @dataclass(frozen=True)
+class CanaryScale:
+    """Argo's ``setCanaryScale``: the canary's pod count apart from its traffic weight."""
+
+    replicas: int | None = None  # an absolute pod count
+    weight: int | None = None  # a percentage of spec.replicas
+    match_traffic_weight: bool = False  # back to the pod count the traffic weight needs
+
+    def describe(self) -> str:
+        if self.match_traffic_weight:
+            return "setCanaryScale matchTrafficWeight"
+        if self.replicas is not None:
+            return f"setCanaryScale replicas {self.replicas}"
+        return f"setCanaryScale weight {self.weight}"
+
+
+@dataclass(frozen=True)
 class Step:
     index: int
     set_weight: int | None = None
     # pause: None when the step is not a pause; math.inf for ``pause: {}`` (until promoted)
     pause_seconds: float | None = None
     analysis: dict[str, Any] | None = None
+    set_canary_scale: CanaryScale | None = None
+    experiment: dict[str, Any] | None = None
 
     @property
     def is_pause(self) -> bool:
@@ -43,7 +61,27 @@ class Step:
         if self.pause_seconds is not None:
             return "pause (until promoted)" if math.isinf(self.pause_seconds) else (
                 f"pause {self.pause_seconds:g}s")
+        if self.set_canary_scale is not None:
+            return self.set_canary_scale.describe()
+        if self.experiment is not None:
+            return "experiment"
         return "analysis"
+
+
+@dataclass(frozen=True)
+class PodMetadata:
+    """Ephemeral labels and annotations on the pods of one role (canary/stable, active/preview)."""
+
+    labels: dict[str, str] = field(default_factory=dict)
+    annotations: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class AntiAffinity:
+    """Argo's ``antiAffinity``: keep new pods off the nodes of the previous revision's pods."""
+
+    required: bool = False  # requiredDuringSchedulingIgnoredDuringExecution
+    weight: int = 1  # preferredDuringSchedulingIgnoredDuringExecution.weight (1..100)
 
 
 @dataclass(frozen=True)
@@ -87,13 +125,38 @@ class CanaryStrategy:
     canary_service: str | None
     stable_service: str | None
     steps: tuple[Step, ...]
-    istio: IstioRouting
+    # None: no traffic router; the canary's share is its share of the pods (basic canary)
+    istio: IstioRouting | None
     max_surge: int | str = "25%"
     max_unavailable: int | str = "25%"
     scale_down_delay_seconds: int = DEFAULT_SCALE_DOWN_DELAY_S
     abort_scale_down_delay_seconds: int = DEFAULT_ABORT_SCALE_DOWN_DELAY_S
     dynamic_stable_scale: bool = False
     background_analysis: dict[str, Any] | None = None
+    canary_metadata: PodMetadata | None = None
+    stable_metadata: PodMetadata | None = None
+    anti_affinity: AntiAffinity | None = None
+
+    @property
+    def traffic_routed(self) -> bool:
+        return self.istio is not None
+
+
+@dataclass(frozen=True)
+class BlueGreenStrategy:
+    active_service: str
+    preview_service: str | None = None
+    auto_promotion_enabled: bool = True
+    auto_promotion_seconds: int = 0
+    preview_replica_count: int | None = None
+    scale_down_delay_seconds: int = DEFAULT_SCALE_DOWN_DELAY_S
+    scale_down_delay_revision_limit: int | None = None
+    abort_scale_down_delay_seconds: int = DEFAULT_ABORT_SCALE_DOWN_DELAY_S
+    pre_promotion_analysis: dict[str, Any] | None = None
+    post_promotion_analysis: dict[str, Any] | None = None
+    active_metadata: PodMetadata | None = None
+    preview_metadata: PodMetadata | None = None
+    anti_affinity: AntiAffinity | None = None
 
 
 @dataclass(frozen=True)
@@ -109,14 +172,28 @@ class RolloutSpec:
     selector: dict[str, str]
     template: dict[str, Any] | None
     workload_ref: WorkloadRef | None
-    canary: CanaryStrategy
+    # exactly one of the two strategies is set
+    canary: CanaryStrategy | None
     min_ready_seconds: int = 0
     revision_history_limit: int = DEFAULT_REVISION_HISTORY_LIMIT
     paused: bool = False
     progress_deadline_seconds: int = DEFAULT_PROGRESS_DEADLINE_S
     progress_deadline_abort: bool = False
     restart_at: str | None = None
+    blue_green: BlueGreenStrategy | None = None
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def canary_strategy(self) -> CanaryStrategy:
+        """The canary strategy, for code that runs only for it."""
+        if self.canary is None:
+            raise ValueError("not a canary rollout")
+        return self.canary
+
+    @property
+    def scale_down_delay_seconds(self) -> int:
+        s = self.canary or self.blue_green
+        return s.scale_down_delay_seconds if s is not None else DEFAULT_SCALE_DOWN_DELAY_S
 
 
 def _int(d: dict[str, Any], key: str, default: int, errors: list[str], path: str,
@@ -187,8 +264,8 @@ def _parse_steps(raw: Any, errors: list[str]) -> tuple[Step, ...]:
         if not isinstance(s, dict):
             errors.append(f"{p} must be an object")
             continue
-        kinds = [k for k in ("setWeight", "pause", "analysis") if k in s]
-        unknown = [k for k in s if k not in ("setWeight", "pause", "analysis")]
+        kinds = [k for k in STEP_KINDS if k in s]
+        unknown = [k for k in s if k not in STEP_KINDS]
         if unknown:
             # Argo's step kinds we lack are reported (by name) with the other gaps
             other = sorted(str(k) for k in unknown if k not in UNSUPPORTED_STEP_KINDS)
@@ -196,7 +273,7 @@ def _parse_steps(raw: Any, errors: list[str]) -> tuple[Step, ...]:
                 errors.append(f"{p}: unknown step kind {', '.join(other)}")
             continue
         if len(kinds) != 1:
-            errors.append(f"{p} must have exactly one of setWeight, pause, analysis")
+            errors.append(f"{p} must have exactly one of {', '.join(STEP_KINDS)}")
             continue
         if "setWeight" in s:
             if s["setWeight"] is None:
@@ -212,9 +289,114 @@ def _parse_steps(raw: Any, errors: list[str]) -> tuple[Step, ...]:
                     steps.append(Step(i, pause_seconds=parse_duration(pause["duration"])))
                 except ValueError as e:
                     errors.append(f"{p}.pause.duration: {e}")
+        elif "setCanaryScale" in s:
+            scale = _canary_scale(s["setCanaryScale"], f"{p}.setCanaryScale", errors)
+            if scale is not None:
+                steps.append(Step(i, set_canary_scale=scale))
+        elif "experiment" in s:
+            exp = _experiment(s["experiment"], f"{p}.experiment", errors)
+            if exp is not None:
+                steps.append(Step(i, experiment=exp))
         else:
             steps.append(Step(i, analysis=_dict(s["analysis"], f"{p}.analysis", errors)))
     return tuple(steps)
+
+
+STEP_KINDS = ("setWeight", "pause", "analysis", "setCanaryScale", "experiment")
+
+
+def _canary_scale(raw: Any, p: str, errors: list[str]) -> CanaryScale | None:
+    d = _dict(raw, p, errors)
+    set_keys = [k for k in ("replicas", "weight", "matchTrafficWeight") if d.get(k) is not None]
+    if len(set_keys) != 1:
+        errors.append(f"{p} must set exactly one of replicas, weight, matchTrafficWeight")
+        return None
+    n = len(errors)
+    if "replicas" in set_keys:
+        scale = CanaryScale(replicas=_int(d, "replicas", 0, errors, p))
+    elif "weight" in set_keys:
+        scale = CanaryScale(weight=_int(d, "weight", 0, errors, p, 0, 100))
+    else:
+        if d["matchTrafficWeight"] is not True:
+            errors.append(f"{p}.matchTrafficWeight must be true when set")
+        scale = CanaryScale(match_traffic_weight=True)
+    return scale if len(errors) == n else None
+
+
+def _experiment(raw: Any, p: str, errors: list[str]) -> dict[str, Any] | None:
+    """The experiment step is kept as written; here only what would make it unrunnable."""
+    d = _dict(raw, p, errors)
+    n = len(errors)
+    templates = d.get("templates")
+    if not isinstance(templates, list) or not templates:
+        errors.append(f"{p}.templates must be a non-empty list")
+        templates = []
+    names: set[str] = set()
+    for j, t in enumerate(templates):
+        tp = f"{p}.templates[{j}]"
+        if not isinstance(t, dict):
+            errors.append(f"{tp} must be an object")
+            continue
+        name = t.get("name")
+        if not isinstance(name, str) or not name:
+            errors.append(f"{tp}.name is required")
+        elif name in names:
+            errors.append(f"{tp}.name {name!r} is used twice")
+        else:
+            names.add(name)
+        if t.get("specRef") not in ("stable", "canary"):
+            errors.append(f"{tp}.specRef must be stable or canary, got {t.get('specRef')!r}")
+        if t.get("replicas") is not None:
+            _int(t, "replicas", 1, errors, tp)
+        if t.get("weight") is not None:
+            _int(t, "weight", 0, errors, tp, 0, 100)
+    if d.get("duration") is not None:
+        try:
+            parse_duration(d["duration"])
+        except ValueError as e:
+            errors.append(f"{p}.duration: {e}")
+    analyses = d.get("analyses")
+    if analyses is not None:
+        if not isinstance(analyses, list):
+            errors.append(f"{p}.analyses must be a list")
+        else:
+            for j, a in enumerate(analyses):
+                ap = f"{p}.analyses[{j}]"
+                if not isinstance(a, dict) or not a.get("name") or not (
+                        a.get("templateName") or a.get("clusterScope")):
+                    errors.append(f"{ap} needs name and templateName")
+    return d if len(errors) == n else None
+
+
+def _metadata(raw: Any, p: str, errors: list[str]) -> PodMetadata | None:
+    if raw is None:
+        return None
+    d = _dict(raw, p, errors)
+    out: dict[str, dict[str, str]] = {}
+    for key in ("labels", "annotations"):
+        m = _dict(d.get(key), f"{p}.{key}", errors)
+        bad = [k for k, v in m.items() if not isinstance(v, str)]
+        if bad:
+            errors.append(f"{p}.{key} values must be strings (see {', '.join(map(str, bad))})")
+        out[key] = {str(k): v for k, v in m.items() if isinstance(v, str)}
+    return PodMetadata(out["labels"], out["annotations"])
+
+
+def _anti_affinity(raw: Any, p: str, errors: list[str]) -> AntiAffinity | None:
+    if raw is None:
+        return None
+    d = _dict(raw, p, errors)
+    pref = d.get("preferredDuringSchedulingIgnoredDuringExecution")
+    req = d.get("requiredDuringSchedulingIgnoredDuringExecution")
+    if (pref is None) == (req is None):
+        errors.append(f"{p}: set exactly one of preferredDuringSchedulingIgnoredDuringExecution "
+                      "and requiredDuringSchedulingIgnoredDuringExecution")
+        return None
+    if req is not None:
+        return AntiAffinity(required=True)
+    pd = _dict(pref, f"{p}.preferredDuringSchedulingIgnoredDuringExecution", errors)
+    return AntiAffinity(weight=_int(pd, "weight", 1, errors,
+                                    f"{p}.preferredDuringSchedulingIgnoredDuringExecution", 1, 100))
 
 
 def _route_list(rd: dict[str, Any], key: str, rp: str, errors: list[str]) -> list[dict[str, Any]]:
@@ -245,12 +427,10 @@ def _tcp_routes(rd: dict[str, Any], rp: str, errors: list[str]) -> tuple[TCPRout
 
 
 def _parse_istio(canary: dict[str, Any], errors: list[str]) -> IstioRouting:
+    """``trafficRouting.istio`` (the caller checks it is set)."""
     path = "spec.strategy.canary.trafficRouting"
     tr = _dict(canary.get("trafficRouting"), path, errors)
     istio = _dict(tr.get("istio"), f"{path}.istio", errors)
-    if tr.get("istio") is None:
-        errors.append(f"{path}.istio is required: this controller routes traffic through Istio")
-        return IstioRouting(())
     refs: list[VirtualServiceRef] = []
     single, many = istio.get("virtualService"), istio.get("virtualServices")
     if (single is None) == (many is None):
@@ -283,6 +463,93 @@ def _parse_istio(canary: dict[str, Any], errors: list[str]) -> IstioRouting:
         else:
             dr = DestinationRuleRef(n, c, s)
     return IstioRouting(tuple(refs), dr)
+
+
+def _parse_canary(canary_raw: dict[str, Any], errors: list[str]) -> CanaryStrategy:
+    cp = "spec.strategy.canary"
+    steps = _parse_steps(canary_raw.get("steps"), errors)
+    tr = _dict(canary_raw.get("trafficRouting"), f"{cp}.trafficRouting", errors)
+    istio = _parse_istio(canary_raw, errors) if tr.get("istio") is not None else None
+    routed = canary_raw.get("trafficRouting") is not None
+    if istio is None and routed and not unsupported_fields(
+            {"strategy": {"canary": {"trafficRouting": tr}}}):
+        errors.append(f"{cp}.trafficRouting names no traffic router: set istio, or remove "
+                      "trafficRouting for a canary weighted by pod counts")
+    canary_svc = _str(canary_raw, "canaryService", cp, errors)
+    stable_svc = _str(canary_raw, "stableService", cp, errors)
+    if istio is not None and istio.destination_rule is None and not (canary_svc and stable_svc):
+        errors.append(f"{cp}: host-level splitting needs canaryService and stableService "
+                      "(or set trafficRouting.istio.destinationRule for subset-level splitting)")
+    if canary_svc and canary_svc == stable_svc:
+        errors.append(f"{cp}: canaryService and stableService must be different Services")
+    if istio is not None and any(st.set_canary_scale is not None for st in steps):
+        pass  # setCanaryScale applies with a router (it decouples pods from traffic)
+    elif istio is None:
+        for st in steps:
+            if st.set_canary_scale is not None:
+                errors.append(f"{cp}.steps[{st.index}].setCanaryScale needs trafficRouting: "
+                              "without a router the canary's share of traffic is its share of pods")
+    return CanaryStrategy(
+        canary_service=canary_svc,
+        stable_service=stable_svc,
+        steps=steps,
+        istio=istio,
+        max_surge=_int_or_percent(canary_raw, "maxSurge", "25%", cp, errors),
+        max_unavailable=_int_or_percent(canary_raw, "maxUnavailable", "25%", cp, errors),
+        scale_down_delay_seconds=_int(canary_raw, "scaleDownDelaySeconds",
+                                      DEFAULT_SCALE_DOWN_DELAY_S, errors, cp),
+        abort_scale_down_delay_seconds=_int(canary_raw, "abortScaleDownDelaySeconds",
+                                            DEFAULT_ABORT_SCALE_DOWN_DELAY_S, errors, cp),
+        dynamic_stable_scale=_bool(canary_raw, "dynamicStableScale", errors, cp),
+        background_analysis=canary_raw.get("analysis"),
+        canary_metadata=_metadata(canary_raw.get("canaryMetadata"), f"{cp}.canaryMetadata", errors),
+        stable_metadata=_metadata(canary_raw.get("stableMetadata"), f"{cp}.stableMetadata", errors),
+        anti_affinity=_anti_affinity(canary_raw.get("antiAffinity"), f"{cp}.antiAffinity", errors),
+    )
+
+
+def _parse_blue_green(raw: dict[str, Any], replicas: int, errors: list[str]) -> BlueGreenStrategy:
+    bp = "spec.strategy.blueGreen"
+    active = _str(raw, "activeService", bp, errors)
+    preview = _str(raw, "previewService", bp, errors)
+    if not active:
+        errors.append(f"{bp}.activeService is required")
+    if active and active == preview:
+        errors.append(f"{bp}: activeService and previewService must be different Services")
+    preview_count: int | None = None
+    if raw.get("previewReplicaCount") is not None:
+        preview_count = _int(raw, "previewReplicaCount", 0, errors, bp)
+        if preview_count > replicas:
+            errors.append(f"{bp}.previewReplicaCount ({preview_count}) must not exceed "
+                          f"spec.replicas ({replicas})")
+    limit: int | None = None
+    if raw.get("scaleDownDelayRevisionLimit") is not None:
+        limit = _int(raw, "scaleDownDelayRevisionLimit", 0, errors, bp)
+    auto = raw.get("autoPromotionEnabled", True)
+    if not isinstance(auto, bool):
+        errors.append(f"{bp}.autoPromotionEnabled must be true or false, got {auto!r}")
+        auto = True
+    analyses = {}
+    for key in ("prePromotionAnalysis", "postPromotionAnalysis"):
+        v = raw.get(key)
+        analyses[key] = _dict(v, f"{bp}.{key}", errors) if v is not None else None
+    return BlueGreenStrategy(
+        active_service=active or "",
+        preview_service=preview,
+        auto_promotion_enabled=auto,
+        auto_promotion_seconds=_int(raw, "autoPromotionSeconds", 0, errors, bp),
+        preview_replica_count=preview_count,
+        scale_down_delay_seconds=_int(raw, "scaleDownDelaySeconds", DEFAULT_SCALE_DOWN_DELAY_S,
+                                      errors, bp),
+        scale_down_delay_revision_limit=limit,
+        abort_scale_down_delay_seconds=_int(raw, "abortScaleDownDelaySeconds",
+                                            DEFAULT_ABORT_SCALE_DOWN_DELAY_S, errors, bp),
+        pre_promotion_analysis=analyses["prePromotionAnalysis"],
+        post_promotion_analysis=analyses["postPromotionAnalysis"],
+        active_metadata=_metadata(raw.get("activeMetadata"), f"{bp}.activeMetadata", errors),
+        preview_metadata=_metadata(raw.get("previewMetadata"), f"{bp}.previewMetadata", errors),
+        anti_affinity=_anti_affinity(raw.get("antiAffinity"), f"{bp}.antiAffinity", errors),
+    )
 
 
 def parse_selector(raw: Any, errors: list[str]) -> dict[str, str]:
@@ -323,33 +590,15 @@ def parse_spec(raw_spec: Any) -> tuple[RolloutSpec | None, list[str]]:
         if not _dict(tmpl.get("spec"), "spec.template.spec", errors).get("containers"):
             errors.append("spec.template.spec.containers must not be empty")
     strategy = _dict(spec.get("strategy"), "spec.strategy", errors)
-    canary_raw = _dict(strategy.get("canary"), "spec.strategy.canary", errors)
-    if "canary" not in strategy:
-        errors.append("spec.strategy.canary is required")
-    cp = "spec.strategy.canary"
-    steps = _parse_steps(canary_raw.get("steps"), errors)
-    istio = _parse_istio(canary_raw, errors) if "canary" in strategy else IstioRouting(())
-    canary_svc = _str(canary_raw, "canaryService", cp, errors)
-    stable_svc = _str(canary_raw, "stableService", cp, errors)
-    if istio.destination_rule is None and "canary" in strategy and not (canary_svc and stable_svc):
-        errors.append(f"{cp}: host-level splitting needs canaryService and stableService "
-                      "(or set trafficRouting.istio.destinationRule for subset-level splitting)")
-    if canary_svc and canary_svc == stable_svc:
-        errors.append(f"{cp}: canaryService and stableService must be different Services")
-    canary = CanaryStrategy(
-        canary_service=canary_svc,
-        stable_service=stable_svc,
-        steps=steps,
-        istio=istio,
-        max_surge=_int_or_percent(canary_raw, "maxSurge", "25%", cp, errors),
-        max_unavailable=_int_or_percent(canary_raw, "maxUnavailable", "25%", cp, errors),
-        scale_down_delay_seconds=_int(canary_raw, "scaleDownDelaySeconds",
-                                      DEFAULT_SCALE_DOWN_DELAY_S, errors, cp),
-        abort_scale_down_delay_seconds=_int(canary_raw, "abortScaleDownDelaySeconds",
-                                            DEFAULT_ABORT_SCALE_DOWN_DELAY_S, errors, cp),
-        dynamic_stable_scale=_bool(canary_raw, "dynamicStableScale", errors, cp),
-        background_analysis=canary_raw.get("analysis"),
-    )
+    canary: CanaryStrategy | None = None
+    blue_green: BlueGreenStrategy | None = None
+    if ("canary" in strategy) == ("blueGreen" in strategy):
+        errors.append("spec.strategy: set exactly one of canary and blueGreen")
+    if "canary" in strategy:
+        canary = _parse_canary(_dict(strategy.get("canary"), "spec.strategy.canary", errors), errors)
+    elif "blueGreen" in strategy:
+        blue_green = _parse_blue_green(
+            _dict(strategy.get("blueGreen"), "spec.strategy.blueGreen", errors), replicas, errors)
     restart_at = spec.get("restartAt")
     if restart_at is not None and parse_time(restart_at) is None:
         errors.append(f"spec.restartAt must be an RFC 3339 time, got {restart_at!r}")
@@ -360,6 +609,7 @@ def parse_spec(raw_spec: Any) -> tuple[RolloutSpec | None, list[str]]:
         template=template if isinstance(template, dict) else None,
         workload_ref=wref,
         canary=canary,
+        blue_green=blue_green,
         min_ready_seconds=_int(spec, "minReadySeconds", 0, errors, "spec"),
         revision_history_limit=_int(spec, "revisionHistoryLimit", DEFAULT_REVISION_HISTORY_LIMIT,
                                     errors, "spec"),

@@ -93,12 +93,14 @@ def summarize(obj: dict[str, Any]) -> dict[str, Any]:
     raw_spec = obj.get("spec") if isinstance(obj.get("spec"), dict) else {}
     spec, errors = parse_spec(raw_spec)
     st = RolloutStatus.from_dict(obj.get("status"))
-    steps = spec.canary.steps if spec is not None else ()
+    steps = spec.canary.steps if spec is not None and spec.canary is not None else ()
     idx = st.current_step_index
     canary_active = bool(st.current_pod_hash and st.stable_rs and st.current_pod_hash != st.stable_rs)
     step_rows = []
     for s in steps:
-        kind = "setWeight" if s.set_weight is not None else "pause" if s.is_pause else "analysis"
+        kind = ("setWeight" if s.set_weight is not None else "pause" if s.is_pause
+                else "setCanaryScale" if s.set_canary_scale is not None
+                else "experiment" if s.experiment is not None else "analysis")
         state = ("done" if idx is not None and s.index < idx else
                  "current" if idx == s.index and canary_active else "pending")
         row: dict[str, Any] = {"index": s.index, "kind": kind, "description": s.describe(),

@@ -22,6 +22,7 @@ class Gap:
 
 
 CANARY: Final = "spec.strategy.canary"
+BLUE_GREEN: Final = "spec.strategy.blueGreen"
 STEP: Final = f"{CANARY}.steps[]"
 ROUTING: Final = f"{CANARY}.trafficRouting"
 
@@ -32,10 +33,13 @@ GAPS: Final[tuple[Gap, ...]] = (
     Gap("spec.workloadRef.scaleDown", "scaling the referenced Deployment down; only 'never' is "
                                       "supported: the Deployment is left as it is",
         allowed=("never",)),
-    Gap("spec.strategy.blueGreen", "the blue-green strategy; use spec.strategy.canary"),
-    Gap(f"{CANARY}.antiAffinity", "anti-affinity between canary and stable pods"),
-    Gap(f"{CANARY}.canaryMetadata", "labels and annotations on canary pods"),
-    Gap(f"{CANARY}.stableMetadata", "labels and annotations on stable pods"),
+    Gap(f"{BLUE_GREEN}.maxUnavailable", "a rolling replacement of the active pods"),
+    *(Gap(f"{BLUE_GREEN}.{a}.{k}", what) for a in ("prePromotionAnalysis", "postPromotionAnalysis")
+      for k, what in (("analysisRunMetadata", "labels and annotations on AnalysisRuns"),
+                      ("dryRun", "dry-run metrics set on the Rollout; set dryRun in the "
+                                 "AnalysisTemplate"),
+                      ("measurementRetention", "measurement retention set on the Rollout; "
+                                               "set it in the AnalysisTemplate"))),
     Gap(f"{CANARY}.minPodsPerReplicaSet", "a minimum canary pod count"),
     Gap(f"{CANARY}.pingPong", "ping-pong Services"),
     Gap(f"{CANARY}.replicaProgressThreshold", "a partial-availability threshold"),
@@ -50,8 +54,6 @@ GAPS: Final[tuple[Gap, ...]] = (
                                    "AnalysisTemplate"),
     Gap(f"{STEP}.analysis.measurementRetention", "measurement retention set on the Rollout; "
                                                  "set it in the AnalysisTemplate"),
-    Gap(f"{STEP}.experiment", "experiment steps"),
-    Gap(f"{STEP}.setCanaryScale", "canary scale independent of the traffic weight"),
     Gap(f"{STEP}.setHeaderRoute", "header-based routes"),
     Gap(f"{STEP}.setMirrorRoute", "mirrored traffic"),
     Gap(f"{STEP}.plugin", "step plugins"),

@@ -59,7 +59,7 @@ from rollouts.controller.runs import (
 def steps_hash(spec: RolloutSpec) -> str:
     """Hash of the parsed steps: ``30`` and ``"30s"`` are the same step, so no restart."""
     canon: list[Any] = []
-    for s in spec.canary.steps:
+    for s in spec.canary_strategy.steps:
         if s.set_weight is not None:
             canon.append(["setWeight", s.set_weight])
         elif s.pause_seconds is not None:
@@ -70,7 +70,7 @@ def steps_hash(spec: RolloutSpec) -> str:
 
 def _stable_replicas(spec: RolloutSpec, canary_weight: int) -> int:
     """With dynamicStableScale the stable keeps only what its share needs, else all."""
-    if spec.canary.dynamic_stable_scale:
+    if spec.canary_strategy.dynamic_stable_scale:
         return replicas_for_weight(spec.replicas, 100 - canary_weight)
     return spec.replicas
 
@@ -123,7 +123,7 @@ def _new_revision(d: Decision, spec: RolloutSpec, h: str, now: datetime) -> None
     st.user_pause = None
     st.scale_down_at.pop(h, None)
     if h == st.stable_rs:
-        st.current_step_index = len(spec.canary.steps)
+        st.current_step_index = len(spec.canary_strategy.steps)
         d.normal(Reason.ROLLOUT_UPDATED, f"template is back to the stable revision {h}")
     else:
         st.remove_condition(Cond.COMPLETED)
@@ -140,7 +140,7 @@ def _apply_pending_action(d: Decision, spec: RolloutSpec, now: datetime) -> None
     if why is not None:
         reject(d, raw, why, now)
         return
-    n = len(spec.canary.steps)
+    n = len(spec.canary_strategy.steps)
     idx = min(max(st.current_step_index or 0, 0), n)
     who = act.user
     bg = _background_run(d, spec, st.current_pod_hash or "")
@@ -178,7 +178,7 @@ def _apply_pending_action(d: Decision, spec: RolloutSpec, now: datetime) -> None
         st.user_pause = None
         st.current_step_index = min(idx + 1, n)
         st.progress_at = fmt_time(now)
-        step = spec.canary.steps[idx].describe() if idx < n else "promotion"
+        step = spec.canary_strategy.steps[idx].describe() if idx < n else "promotion"
         d.normal(Reason.PROMOTED, f"promoted by {who}: step {idx} ({step}) ended")
     elif act.action == "abort":
         record_abort(d, who, now)
@@ -204,7 +204,7 @@ def _healthy(d: Decision, spec: RolloutSpec, rss: dict[str, ReplicaSetObs], h: s
              desired: dict[str, int], now: datetime) -> None:
     st = d.status
     desired[h] = spec.replicas
-    st.current_step_index = len(spec.canary.steps)
+    st.current_step_index = len(spec.canary_strategy.steps)
     st.current_step_hash = steps_hash(spec)
     st.pause_conditions = []
     st.controller_pause = False
@@ -239,7 +239,7 @@ def _weight_back_to_stable(spec: RolloutSpec, rss: dict[str, ReplicaSetObs], sta
     when neither side can carry its share, their available pods share it in proportion.
     """
     replicas = spec.replicas
-    if not spec.canary.dynamic_stable_scale or weight <= 0 or replicas <= 0:
+    if not spec.canary_strategy.dynamic_stable_scale or weight <= 0 or replicas <= 0:
         return 0
     stable_avail, carrier_avail = available(rss, stable), available(rss, carrier)
     held = min(weight, max(0, 100 - 100 * stable_avail // replicas))
@@ -292,7 +292,7 @@ def _canary(d: Decision, spec: RolloutSpec, rss: dict[str, ReplicaSetObs], h: st
             desired: dict[str, int], now: datetime) -> None:
     st = d.status
     replicas = spec.replicas
-    dynamic = spec.canary.dynamic_stable_scale
+    dynamic = spec.canary_strategy.dynamic_stable_scale
     st.remove_condition(Cond.COMPLETED)
     stable_avail, canary_avail = available(rss, stable), available(rss, h)
     ok = stable_avail + canary_avail >= replicas
@@ -311,7 +311,7 @@ def _canary(d: Decision, spec: RolloutSpec, rss: dict[str, ReplicaSetObs], h: st
         return
     st.canary_route_hash = None
 
-    steps = spec.canary.steps
+    steps = spec.canary_strategy.steps
     n = len(steps)
     idx = n if st.promote_full else min(max(st.current_step_index or 0, 0), n)
     weight = st.canary_weight
@@ -493,14 +493,15 @@ def _promote_if_ready(d: Decision, spec: RolloutSpec, rss: dict[str, ReplicaSetO
     # quick way back).
     d.actions.append(SetTraffic(h, h, 0))
     desired.pop(stable, None)
-    st.scale_down_at[stable] = fmt_time(now + timedelta(seconds=spec.canary.scale_down_delay_seconds))
+    delay = spec.canary_strategy.scale_down_delay_seconds
+    st.scale_down_at[stable] = fmt_time(now + timedelta(seconds=delay))
     st.stable_rs = h
     st.canary_weight = 0
     st.promote_full = False
-    st.current_step_index = len(spec.canary.steps)
+    st.current_step_index = len(spec.canary_strategy.steps)
     set_healthy(st, h, now)
     d.normal(Reason.COMPLETED, f"revision {h} promoted to stable; previous stable {stable} "
-             f"scales down in {spec.canary.scale_down_delay_seconds}s")
+             f"scales down in {spec.canary_strategy.scale_down_delay_seconds}s")
 
 def _aborted(d: Decision, spec: RolloutSpec, rss: dict[str, ReplicaSetObs], h: str, stable: str,
              desired: dict[str, int], now: datetime) -> None:
@@ -527,7 +528,7 @@ def _aborted(d: Decision, spec: RolloutSpec, rss: dict[str, ReplicaSetObs], h: s
         st.canary_route_hash = stable
         d.actions.append(SetTraffic(stable, stable, 0))
     rs = rss.get(h)
-    delay = spec.canary.abort_scale_down_delay_seconds
+    delay = spec.canary_strategy.abort_scale_down_delay_seconds
     if (weight > 0 and carrier == h) or delay == 0:
         # Still carrying traffic (its scale-down delay starts once traffic has left), or
         # abortScaleDownDelaySeconds: 0, which (as in Argo) leaves the canary running.
@@ -561,12 +562,12 @@ def _background_run_name(d: Decision, h: str) -> str:
 
 def _background_run(d: Decision, spec: RolloutSpec, h: str) -> AnalysisRunObs | None:
     """The current background run as observed, if the spec has one."""
-    if not isinstance(spec.canary.background_analysis, dict):
+    if not isinstance(spec.canary_strategy.background_analysis, dict):
         return None
     return d.analysis_runs.get(_background_run_name(d, h))
 
 def _background_analysis(d: Decision, spec: RolloutSpec, h: str, idx: int) -> AnalysisRunObs | None:
-    bg = spec.canary.background_analysis
+    bg = spec.canary_strategy.background_analysis
     if not isinstance(bg, dict):
         return None
     starting = bg.get("startingStep")
@@ -593,9 +594,9 @@ def decide_canary(d: Decision, spec: RolloutSpec, obs: Observations, now: dateti
     h = template_hash(obs.template)
     rss = obs.replica_sets
     st.selector = ",".join(f"{k}={v}" for k, v in sorted(spec.selector.items()))
-    st.canary_service = spec.canary.canary_service
-    st.stable_service = spec.canary.stable_service
-    n = len(spec.canary.steps)
+    st.canary_service = spec.canary_strategy.canary_service
+    st.stable_service = spec.canary_strategy.stable_service
+    n = len(spec.canary_strategy.steps)
     desired: dict[str, int] = {}
 
     recover_stable(st, rss, h)
@@ -626,7 +627,7 @@ def decide_canary(d: Decision, spec: RolloutSpec, obs: Observations, now: dateti
         _canary(d, spec, rss, h, stable, desired, now)
 
     restart_pods(d, spec, obs, rss, desired, now)
-    scale_old(d, rss, desired, now, delay=spec.canary.scale_down_delay_seconds)
+    scale_old(d, rss, desired, now, delay=spec.canary_strategy.scale_down_delay_seconds)
     emit_replica_actions(d, rss, desired, h)
     replica_counts(st, rss, h)
     prune_history(d, spec, rss, desired, {stable, h, st.stable_rs, st.canary_route_hash})

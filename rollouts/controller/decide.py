@@ -28,6 +28,7 @@ from datetime import datetime
 from rollouts.api.actions import Action, canary_in_progress, check_action
 from rollouts.api.constants import Cond, Phase, Reason
 from rollouts.api.status import fmt_time
+from rollouts.controller.bluegreen import decide_blue_green
 from rollouts.controller.canary import abort_while_invalid, decide_canary, steps_hash
 from rollouts.controller.decision import (
     AnalysisRunObs,
@@ -40,9 +41,11 @@ from rollouts.controller.decision import (
     Event,
     Observations,
     PodObs,
+    PointService,
     ReplicaSetObs,
     RolloutInput,
     ScaleReplicaSet,
+    SetPodMetadata,
     SetTraffic,
     TerminateAnalysisRun,
     template_hash,
@@ -53,8 +56,9 @@ from rollouts.controller.runs import run_name
 
 __all__ = [
     "AnalysisRunObs", "ClusterAction", "CreateAnalysisRun", "CreateReplicaSet", "Decision",
-    "DeletePod", "DeleteReplicaSet", "Event", "Observations", "PodObs", "ReplicaSetObs",
-    "RolloutInput", "ScaleReplicaSet", "SetTraffic", "TerminateAnalysisRun", "decide",
+    "DeletePod", "DeleteReplicaSet", "Event", "Observations", "PodObs", "PointService",
+    "ReplicaSetObs", "RolloutInput", "ScaleReplicaSet", "SetPodMetadata", "SetTraffic",
+    "TerminateAnalysisRun", "decide",
     "replicas_for_weight", "restart_pending", "run_name", "steps_hash", "template_hash",
 ]
 
@@ -69,7 +73,10 @@ def decide(ro: RolloutInput, obs: Observations, now: datetime) -> Decision:
     if st.condition(Cond.INVALID_SPEC) is not None:
         st.remove_condition(Cond.INVALID_SPEC)
         d.normal(Reason.ROLLOUT_UPDATED, "spec is valid again")
-    decide_canary(d, ro.spec, obs, now)
+    if ro.spec.blue_green is not None:
+        decide_blue_green(d, ro.spec, obs, now)
+    else:
+        decide_canary(d, ro.spec, obs, now)
     if st.phase != ro.status.phase and st.phase == Phase.HEALTHY:
         d.normal(Reason.HEALTHY, "rollout is healthy")
     return d

@@ -26,6 +26,9 @@ class ReplicaSetObs:
     ready: int = 0
     available: int = 0
     revision: int = 0
+    # the ephemeral metadata its pods carry now (canonical JSON, "" for none): see SetPodMetadata
+    ephemeral: str = ""
+
 
 @dataclass(frozen=True)
 class PodObs:
@@ -89,6 +92,26 @@ class SetTraffic:
     canary_weight: int
 
 @dataclass(frozen=True, kw_only=True)
+class PointService:
+    """Service ``service`` selects the pods of revision ``pod_hash`` (blue-green's active and
+    preview Services)."""
+
+    service: str
+    pod_hash: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class SetPodMetadata:
+    """The ephemeral labels and annotations of one revision's pods (its role's metadata:
+    canary/stable, active/preview), on its ReplicaSet's pod template and on its running pods;
+    keys set earlier and no longer wanted are removed."""
+
+    hash: str
+    labels: dict[str, str]
+    annotations: dict[str, str]
+
+
+@dataclass(frozen=True, kw_only=True)
 class CreateAnalysisRun:
     """Create run ``name`` from a step's (or the background) ``analysis`` block.
 
@@ -113,7 +136,8 @@ class DeletePod:
     name: str
 
 ClusterAction = (CreateReplicaSet | ScaleReplicaSet | DeleteReplicaSet | SetTraffic
-                 | CreateAnalysisRun | TerminateAnalysisRun | DeletePod)
+                 | PointService | SetPodMetadata | CreateAnalysisRun | TerminateAnalysisRun
+                 | DeletePod)
 
 @dataclass(frozen=True)
 class Event:

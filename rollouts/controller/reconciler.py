@@ -69,9 +69,11 @@ from rollouts.controller.decide import (
     Event,
     Observations,
     PodObs,
+    PointService,
     ReplicaSetObs,
     RolloutInput,
     ScaleReplicaSet,
+    SetPodMetadata,
     SetTraffic,
     TerminateAnalysisRun,
     decide,
@@ -86,15 +88,18 @@ from rollouts.controller.failures import (
     recovered,
     replica_failure,
 )
+from rollouts.controller.pod_metadata import canonical_metadata
 from rollouts.kube.client import DEPLOYMENTS, JSON, PODS, REPLICASETS, Kube, KubeError, Resource
 from rollouts.kube.events import EventRecorder
 from rollouts.kube.informer import Informer
-from rollouts.traffic.istio import IstioRouter
+from rollouts.traffic.router import TrafficRouter
 
 log = logging.getLogger(__name__)
 ROLLOUTS = Resource(GROUP, VERSION, ROLLOUT_PLURAL)
 HASH = POD_TEMPLATE_HASH_LABEL
 TEMPLATE_ANNOTATION = f"{GROUP}/pod-template"
+# on a ReplicaSet: the ephemeral metadata (canonical JSON) its pods carry for their role
+EPHEMERAL_ANNOTATION = f"{GROUP}/ephemeral-metadata"
 
 
 def owned_replica_sets(rs_objs: list[JSON], rollout_uid: str) -> dict[str, JSON]:
@@ -124,6 +129,7 @@ def rs_observation(rs: JSON) -> ReplicaSetObs:
         available=min(int(st.get("availableReplicas") or 0), int(spec.get("replicas", 1)))
         if fresh else 0,
         revision=rev,
+        ephemeral=str((md.get("annotations") or {}).get(EPHEMERAL_ANNOTATION) or ""),
     )
 
 
@@ -175,7 +181,7 @@ class Reconciler:
         ns, name = md["namespace"], md["name"]
         spec, spec_errors = parse_spec(obj.get("spec"))
         status = RolloutStatus.from_dict(obj.get("status"))
-        router = IstioRouter(self.kube)  # per reconcile: caches what it reads
+        router = TrafficRouter(self.kube)  # per reconcile: caches what it reads
         loaded_templates: dict[str, list[JSON]] = {}
         try:
             template, owned, obs = await self._observe(obj, spec, status, router, loaded_templates)
@@ -218,7 +224,7 @@ class Reconciler:
         return decision.requeue_after
 
     async def _observe(self, obj: JSON, spec: RolloutSpec | None, status: RolloutStatus,
-                       router: IstioRouter, loaded_templates: dict[str, list[JSON]],
+                       router: TrafficRouter, loaded_templates: dict[str, list[JSON]],
                        ) -> tuple[JSON | None, dict[str, JSON], Observations]:
         md = obj["metadata"]
         ns = md["namespace"]
@@ -302,6 +308,42 @@ class Reconciler:
             except Exception:  # observability must never fail a reconcile
                 log.exception("decision listener failed for %s", key)
 
+    async def _set_pod_metadata(self, ns: str, template: JSON, owned: dict[str, JSON],
+                                action: SetPodMetadata) -> None:
+        """The pod template first (pods created from now on carry it), then the running pods,
+        then the record on the ReplicaSet: a failure half-way is retried from the start."""
+        rs = owned.get(action.hash)
+        if rs is None:
+            return  # created in this reconcile: the next one labels it
+        name = rs["metadata"]["name"]
+        try:
+            prev = json.loads((rs["metadata"].get("annotations") or {}).get(EPHEMERAL_ANNOTATION) or "{}")
+        except ValueError:
+            prev = {}
+        own_labels = ((template.get("metadata") or {}).get("labels") or {})
+        own_annotations = ((template.get("metadata") or {}).get("annotations") or {})
+        meta: JSON = {"labels": {**{k: None for k in (prev.get("labels") or {})
+                                    if k not in action.labels and k not in own_labels},
+                                 **action.labels},
+                      "annotations": {**{k: None for k in (prev.get("annotations") or {})
+                                         if k not in action.annotations and k not in own_annotations},
+                                      **action.annotations}}
+        meta = {k: v for k, v in meta.items() if v}
+        if meta:
+            await self.kube.merge_patch(REPLICASETS.path(ns, name),
+                                        {"spec": {"template": {"metadata": meta}}})
+            pods = await self.kube.get_list(PODS.path(ns), labelSelector=f"{HASH}={action.hash}")
+            for pod in pods.get("items") or []:
+                try:
+                    await self.kube.merge_patch(PODS.path(ns, pod["metadata"]["name"]),
+                                                {"metadata": meta})
+                except KubeError as e:
+                    if not e.not_found:
+                        raise
+        record = canonical_metadata(action.labels, action.annotations)
+        await self.kube.merge_patch(REPLICASETS.path(ns, name),
+                                    {"metadata": {"annotations": {EPHEMERAL_ANNOTATION: record or None}}})
+
     async def _pods(self, ns: str, hashes: list[str]) -> tuple[PodObs, ...]:
         data = await self.kube.get_list(PODS.path(ns), labelSelector=f"{HASH} in ({','.join(hashes)})")
         out = []
@@ -323,10 +365,7 @@ class Reconciler:
                               loaded: dict[str, list[JSON]]) -> list[str]:
         """Every referenced template must exist; what was read is kept in ``loaded`` so a run
         created in the same reconcile does not read the templates again."""
-        blocks = [(f"spec.strategy.canary.steps[{s.index}].analysis", s.analysis)
-                  for s in spec.canary.steps if s.analysis is not None]
-        if spec.canary.background_analysis is not None:
-            blocks.append(("spec.strategy.canary.analysis", spec.canary.background_analysis))
+        blocks = analysis_blocks(spec)
         errors = []
         for path, block in blocks:
             try:
@@ -350,7 +389,7 @@ class Reconciler:
         return tmpl
 
     async def _act(self, obj: JSON, spec: RolloutSpec, template: JSON, owned: dict[str, JSON],
-                   action: Any, previous_weight: int, router: IstioRouter,
+                   action: Any, previous_weight: int, router: TrafficRouter,
                    loaded_templates: dict[str, list[JSON]]) -> None:
         md = obj["metadata"]
         ns = md["namespace"]
@@ -394,10 +433,29 @@ class Reconciler:
             except KubeError as e:
                 if not e.not_found:
                     raise
+        elif isinstance(action, PointService):
+            await router.point(ns, action.service, action.pod_hash)
+        elif isinstance(action, SetPodMetadata):
+            await self._set_pod_metadata(ns, template, owned, action)
         elif isinstance(action, SetTraffic):
             await router.apply(ns, spec, stable_hash=action.stable_hash,
                                canary_hash=action.canary_hash, canary_weight=action.canary_weight,
                                previous_weight=previous_weight)
+
+
+def analysis_blocks(spec: RolloutSpec) -> list[tuple[str, dict[str, Any]]]:
+    """Every analysis block of the spec with its path (for errors)."""
+    if spec.blue_green is not None:
+        bp = "spec.strategy.blueGreen"
+        return [(f"{bp}.{k}", v) for k, v in (
+            ("prePromotionAnalysis", spec.blue_green.pre_promotion_analysis),
+            ("postPromotionAnalysis", spec.blue_green.post_promotion_analysis)) if v is not None]
+    c = spec.canary_strategy
+    blocks = [(f"spec.strategy.canary.steps[{s.index}].analysis", s.analysis)
+              for s in c.steps if s.analysis is not None]
+    if isinstance(c.background_analysis, dict):
+        blocks.append(("spec.strategy.canary.analysis", c.background_analysis))
+    return blocks
 
 
 def build_replica_set(rollout: JSON, spec: RolloutSpec, template: JSON,

@@ -1,21 +1,20 @@
-"""Istio traffic routing: VirtualService route weights, DestinationRule subset labels and the
-stable/canary Service selectors, in the order that never sends traffic to a missing pod.
+"""Istio traffic routing: VirtualService route weights and DestinationRule subset labels.
 
 Pure planning functions (``plan_*``) compute errors and JSON patches from the objects;
-``IstioRouter`` reads and writes them. Weights are written as JSON patches guarded by a
-``test`` of the resourceVersion and with a stable field manager, so users can tell Argo CD
-to ignore exactly these fields.
+``IstioRouter`` reads and writes them (``rollouts.traffic.router`` orders the writes).
+Weights are written as JSON patches guarded by a ``test`` of the resourceVersion and with
+a stable field manager, so users can tell Argo CD to ignore exactly these fields.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
-from rollouts.api.constants import FIELD_MANAGER, POD_TEMPLATE_HASH_LABEL
-from rollouts.api.spec import RolloutSpec, VirtualServiceRef
-from rollouts.kube.client import DESTINATION_RULES, JSON, SERVICES, VIRTUAL_SERVICES, Kube, KubeError
+from rollouts.api.constants import POD_TEMPLATE_HASH_LABEL
+from rollouts.api.spec import IstioRouting, RolloutSpec, VirtualServiceRef
+from rollouts.kube.client import DESTINATION_RULES, JSON, VIRTUAL_SERVICES
+from rollouts.traffic.objects import ObjectCache, or_raise
 
 HASH = POD_TEMPLATE_HASH_LABEL
 
@@ -110,7 +109,7 @@ def plan_routes(vs: JSON, spec: RolloutSpec, namespace: str,
         return [], errors
     if not picked:
         return [], [f"VirtualService {name} has no http, tls or tcp routes"]
-    dr = spec.canary.istio.destination_rule
+    dr = istio_of(spec).destination_rule
     plans = []
     for kind, idx, route in picked:
         dests = route.get("route") if isinstance(route, dict) else None
@@ -127,13 +126,13 @@ def plan_routes(vs: JSON, spec: RolloutSpec, namespace: str,
                 elif subset == dr.stable_subset:
                     stable_i = j
             else:
-                if spec.canary.canary_service and host_matches(host, spec.canary.canary_service, namespace):
+                c = spec.canary_strategy
+                if c.canary_service and host_matches(host, c.canary_service, namespace):
                     canary_i = j
-                elif spec.canary.stable_service and host_matches(host, spec.canary.stable_service,
-                                                                 namespace):
+                elif c.stable_service and host_matches(host, c.stable_service, namespace):
                     stable_i = j
         what = (f"subsets {dr.stable_subset!r} and {dr.canary_subset!r}" if dr else
-                f"hosts {spec.canary.stable_service!r} and {spec.canary.canary_service!r}")
+                f"hosts {spec.canary_strategy.stable_service!r} and {spec.canary_strategy.canary_service!r}")
         if canary_i is None or stable_i is None or len(dests) != 2:
             errors.append(f"VirtualService {name} {kind}[{idx}] must route to exactly the {what}")
             continue
@@ -180,58 +179,25 @@ def subset_patch(dr: JSON, hashes: dict[str, str]) -> tuple[list[JSON], list[str
     return ([] if errors else ops), errors
 
 
-def service_error(svc: JSON | None, name: str, template_labels: dict[str, str]) -> str | None:
-    if svc is None:
-        return f"Service {name} not found"
-    sel = (svc.get("spec") or {}).get("selector") or {}
-    wrong = {k: v for k, v in sel.items() if k != HASH and template_labels.get(k) != v}
-    if wrong:
-        return (f"Service {name} selects {', '.join(f'{k}={v}' for k, v in sorted(wrong.items()))}, "
-                "which the Rollout's pod template labels do not match")
-    return None
-
-
-ATTEMPTS = 3  # JSON patches guarded by a resourceVersion test: re-read and retry this often
-
-
 class IstioRouter:
-    """One per reconcile: objects read once are reused (3 GETs instead of 7), and a write
-    guarded by a stale resourceVersion re-reads and retries; a write that still fails raises."""
+    """VirtualService weights and DestinationRule subsets; the Services are not its business."""
 
-    def __init__(self, kube: Kube) -> None:
-        self.kube = kube
-        self._seen: dict[str, JSON | None] = {}
+    def __init__(self, objects: ObjectCache) -> None:
+        self.objects = objects
 
-    async def _get(self, path: str, fresh: bool = False) -> JSON | None:
-        if fresh or path not in self._seen:
-            self._seen[path] = await self.kube.get_or_none(path)
-        return self._seen[path]
-
-    async def _must(self, path: str, fresh: bool = False) -> JSON:
-        obj = await self._get(path, fresh)
-        if obj is None:
-            raise KubeError(404, f"{path} not found")
-        return obj
-
-    async def check(self, ns: str, spec: RolloutSpec, template_labels: dict[str, str]) -> list[str]:
-        """Everything the spec names must exist and fit; the errors say what does not."""
+    async def check(self, ns: str, spec: RolloutSpec) -> list[str]:
+        """Every VirtualService and DestinationRule the spec names must exist and fit."""
         errors: list[str] = []
-        c = spec.canary
-        for svc_name in (c.stable_service, c.canary_service):
-            if svc_name:
-                svc = await self._get(SERVICES.path(ns, svc_name))
-                err = service_error(svc, svc_name, template_labels)
-                if err:
-                    errors.append(err)
-        for ref in c.istio.virtual_services:
-            vs = await self._get(VIRTUAL_SERVICES.path(ns, ref.name))
+        istio = istio_of(spec)
+        for ref in istio.virtual_services:
+            vs = await self.objects.get(VIRTUAL_SERVICES.path(ns, ref.name))
             if vs is None:
                 errors.append(f"VirtualService {ref.name} not found")
                 continue
             errors += plan_routes(vs, spec, ns, ref)[1]
-        dr = c.istio.destination_rule
+        dr = istio.destination_rule
         if dr is not None:
-            obj = await self._get(DESTINATION_RULES.path(ns, dr.name))
+            obj = await self.objects.get(DESTINATION_RULES.path(ns, dr.name))
             if obj is None:
                 errors.append(f"DestinationRule {dr.name} not found")
             else:
@@ -241,8 +207,8 @@ class IstioRouter:
     async def current_weight(self, ns: str, spec: RolloutSpec) -> int | None:
         """The canary weight in the VirtualServices, None if they disagree or are unreadable."""
         seen: set[int] = set()
-        for ref in spec.canary.istio.virtual_services:
-            vs = await self._get(VIRTUAL_SERVICES.path(ns, ref.name))
+        for ref in istio_of(spec).virtual_services:
+            vs = await self.objects.get(VIRTUAL_SERVICES.path(ns, ref.name))
             if vs is None:
                 return None
             plans, errors = plan_routes(vs, spec, ns, ref)
@@ -251,72 +217,25 @@ class IstioRouter:
             seen.update(p.canary_weight for p in plans)
         return seen.pop() if len(seen) == 1 else None
 
-    async def apply(self, ns: str, spec: RolloutSpec, *, stable_hash: str, canary_hash: str,
-                    canary_weight: int, previous_weight: int) -> None:
-        """Stable Service/subset -> stable_hash, canary -> canary_hash, canary_weight % on the
-        canary, in the order that never sends traffic to a selector without pods:
-
-        1. the stable selector first (Argo's order): it only moves at promotion, to the canary
-           pods the promotion waited for, while the old stable may already be scaled down
-           (dynamicStableScale after setWeight 100);
-        2. less canary traffic: the weights, then the canary selector (its old pods serve
-           until no traffic is left on them; after an abort it goes back to the stable hash);
-           more or equal: the canary selector, then the weights.
-        canary_hash may equal stable_hash (promotion, abort, undo): both point at one revision.
-        """
-        await self._point(ns, spec, role="stable", pod_hash=stable_hash)
-        if canary_weight < previous_weight:
-            await self._set_weights(ns, spec, canary_weight)
-            await self._point(ns, spec, role="canary", pod_hash=canary_hash)
-        else:
-            await self._point(ns, spec, role="canary", pod_hash=canary_hash)
-            await self._set_weights(ns, spec, canary_weight)
-
-    async def _point(self, ns: str, spec: RolloutSpec, *, role: str, pod_hash: str) -> None:
-        """The Service and the DestinationRule subset of one role at one revision."""
-        c = spec.canary
-        svc_name = c.stable_service if role == "stable" else c.canary_service
-        if svc_name:
-            path = SERVICES.path(ns, svc_name)
-            svc = await self._must(path)
-            if ((svc.get("spec") or {}).get("selector") or {}).get(HASH) != pod_hash:
-                self._seen[path] = await self.kube.merge_patch(
-                    path, {"spec": {"selector": {HASH: pod_hash}}}, fieldManager=FIELD_MANAGER)
-        dr = c.istio.destination_rule
+    async def point_subset(self, ns: str, spec: RolloutSpec, *, role: str, pod_hash: str) -> None:
+        """The DestinationRule subset of one role (stable, canary) at one revision."""
+        dr = istio_of(spec).destination_rule
         if dr is not None:
             subset = dr.stable_subset if role == "stable" else dr.canary_subset
-            await self._patch_guarded(DESTINATION_RULES.path(ns, dr.name),
-                                      lambda obj: _or_raise(subset_patch(obj, {subset: pod_hash})))
+            await self.objects.patch_guarded(
+                DESTINATION_RULES.path(ns, dr.name),
+                lambda obj: or_raise(subset_patch(obj, {subset: pod_hash})))
 
-    async def _set_weights(self, ns: str, spec: RolloutSpec, canary_weight: int) -> None:
-        for ref in spec.canary.istio.virtual_services:
+    async def set_weights(self, ns: str, spec: RolloutSpec, canary_weight: int) -> None:
+        for ref in istio_of(spec).virtual_services:
             def plan(vs: JSON, ref: VirtualServiceRef = ref) -> list[JSON]:
-                return weight_patch(vs, _or_raise(plan_routes(vs, spec, ns, ref)), canary_weight)
+                return weight_patch(vs, or_raise(plan_routes(vs, spec, ns, ref)), canary_weight)
 
-            await self._patch_guarded(VIRTUAL_SERVICES.path(ns, ref.name), plan)
-
-    async def _patch_guarded(self, path: str, plan: Callable[[JSON], list[JSON]]) -> None:
-        """Apply the JSON patch ``plan`` computes from the object (nothing when it is empty).
-        Its resourceVersion test fails when someone wrote meanwhile (409/422): re-read and
-        retry, and raise when the last attempt fails too, so the caller never reports a
-        change that was not made."""
-        for attempt in range(ATTEMPTS):
-            ops = plan(await self._must(path, fresh=attempt > 0))
-            if not ops:
-                return
-            try:
-                self._seen[path] = await self.kube.json_patch(path, ops, fieldManager=FIELD_MANAGER)
-                return
-            except KubeError as e:
-                if e.status not in (409, 422) or attempt == ATTEMPTS - 1:
-                    raise
+            await self.objects.patch_guarded(VIRTUAL_SERVICES.path(ns, ref.name), plan)
 
 
-T = TypeVar("T")
-
-
-def _or_raise(result: tuple[T, list[str]]) -> T:
-    value, errors = result
-    if errors:
-        raise KubeError(422, "; ".join(errors))
-    return value
+def istio_of(spec: RolloutSpec) -> IstioRouting:
+    istio = spec.canary_strategy.istio
+    if istio is None:
+        raise ValueError("the canary has no Istio traffic routing")
+    return istio

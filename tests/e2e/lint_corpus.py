@@ -159,23 +159,18 @@ def rollout_cases() -> list[Case]:
         Case("no-traffic-routing", _mut(r, lambda d: _canary(d).pop("trafficRouting")), False),
     ]
     gaps: list[tuple[str, Callable[[JSON], Any], str]] = [
-        ("blueGreen", lambda d: d["spec"].update(strategy={"blueGreen": {"activeService": "a"}}),
-         "spec.strategy.blueGreen"),
-        ("canaryMetadata", lambda d: _canary(d).update(canaryMetadata={"labels": {"r": "c"}}),
-         "spec.strategy.canary.canaryMetadata"),
-        ("antiAffinity", lambda d: _canary(d).update(antiAffinity={
-            "requiredDuringSchedulingIgnoredDuringExecution": {}}),
-         "spec.strategy.canary.antiAffinity"),
+        ("blueGreen-maxUnavailable", lambda d: d["spec"].update(strategy={"blueGreen": {
+            "activeService": "a", "maxUnavailable": 1}}), "spec.strategy.blueGreen.maxUnavailable"),
+        ("minPodsPerReplicaSet", lambda d: _canary(d).update(minPodsPerReplicaSet=2),
+         "spec.strategy.canary.minPodsPerReplicaSet"),
         ("scaleDownDelayRevisionLimit", lambda d: _canary(d).update(scaleDownDelayRevisionLimit=1),
          "spec.strategy.canary.scaleDownDelayRevisionLimit"),
         ("managedRoutes", lambda d: _canary(d)["trafficRouting"].update(
             managedRoutes=[{"name": "h"}]), "spec.strategy.canary.trafficRouting.managedRoutes"),
         ("nginx", lambda d: _canary(d)["trafficRouting"].update(nginx={"stableIngress": "demo"}),
          "spec.strategy.canary.trafficRouting.nginx"),
-        ("experiment", lambda d: _steps(d).append({"experiment": {"duration": "5m"}}),
-         "spec.strategy.canary.steps[3].experiment"),
-        ("setCanaryScale", lambda d: _steps(d).append({"setCanaryScale": {"replicas": 1}}),
-         "spec.strategy.canary.steps[3].setCanaryScale"),
+        ("setMirrorRoute", lambda d: _steps(d).append({"setMirrorRoute": {"name": "m"}}),
+         "spec.strategy.canary.steps[3].setMirrorRoute"),
         ("analysis-dryRun", lambda d: _canary(d).update(analysis={
             "templates": [{"templateName": "errors"}], "dryRun": [{"metricName": "x"}]}),
          "spec.strategy.canary.analysis.dryRun"),

@@ -15,7 +15,8 @@ import pytest
 
 from rollouts.api.spec import RolloutSpec, parse_spec
 from rollouts.kube.client import DESTINATION_RULES, SERVICES, VIRTUAL_SERVICES, KubeError
-from rollouts.traffic.istio import IstioRouter, plan_routes, subset_patch, weight_patch
+from rollouts.traffic.istio import plan_routes, subset_patch, weight_patch
+from rollouts.traffic.router import TrafficRouter
 
 NS = "shop"
 HASH = "rollouts-pod-template-hash"
@@ -217,7 +218,7 @@ async def test_promotion_moves_the_stable_selector_before_the_weights(subsets: b
     # dynamicStableScale after setWeight 100: the old stable "old" has no pods left. At
     # promotion, no moment may send traffic to "old".
     api = (subset_level if subsets else host_level)(100, "old", "new")
-    router = IstioRouter(api)  # type: ignore[arg-type]
+    router = TrafficRouter(api)  # type: ignore[arg-type]
     await router.apply(NS, spec(subsets=subsets, routes=["primary"]), stable_hash="new",
                        canary_hash="new", canary_weight=0, previous_weight=100)
     assert api.writes, "nothing was written"
@@ -228,7 +229,7 @@ async def test_promotion_moves_the_stable_selector_before_the_weights(subsets: b
 @pytest.mark.parametrize("subsets", [False, True])
 async def test_abort_points_the_canary_back_at_stable_after_its_weight_left(subsets: bool) -> None:
     api = (subset_level if subsets else host_level)(50, "stable1", "canary2")
-    router = IstioRouter(api)  # type: ignore[arg-type]
+    router = TrafficRouter(api)  # type: ignore[arg-type]
     await router.apply(NS, spec(subsets=subsets, routes=["primary"]), stable_hash="stable1",
                        canary_hash="stable1", canary_weight=0, previous_weight=50)
     seen = [served(snap, subsets) for _, snap in api.writes]
@@ -244,7 +245,7 @@ async def test_abort_points_the_canary_back_at_stable_after_its_weight_left(subs
         assert final[SERVICES.path(NS, "shop-canary")]["spec"]["selector"][HASH] == "stable1"
     # idempotent: nothing more to write
     n = len(api.writes)
-    await IstioRouter(api).apply(  # type: ignore[arg-type]
+    await TrafficRouter(api).apply(  # type: ignore[arg-type]
         NS, spec(subsets=subsets, routes=["primary"]), stable_hash="stable1",
         canary_hash="stable1", canary_weight=0, previous_weight=0)
     assert len(api.writes) == n
@@ -252,7 +253,7 @@ async def test_abort_points_the_canary_back_at_stable_after_its_weight_left(subs
 
 async def test_a_new_canary_gets_its_selector_before_any_weight() -> None:
     api = host_level(0, "s", "s")
-    await IstioRouter(api).apply(  # type: ignore[arg-type]
+    await TrafficRouter(api).apply(  # type: ignore[arg-type]
         NS, spec(routes=["primary"]), stable_hash="s", canary_hash="c", canary_weight=20,
         previous_weight=0)
     assert [served(snap, False) for _, snap in api.writes] == [{"s": 100}, {"s": 80, "c": 20}]
@@ -264,7 +265,7 @@ async def test_a_destination_rule_write_that_keeps_failing_raises() -> None:
     api = subset_level(0, "s", "s")
     api.fail_patches[DESTINATION_RULES.path(NS, "shop")] = KubeError(409, "conflict")
     with pytest.raises(KubeError) as err:
-        await IstioRouter(api).apply(  # type: ignore[arg-type]
+        await TrafficRouter(api).apply(  # type: ignore[arg-type]
             NS, spec(subsets=True, routes=["primary"]), stable_hash="s", canary_hash="c",
             canary_weight=20, previous_weight=0)
     assert err.value.status == 409
@@ -274,7 +275,7 @@ async def test_a_destination_rule_write_that_keeps_failing_raises() -> None:
 
 async def test_a_stale_resource_version_is_re_read_and_retried() -> None:
     api = subset_level(0, "s", "s")
-    router = IstioRouter(api)  # type: ignore[arg-type]
+    router = TrafficRouter(api)  # type: ignore[arg-type]
     s = spec(subsets=True, routes=["primary"])
     await router.check(NS, s, {"app": "shop"})  # caches the objects
     api.objects[DESTINATION_RULES.path(NS, "shop")]["metadata"]["resourceVersion"] = "99"

@@ -1,0 +1,44 @@
+"""Ephemeral pod metadata (Argo's canaryMetadata/stableMetadata, activeMetadata/previewMetadata):
+labels and annotations a revision's pods carry for the role they play now.
+
+Pure: ``metadata_actions`` compares what each ReplicaSet carries (``ReplicaSetObs.ephemeral``,
+recorded by the reconciler in an annotation) with what its role asks for, and returns the
+actions for the ReplicaSets that differ, so a steady rollout sends nothing.
+"""
+
+from __future__ import annotations
+
+import json
+
+from rollouts.api.spec import PodMetadata
+from rollouts.controller.decision import Decision, ReplicaSetObs, SetPodMetadata
+
+
+def canonical_metadata(labels: dict[str, str], annotations: dict[str, str]) -> str:
+    """The form recorded on a ReplicaSet: "" when its pods carry no role metadata."""
+    if not (labels or annotations):
+        return ""
+    return json.dumps({"labels": labels, "annotations": annotations}, sort_keys=True,
+                      separators=(",", ":"))
+
+
+def canonical(md: PodMetadata | None) -> str:
+    return canonical_metadata(md.labels, md.annotations) if md is not None else ""
+
+
+def metadata_actions(d: Decision, rss: dict[str, ReplicaSetObs],
+                     roles: dict[str, PodMetadata | None]) -> None:
+    """``roles``: pod template hash -> the metadata of its role (None: no role metadata).
+    ReplicaSets not named keep what they carry until they are scaled down, except that a
+    revision with no role any more loses its metadata once it has no pods."""
+    for h, rs in rss.items():
+        if h in roles:
+            want = roles[h]
+        elif rs.replicas == 0 and rs.ephemeral:
+            want = None
+        else:
+            continue
+        if canonical(want) != rs.ephemeral:
+            d.actions.append(SetPodMetadata(
+                hash=h, labels=dict(want.labels) if want else {},
+                annotations=dict(want.annotations) if want else {}))
