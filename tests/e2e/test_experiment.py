@@ -263,3 +263,49 @@ async def test_experiment_without_duration_runs_until_terminated_with_its_templa
 
 async def _gone(kube: Kube, path: str) -> bool:
     return await kube.get_or_none(path) is None
+
+
+async def test_experiment_with_a_missing_analysis_template_ends_error_saying_which(
+        rkube: Kube, namespace: str, start_controller: Callable[..., ControllerProcess]) -> None:
+    """Bad input: the analysis names an AnalysisTemplate that does not exist. The user reads
+    Error and the template's name in the Experiment's message; nothing keeps running."""
+    ns = namespace
+    start_controller()
+    await apply(rkube, experiment("typo"), ns)
+    ended = await eventually(lambda: _ended(rkube, ns, "typo"), 30, "the experiment ended")
+    assert ended is not None
+    st = ended["status"]
+    assert st["phase"] == "Error", st
+    assert "AnalysisTemplate health not found" in st["message"]
+    assert not (await rkube.get_list(RUNS.format(ns=ns)))["items"]
+    await eventually(lambda: _all_scaled_to_zero(rkube, ns, ended["metadata"]["uid"]), 20,
+                     "the ReplicaSets at 0")
+
+
+async def test_a_controller_killed_while_the_experiment_runs_resumes_it(
+        rkube: Kube, namespace: str, health: Health,
+        start_controller: Callable[..., ControllerProcess]) -> None:
+    """SIGKILL while Running: a new controller finds everything in the Experiment's status
+    and its ReplicaSets, ends it Successful no earlier than availableAt + duration, with no
+    second AnalysisRun and no second ReplicaSet."""
+    ns = namespace
+    first = start_controller()
+    await apply(rkube, analysis_template(health.url), ns)
+    await apply(rkube, experiment("kill", duration="8s"), ns)
+    running = await eventually(lambda: _phase(rkube, ns, "kill", "Running"), 40, "Running")
+    assert running is not None
+    first.kill()
+    await asyncio.sleep(2)
+    start_controller()
+    ended = await eventually(lambda: _ended(rkube, ns, "kill"), 40, "the experiment ended")
+    assert ended is not None
+    st = ended["status"]
+    assert st["phase"] == "Successful", st
+    done = next(c for c in st["conditions"] if c["type"] == "Progressing")
+    finished, available = parse_time(done["lastTransitionTime"]), parse_time(st["availableAt"])
+    assert finished is not None and available is not None
+    assert (finished - available).total_seconds() >= 8
+    assert len((await rkube.get_list(RUNS.format(ns=ns)))["items"]) == 1
+    rss = await _owned_replica_sets(rkube, ns, ended["metadata"]["uid"])
+    data = await rkube.get_list(REPLICASETS.path(ns), labelSelector="rollouts.dev/experiment=kill")
+    assert len(data["items"]) == len(rss) == 2
