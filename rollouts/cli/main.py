@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import typer
 
-from rollouts.cli import cmd_actions, cmd_analyze, cmd_lint, cmd_read, cmd_spec
+from rollouts.cli import cmd_actions, cmd_analyze, cmd_experiment, cmd_lint, cmd_read, cmd_spec
 
 app = typer.Typer(help="Progressive delivery for Kubernetes: canary rollouts over Istio.",
                   no_args_is_help=True, pretty_exceptions_enable=False,
@@ -25,6 +25,7 @@ def main() -> None:
 
 app.add_typer(cmd_read.list_app, name="list", rich_help_panel="Observe")
 app.add_typer(cmd_read.get_app, name="get", rich_help_panel="Observe")
+cmd_read.get_app.command("experiment")(cmd_experiment.get_experiment)
 app.command("status", rich_help_panel="Observe")(cmd_read.status)
 cmd_actions.register(app)
 app.command("undo", rich_help_panel="Change the spec")(cmd_spec.undo)

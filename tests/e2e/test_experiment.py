@@ -19,6 +19,8 @@ import pytest
 from rollouts.api.status import parse_time
 from rollouts.kube.apply import apply
 from rollouts.kube.client import EVENTS, JSON, PODS, REPLICASETS, SERVICES, Kube
+from testbed.cluster import TestBed
+from tests.e2e.judgekit import cli
 from tests.e2e.kit import HASH, ControllerProcess, eventually
 
 EXPERIMENTS = "/apis/rollouts.dev/v1alpha1/namespaces/{ns}/experiments"
@@ -134,7 +136,7 @@ async def _all_scaled_to_zero(kube: Kube, ns: str, uid: str) -> dict[str, JSON] 
 
 
 async def test_experiment_runs_its_templates_for_the_duration_then_succeeds_and_scales_down(
-        rkube: Kube, namespace: str, health: Health,
+        rkube: Kube, namespace: str, health: Health, testbed: TestBed,
         start_controller: Callable[..., ControllerProcess]) -> None:
     """Two templates, one analysis that passes, a 6 s duration: the user sees Pending ->
     Running -> Successful, a ReplicaSet per template named <experiment>-<template>-<hash>
@@ -192,6 +194,17 @@ async def test_experiment_runs_its_templates_for_the_duration_then_succeeds_and_
     assert (finished - available).total_seconds() >= 6  # the duration, counted from availableAt
     await eventually(lambda: _all_scaled_to_zero(rkube, ns, uid), 20,
                      "the ReplicaSets scaled to 0 after scaleDownDelaySeconds")
+    # what `rollouts get experiment` tells the user
+    r = await cli("get", "experiment", "exp", "-o", "json", kubeconfig=testbed.kubeconfig, namespace=ns)
+    assert r.code == 0, r
+    view = json.loads(r.out)
+    assert view["phase"] == "Successful"
+    assert [(t["name"], t["status"]) for t in view["templates"]] == [
+        ("baseline", "Successful"), ("canary", "Successful")]
+    r = await cli("get", "experiment", "exp", kubeconfig=testbed.kubeconfig, namespace=ns)
+    assert r.code == 0 and "Status:       Successful" in r.out and "exp-health" in r.out, r
+    r = await cli("get", "experiment", "nope", kubeconfig=testbed.kubeconfig, namespace=ns)
+    assert r.code == 4, r  # not found
 
 
 async def test_experiment_whose_analysis_fails_ends_failed_before_its_duration(
