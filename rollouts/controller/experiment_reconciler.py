@@ -16,6 +16,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from rollouts.api import experiment as model
 from rollouts.api.constants import API_VERSION, GROUP, POD_TEMPLATE_HASH_LABEL, VERSION
 from rollouts.api.status import parse_time
 from rollouts.controller import experiment as ex
@@ -40,15 +41,15 @@ def owner_ref(experiment: JSON) -> JSON:
             "controller": True, "blockOwnerDeletion": True}
 
 
-def template_replica_set(experiment: JSON, t: ex.TemplateSpec, name: str, h: str,
+def template_replica_set(experiment: JSON, t: model.TemplateSpec, name: str, h: str,
                          replicas: int) -> JSON:
     """The ReplicaSet of one template. Its pods carry the template's labels plus the
     experiment's own hash and names; only the Experiment owns it, so no Rollout adopts it."""
     md = experiment["metadata"]
     tmpl = copy.deepcopy(t.template)
     tmeta = tmpl.setdefault("metadata", {})
-    labels = {**(tmeta.get("labels") or {}), HASH: h, ex.EXPERIMENT_LABEL: md["name"],
-              ex.TEMPLATE_LABEL: t.name}
+    labels = {**(tmeta.get("labels") or {}), HASH: h, model.EXPERIMENT_LABEL: md["name"],
+              model.TEMPLATE_LABEL: t.name}
     tmeta["labels"] = labels
     selector = copy.deepcopy(t.selector)
     selector["matchLabels"] = {**(selector.get("matchLabels") or {}), HASH: h}
@@ -61,7 +62,7 @@ def template_replica_set(experiment: JSON, t: ex.TemplateSpec, name: str, h: str
     }
 
 
-def container_ports(t: ex.TemplateSpec) -> list[JSON]:
+def container_ports(t: model.TemplateSpec) -> list[JSON]:
     """Service ports for a template, one per container port (as Argo does)."""
     out: list[JSON] = []
     for c in ((t.template.get("spec") or {}).get("containers") or []):
@@ -82,13 +83,13 @@ def template_service(experiment: JSON, template: str, name: str, rs: JSON, ports
     return {
         "apiVersion": "v1", "kind": "Service",
         "metadata": {"name": name, "namespace": md["namespace"],
-                     "labels": {ex.EXPERIMENT_LABEL: md["name"], ex.TEMPLATE_LABEL: template},
+                     "labels": {model.EXPERIMENT_LABEL: md["name"], model.TEMPLATE_LABEL: template},
                      "ownerReferences": [owner_ref(experiment)]},
         "spec": {"selector": dict(pod_labels), "ports": ports},
     }
 
 
-def experiment_run(experiment: JSON, spec: ex.ExperimentSpec, analysis: ex.AnalysisRef,
+def experiment_run(experiment: JSON, spec: model.ExperimentSpec, analysis: model.AnalysisRef,
                    templates: list[JSON], name: str, args: tuple[dict[str, Any], ...]) -> JSON:
     """An AnalysisRun from the analysis' template: its metrics; its declared args with the
     experiment's values taking precedence; the experiment's dryRun and retention."""
@@ -112,7 +113,7 @@ def experiment_run(experiment: JSON, spec: ex.ExperimentSpec, analysis: ex.Analy
     if keep:
         run_spec["measurementRetention"] = keep
     meta: JSON = {"name": name, "namespace": md["namespace"],
-                  "labels": {**spec.run_labels, ex.EXPERIMENT_LABEL: md["name"],
+                  "labels": {**spec.run_labels, model.EXPERIMENT_LABEL: md["name"],
                              f"{GROUP}/analysis": analysis.name},
                   "ownerReferences": [owner_ref(experiment)]}
     if spec.run_annotations:
@@ -130,7 +131,7 @@ def _rs_obs(rs: JSON) -> ex.TemplateReplicaSet:
         replicas=int(st.get("replicas") or 0),
         ready=int(st.get("readyReplicas") or 0) if fresh else 0,
         available=min(int(st.get("availableReplicas") or 0), want) if fresh else 0,
-        scale_down_at=parse_time((md.get("annotations") or {}).get(ex.SCALE_DOWN_ANNOTATION)))
+        scale_down_at=parse_time((md.get("annotations") or {}).get(model.SCALE_DOWN_ANNOTATION)))
 
 
 class ExperimentReconciler:
@@ -149,8 +150,8 @@ class ExperimentReconciler:
         if obj is None or (obj.get("metadata") or {}).get("deletionTimestamp"):
             return None  # what it owns goes with it through ownerReferences
         md = obj["metadata"]
-        spec, errors = ex.parse_experiment_spec(obj.get("spec"))
-        prev = ex.ExperimentStatus.from_dict(obj.get("status"))
+        spec, errors = model.parse_experiment_spec(obj.get("spec"))
+        prev = model.ExperimentStatus.from_dict(obj.get("status"))
         loaded: dict[str, list[JSON]] = {}
         owned_rs: dict[str, JSON] = {}
         obs = ex.ExperimentObs()
@@ -185,7 +186,7 @@ class ExperimentReconciler:
             return 1.0  # scale down what the Error phase no longer needs
         return d.requeue_after
 
-    async def _observe_failed(self, obj: JSON, prev: ex.ExperimentStatus, e: Exception) -> None:
+    async def _observe_failed(self, obj: JSON, prev: model.ExperimentStatus, e: Exception) -> None:
         """Nothing decided on a partial view: only a ReconciliationError condition (cleared by
         the next reconcile that observes everything), best effort."""
         msg = e.message if isinstance(e, KubeError) else f"{type(e).__name__}: {e}"
@@ -198,7 +199,7 @@ class ExperimentReconciler:
             log.warning("%s/%s: could not record the failure: %s", obj["metadata"]["namespace"],
                         obj["metadata"]["name"], werr)
 
-    async def _observe(self, obj: JSON, spec: ex.ExperimentSpec, prev: ex.ExperimentStatus,
+    async def _observe(self, obj: JSON, spec: model.ExperimentSpec, prev: model.ExperimentStatus,
                        loaded: dict[str, list[JSON]]) -> tuple[ex.ExperimentObs, dict[str, JSON]]:
         md = obj["metadata"]
         ns, uid = md["namespace"], md["uid"]
@@ -206,7 +207,7 @@ class ExperimentReconciler:
         owned: dict[str, JSON] = {}
         for rs in self.replicasets.values():
             rmd = rs.get("metadata") or {}
-            tname = (rmd.get("labels") or {}).get(ex.TEMPLATE_LABEL)
+            tname = (rmd.get("labels") or {}).get(model.TEMPLATE_LABEL)
             if rmd.get("namespace") != ns or tname not in names or not _owned_by(rs, uid) \
                     or rmd.get("deletionTimestamp"):
                 continue
@@ -219,10 +220,10 @@ class ExperimentReconciler:
         if any(t.service is not None for t in spec.templates) or \
                 any(t.service_name for t in prev.templates):
             data = await self.kube.get_list(SERVICES.path(ns),
-                                            labelSelector=f"{ex.EXPERIMENT_LABEL}={md['name']}")
+                                            labelSelector=f"{model.EXPERIMENT_LABEL}={md['name']}")
             for s in data.get("items") or []:
                 smd = s.get("metadata") or {}
-                tname = (smd.get("labels") or {}).get(ex.TEMPLATE_LABEL)
+                tname = (smd.get("labels") or {}).get(model.TEMPLATE_LABEL)
                 if tname in names and _owned_by(s, uid) and not smd.get("deletionTimestamp"):
                     services[str(tname)] = smd["name"]
         runs: dict[str, ex.RunObs] = {}
@@ -231,7 +232,7 @@ class ExperimentReconciler:
                 runs[r["metadata"]["name"]] = _run_obs(r)
         for rs_status in prev.runs:  # created moments ago: the informer may not hold it yet
             if rs_status.analysis_run and rs_status.analysis_run not in runs \
-                    and rs_status.phase not in ex.COMPLETED:
+                    and rs_status.phase not in model.COMPLETED:
                 got = await self.kube.get_or_none(ANALYSIS_RUNS.path(ns, rs_status.analysis_run))
                 if got is not None and _owned_by(got, uid):
                     runs[rs_status.analysis_run] = _run_obs(got)
@@ -254,7 +255,7 @@ class ExperimentReconciler:
                                analysis_errors, ports)
         return obs, owned
 
-    async def _act(self, obj: JSON, spec: ex.ExperimentSpec, action: ex.ExperimentAction,
+    async def _act(self, obj: JSON, spec: model.ExperimentSpec, action: ex.ExperimentAction,
                    owned: dict[str, JSON], loaded: dict[str, list[JSON]]) -> None:
         md = obj["metadata"]
         ns = md["namespace"]
@@ -267,7 +268,7 @@ class ExperimentReconciler:
                                         {"spec": {"replicas": action.replicas}})
         elif isinstance(action, ex.MarkScaleDown):
             await self.kube.merge_patch(REPLICASETS.path(ns, action.name), {
-                "metadata": {"annotations": {ex.SCALE_DOWN_ANNOTATION: action.at}}})
+                "metadata": {"annotations": {model.SCALE_DOWN_ANNOTATION: action.at}}})
         elif isinstance(action, ex.CreateTemplateService):
             t = next(t for t in spec.templates if t.name == action.template)
             rs = owned[action.template]
@@ -304,7 +305,7 @@ class ExperimentReconciler:
                 raise KubeError(409, f"{body['kind']} {name} exists and is not owned by this "
                                 "Experiment") from e
 
-    async def _write_status(self, obj: JSON, status: ex.ExperimentStatus) -> bool:
+    async def _write_status(self, obj: JSON, status: model.ExperimentStatus) -> bool:
         new = status.to_dict()
         if new == (obj.get("status") or {}):
             return True
@@ -325,7 +326,7 @@ class ExperimentReconciler:
 
 def _run_obs(run: JSON) -> ex.RunObs:
     st = run.get("status") or {}
-    return ex.RunObs(name=run["metadata"]["name"], phase=str(st.get("phase") or ex.PENDING),
+    return ex.RunObs(name=run["metadata"]["name"], phase=str(st.get("phase") or model.PENDING),
                      message=str(st.get("message") or ""),
                      terminated=(run.get("spec") or {}).get("terminate") is True)
 

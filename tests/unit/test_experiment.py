@@ -6,6 +6,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from rollouts.api.experiment import ExperimentStatus, parse_experiment_spec
 from rollouts.controller.experiment import (
     CreateExperimentRun,
     CreateTemplateReplicaSet,
@@ -14,14 +15,12 @@ from rollouts.controller.experiment import (
     ExperimentDecision,
     ExperimentInput,
     ExperimentObs,
-    ExperimentStatus,
     MarkScaleDown,
     RunObs,
     ScaleTemplateReplicaSet,
     TemplateReplicaSet,
     TerminateExperimentRun,
     decide_experiment,
-    parse_experiment_spec,
     record_failure,
     resolve_arg_value,
 )

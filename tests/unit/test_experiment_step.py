@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 
 from rollouts.api.constants import POD_TEMPLATE_HASH_LABEL as HASH
-from rollouts.controller.experiment import parse_experiment_spec, template_hash
+from rollouts.api.experiment import parse_experiment_spec
+from rollouts.controller.experiment import template_hash
 from rollouts.controller.experiment_reconciler import template_replica_set
 from rollouts.controller.experiment_step import (
     DONE,
