@@ -24,7 +24,6 @@ TEMPLATE_LABEL = f"{GROUP}/experiment-template"
 SCALE_DOWN_ANNOTATION = f"{GROUP}/scale-down-deadline"
 
 
-
 # --- spec ----------------------------------------------------------------------------
 
 

@@ -21,7 +21,16 @@ from rollouts.kube.apply import apply
 from rollouts.kube.client import EVENTS, JSON, PODS, REPLICASETS, SERVICES, Kube
 from testbed.cluster import TestBed
 from tests.e2e.judgekit import cli
-from tests.e2e.kit import HASH, ControllerProcess, eventually
+from tests.e2e.kit import (
+    HASH,
+    ControllerProcess,
+    eventually,
+    get_rollout,
+    phase_is,
+    rollout,
+    services,
+    virtual_service,
+)
 
 EXPERIMENTS = "/apis/rollouts.dev/v1alpha1/namespaces/{ns}/experiments"
 RUNS = "/apis/rollouts.dev/v1alpha1/namespaces/{ns}/analysisruns"
@@ -322,3 +331,32 @@ async def test_a_controller_killed_while_the_experiment_runs_resumes_it(
     rss = await _owned_replica_sets(rkube, ns, ended["metadata"]["uid"])
     data = await rkube.get_list(REPLICASETS.path(ns), labelSelector="rollouts.dev/experiment=kill")
     assert len(data["items"]) == len(rss) == 2
+
+
+async def test_experiment_pods_labelled_like_a_rollouts_are_left_alone_by_it(
+        rkube: Kube, namespace: str, start_controller: Callable[..., ControllerProcess]) -> None:
+    """An Experiment whose pods carry the Rollout's selector labels (as a step's
+    specRef templates do): the Rollout neither adopts, scales nor deletes its ReplicaSets
+    and its replica counts stay its own; the Experiment runs its course."""
+    ns = namespace
+    start_controller()
+    for obj in [*services(), virtual_service(), rollout([{"setWeight": 50}, {"pause": {}}], replicas=3)]:
+        await apply(rkube, obj, ns)
+    await eventually(lambda: phase_is(rkube, ns, "Healthy"), 60, "the Rollout Healthy")
+    ex = experiment("twin", duration="4s")
+    del ex["spec"]["analyses"]
+    await apply(rkube, ex, ns)
+    running = await eventually(lambda: _phase(rkube, ns, "twin", "Running"), 40, "Running")
+    assert running is not None
+    uid = running["metadata"]["uid"]
+    await asyncio.sleep(2)  # a few Rollout reconciles with the experiment's pods present
+    ro = await get_rollout(rkube, ns)
+    st = ro["status"]
+    assert (st["phase"], st.get("replicas"), st.get("availableReplicas")) == ("Healthy", 3, 3), st
+    rss = await _owned_replica_sets(rkube, ns, uid)
+    assert {t: rs["spec"]["replicas"] for t, rs in rss.items()} == {"baseline": 1, "canary": 2}
+    for rs in rss.values():
+        assert [o["kind"] for o in rs["metadata"]["ownerReferences"]] == ["Experiment"]
+    ended = await eventually(lambda: _ended(rkube, ns, "twin"), 30, "the experiment ended")
+    assert ended is not None and ended["status"]["phase"] == "Successful"
+    assert (await phase_is(rkube, ns, "Healthy")) is not None
