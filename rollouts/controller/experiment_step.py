@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import copy
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -78,6 +79,30 @@ class OwnedExperiment:
     name: str
     phase: str = ""
     terminate: bool = False
+    message: str = ""
+    template_statuses: tuple[dict[str, Any], ...] = ()
+
+
+# the merge patch that stops an Experiment (its runs terminated, ReplicaSets scaled down)
+TERMINATE_PATCH: dict[str, Any] = {"spec": {"terminate": True}}
+
+
+def owned_experiments(objs: Iterable[dict[str, Any]], rollout_uid: str) -> dict[str, OwnedExperiment]:
+    """The Experiments a Rollout controls (ownerReference with its uid), by name."""
+    out: dict[str, OwnedExperiment] = {}
+    for o in objs:
+        md = o.get("metadata") or {}
+        if md.get("deletionTimestamp") or not any(
+                r.get("uid") == rollout_uid and r.get("controller")
+                for r in md.get("ownerReferences") or []):
+            continue
+        st = o.get("status") or {}
+        out[str(md.get("name"))] = OwnedExperiment(
+            name=str(md.get("name")), phase=str(st.get("phase") or ""),
+            terminate=(o.get("spec") or {}).get("terminate") is True,
+            message=str(st.get("message") or ""),
+            template_statuses=tuple(t for t in st.get("templateStatuses") or [] if isinstance(t, dict)))
+    return out
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from rollouts.controller.experiment_step import (
     FAILED,
     INCONCLUSIVE,
     RUNNING,
+    TERMINATE_PATCH,
     ExperimentStepError,
     ExperimentStepInput,
     OwnedExperiment,
@@ -23,6 +24,7 @@ from rollouts.controller.experiment_step import (
     build_experiment,
     experiment_name,
     experiments_to_terminate,
+    owned_experiments,
     step_progress,
     template_weights,
     weight_destinations,
@@ -158,3 +160,16 @@ def test_weights_go_to_weighted_templates_only_while_running() -> None:
     (w,) = weight_destinations(STEP, "Running", statuses)
     assert (w.template, w.service_name, w.pod_template_hash, w.weight) == ("baseline", "svc-b", "hb", 5)
     assert weight_destinations(STEP, "Successful", statuses) == []
+
+
+def test_owned_experiments_are_those_the_rollout_controls() -> None:
+    def obj(name: str, uid: str, **status: Any) -> dict[str, Any]:
+        return {"metadata": {"name": name, "ownerReferences": [{"uid": uid, "controller": True}]},
+                "spec": {"terminate": name == "old"}, "status": status}
+    got = owned_experiments([obj("cur", "u-1", phase="Running", message="m",
+                                 templateStatuses=[{"name": "b"}]),
+                             obj("old", "u-1"), obj("other", "u-2", phase="Running")], "u-1")
+    assert set(got) == {"cur", "old"}
+    assert got["cur"] == OwnedExperiment("cur", "Running", False, "m", ({"name": "b"},))
+    assert got["old"].terminate and got["old"].phase == ""
+    assert TERMINATE_PATCH == {"spec": {"terminate": True}}
