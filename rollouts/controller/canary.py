@@ -12,6 +12,14 @@ from rollouts.api.actions import Action, check_action
 from rollouts.api.constants import Cond, Phase, Reason
 from rollouts.api.spec import RolloutSpec, Step
 from rollouts.api.status import RolloutStatus, fmt_time, parse_time
+from rollouts.controller.basic_canary import (
+    Pods,
+    at_target,
+    fenceposts,
+    next_counts,
+    pod_share,
+    target_counts,
+)
 from rollouts.controller.decision import (
     AnalysisRunObs,
     Decision,
@@ -30,6 +38,7 @@ from rollouts.controller.lifecycle import (
     set_healthy,
     set_pause_condition,
 )
+from rollouts.controller.pod_metadata import metadata_actions
 from rollouts.controller.replicas import (
     available,
     emit_replica_actions,
@@ -40,6 +49,7 @@ from rollouts.controller.replicas import (
     restart_pods,
     scale_old,
     seconds_until,
+    with_anti_affinity,
 )
 from rollouts.controller.runs import (
     RUN_ACTIVE,
@@ -314,7 +324,10 @@ def _canary(d: Decision, spec: RolloutSpec, rss: dict[str, ReplicaSetObs], h: st
     steps = spec.canary_strategy.steps
     n = len(steps)
     idx = n if st.promote_full else min(max(st.current_step_index or 0, 0), n)
-    weight = st.canary_weight
+    routed = spec.canary_strategy.traffic_routed
+    # with a router: the weight it carries; without: the weight the pods are sized for (the
+    # traffic share is then the pods' share, ``_basic_share``)
+    weight = st.canary_weight if routed else _reached_weight(steps, idx)
     # the lowest canary weight traffic is heading to: a dynamically scaled stable is sized
     # for its share at that weight (scale-downs run after the traffic change)
     heading_to = 100
@@ -337,10 +350,30 @@ def _canary(d: Decision, spec: RolloutSpec, rss: dict[str, ReplicaSetObs], h: st
 
     while idx < n and not hold:
         step = steps[idx]
-        if step.set_weight is not None:
+        if step.set_weight is not None and not routed:
+            w = weight = step.set_weight
+            if not _basic_at(spec, rss, h, stable, w):
+                c_want, s_want = target_counts(replicas, w, fenceposts(
+                    spec.canary_strategy.max_surge, spec.canary_strategy.max_unavailable, replicas)[0])
+                waiting_msg = (f"step {idx}/{n} setWeight {w}: scaling to {c_want} canary and "
+                               f"{s_want} stable pods ({canary_avail} and {stable_avail} available)")
+                break
+            _step_done(d, idx, n, step, now)
+            idx += 1
+        elif step.set_canary_scale is not None:
+            need = _canary_scale(spec, idx, weight) or 0
+            desired[h] = need
+            if canary_avail < need:
+                waiting_msg = (f"step {idx}/{n} {step.set_canary_scale.describe()}: waiting for "
+                               f"canary pods ({canary_avail}/{need} available)")
+                break
+            _step_done(d, idx, n, step, now)
+            idx += 1
+        elif step.set_weight is not None:
             w = step.set_weight
-            need = replicas_for_weight(replicas, w)
-            desired[h] = max(need, replicas_for_weight(replicas, weight))
+            scale = _canary_scale(spec, idx, w)
+            need = replicas_for_weight(replicas, w) if scale is None else scale
+            desired[h] = need if scale is not None else max(need, replicas_for_weight(replicas, weight))
             if canary_avail < need:
                 waiting_msg = (f"step {idx}/{n} setWeight {w}: waiting for canary pods "
                                f"({canary_avail}/{need} available)")
@@ -407,9 +440,14 @@ def _canary(d: Decision, spec: RolloutSpec, rss: dict[str, ReplicaSetObs], h: st
         sweep_runs(d, set())
         _aborted(d, spec, rss, h, stable, desired, now)
         return
+    if routed:
+        scale = _canary_scale(spec, idx, weight)
+        desired.setdefault(h, replicas_for_weight(replicas, weight) if scale is None else scale)
+        desired[stable] = _stable_replicas(spec, min(weight, heading_to))
+    else:
+        desired[h], desired[stable] = _basic_next(spec, rss, h, stable, 100 if idx >= n else weight)
+        weight = _basic_share(rss, h)
     st.canary_weight = weight
-    desired.setdefault(h, replicas_for_weight(replicas, weight))
-    desired[stable] = _stable_replicas(spec, min(weight, heading_to))
 
     if idx >= n and not hold:
         sweep_runs(d, set())
@@ -470,12 +508,15 @@ def _step_done(d: Decision, idx: int, n: int, step: Step, now: datetime) -> None
 def _promote_if_ready(d: Decision, spec: RolloutSpec, rss: dict[str, ReplicaSetObs], h: str,
                       stable: str, desired: dict[str, int], now: datetime) -> None:
     st = d.status
-    desired[h] = spec.replicas
+    routed = spec.canary_strategy.traffic_routed
+    if routed:
+        desired[h] = spec.replicas
     avail = available(rss, h)
     st.remove_condition(Cond.PAUSED)
     st.controller_pause = False
     st.pause_conditions = []
-    if avail < spec.replicas or h not in rss:
+    if (avail < spec.replicas or h not in rss
+            or (not routed and not _basic_at(spec, rss, h, stable, 100))):
         st.phase = Phase.PROGRESSING
         st.message = (f"all steps done: scaling canary to {spec.replicas} before promotion "
                       f"({avail} available)")
@@ -487,6 +528,16 @@ def _promote_if_ready(d: Decision, spec: RolloutSpec, rss: dict[str, ReplicaSetO
         else:
             st.set_condition(Cond.PROGRESSING, True, Reason.ROLLOUT_UPDATED, st.message, now)
         d.actions.append(SetTraffic(stable, h, st.canary_weight))
+        return
+    if not routed:
+        desired[h] = spec.replicas  # the old stable has no pods left: no scale-down delay
+        d.actions.append(SetTraffic(h, h, 0))
+        st.stable_rs = h
+        st.canary_weight = 0
+        st.promote_full = False
+        st.current_step_index = len(spec.canary_strategy.steps)
+        set_healthy(st, h, now)
+        d.normal(Reason.COMPLETED, f"revision {h} promoted to stable: all pods replaced")
         return
     # Promotion: stable Service/subset to the new revision and all traffic to it; the
     # previous stable keeps its pods for scaleDownDelaySeconds (in-flight requests, and a
@@ -506,6 +557,9 @@ def _promote_if_ready(d: Decision, spec: RolloutSpec, rss: dict[str, ReplicaSetO
 def _aborted(d: Decision, spec: RolloutSpec, rss: dict[str, ReplicaSetObs], h: str, stable: str,
              desired: dict[str, int], now: datetime) -> None:
     st = d.status
+    if not spec.canary_strategy.traffic_routed:
+        _aborted_basic(d, spec, rss, h, stable, desired, now)
+        return
     replicas = spec.replicas
     desired[stable] = replicas
     st.draining = False  # an abort drains by the same rule, below
@@ -626,9 +680,16 @@ def decide_canary(d: Decision, spec: RolloutSpec, obs: Observations, now: dateti
     else:
         _canary(d, spec, rss, h, stable, desired, now)
 
+    c = spec.canary_strategy
+    if c.canary_metadata or c.stable_metadata or any(r.ephemeral for r in rss.values()):
+        roles = {st.stable_rs: c.stable_metadata}
+        if h != st.stable_rs:
+            roles[h] = c.canary_metadata
+        metadata_actions(d, rss, roles)
     restart_pods(d, spec, obs, rss, desired, now)
     scale_old(d, rss, desired, now, delay=spec.canary_strategy.scale_down_delay_seconds)
     emit_replica_actions(d, rss, desired, h)
+    with_anti_affinity(d, h, st.stable_rs, c.anti_affinity)
     replica_counts(st, rss, h)
     prune_history(d, spec, rss, desired, {stable, h, st.stable_rs, st.canary_route_hash})
 
@@ -644,3 +705,89 @@ def abort_while_invalid(d: Decision, spec: RolloutSpec, obs: Observations, now: 
     ups = {k: n for k, n in desired.items()
            if k in obs.replica_sets and n > obs.replica_sets[k].replicas}
     emit_replica_actions(d, obs.replica_sets, ups, st.current_pod_hash)
+
+
+# --- the canary without a traffic router (rollouts.controller.basic_canary) -------------
+
+
+def _others(rss: dict[str, ReplicaSetObs], h: str, stable: str) -> list[Pods]:
+    return [Pods(r.replicas, r.current, r.available) for k, r in rss.items() if k not in (h, stable)]
+
+
+def _pods(rss: dict[str, ReplicaSetObs], k: str) -> Pods | None:
+    r = rss.get(k)
+    return Pods(r.replicas, r.current, r.available) if r is not None else None
+
+
+def _basic_next(spec: RolloutSpec, rss: dict[str, ReplicaSetObs], h: str, stable: str,
+                weight: int) -> tuple[int, int]:
+    c = spec.canary_strategy
+    return next_counts(replicas=spec.replicas, weight=weight, max_surge=c.max_surge,
+                       max_unavailable=c.max_unavailable, canary=_pods(rss, h),
+                       stable=_pods(rss, stable), others=_others(rss, h, stable))
+
+
+def _basic_at(spec: RolloutSpec, rss: dict[str, ReplicaSetObs], h: str, stable: str,
+              weight: int) -> bool:
+    c = spec.canary_strategy
+    return at_target(replicas=spec.replicas, weight=weight, max_surge=c.max_surge,
+                     max_unavailable=c.max_unavailable, canary=_pods(rss, h),
+                     stable=_pods(rss, stable), others=_others(rss, h, stable))
+
+
+def _basic_share(rss: dict[str, ReplicaSetObs], h: str) -> int:
+    """The canary's traffic share now: its share of every available pod behind the Service."""
+    return pod_share(available(rss, h), sum(r.available for r in rss.values()))
+
+
+def _reached_weight(steps: tuple[Step, ...], idx: int) -> int:
+    """The weight of the last setWeight step before ``idx`` (0 before the first)."""
+    return next((s.set_weight for s in reversed(steps[:idx]) if s.set_weight is not None), 0)
+
+
+def _canary_scale(spec: RolloutSpec, idx: int, weight: int) -> int | None:
+    """The canary pod count a setCanaryScale at or before step ``idx`` asks for (Argo: until a
+    matchTrafficWeight, and only while steps remain); None: sized by the traffic weight."""
+    c = spec.canary_strategy
+    if c.istio is None or idx >= len(c.steps):
+        return None
+    for step in reversed(c.steps[:idx + 1]):
+        sc = step.set_canary_scale
+        if sc is None:
+            continue
+        if sc.match_traffic_weight:
+            return None if step.index < idx else replicas_for_weight(spec.replicas, weight)
+        if sc.replicas is not None:
+            return sc.replicas
+        return replicas_for_weight(spec.replicas, sc.weight or 0)
+    return None
+
+
+def _aborted_basic(d: Decision, spec: RolloutSpec, rss: dict[str, ReplicaSetObs], h: str,
+                   stable: str, desired: dict[str, int], now: datetime) -> None:
+    """Abort without a router: the stable grows back and the canary shrinks within maxSurge
+    and maxUnavailable (as in Argo, abortScaleDownDelaySeconds needs a router)."""
+    st = d.status
+    st.draining = False
+    desired[h], desired[stable] = _basic_next(spec, rss, h, stable, 0)
+    weight = _basic_share(rss, h)
+    if weight != st.canary_weight:
+        d.normal(Reason.WEIGHT_UPDATED, f"canary weight {st.canary_weight} -> {weight} (aborted)")
+    st.canary_weight = weight
+    if weight > 0 or available(rss, h) > 0:
+        st.canary_route_hash = None
+        d.actions.append(SetTraffic(stable, h, weight))
+        d.wake_in(5)
+    else:
+        st.canary_route_hash = stable  # as with a router: the canary Service selects stable
+        d.actions.append(SetTraffic(stable, stable, 0))
+    st.scale_down_at.pop(h, None)
+    st.pause_conditions = []
+    st.controller_pause = False
+    st.progress_at = None
+    st.phase = Phase.DEGRADED
+    st.message = f"{Reason.ABORTED}: {st.abort_reason or 'aborted'}"
+    st.remove_condition(Cond.PAUSED)
+    reason = (Reason.PROGRESS_DEADLINE if (st.abort_reason or "").startswith(Reason.PROGRESS_DEADLINE)
+              else Reason.ABORTED)
+    st.set_condition(Cond.PROGRESSING, False, reason, st.message, now)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from rollouts.api.spec import RolloutSpec
+from rollouts.api.spec import AntiAffinity, RolloutSpec
 from rollouts.api.status import RolloutStatus
 
 # --- inputs --------------------------------------------------------------------------
@@ -26,6 +26,7 @@ class ReplicaSetObs:
     ready: int = 0
     available: int = 0
     revision: int = 0
+    current: int = 0  # pods that exist (status.replicas), available or not
     # the ephemeral metadata its pods carry now (canonical JSON, "" for none): see SetPodMetadata
     ephemeral: str = ""
 
@@ -73,6 +74,9 @@ class CreateReplicaSet:
     hash: str
     replicas: int
     revision: int
+    # Argo's antiAffinity: the new pods avoid the nodes of revision ``avoid_hash``'s pods
+    anti_affinity: AntiAffinity | None = None
+    avoid_hash: str | None = None
 
 @dataclass(frozen=True)
 class ScaleReplicaSet:

@@ -51,7 +51,7 @@ from rollouts.api.constants import (
     ROLLOUT_PLURAL,
     VERSION,
 )
-from rollouts.api.spec import RolloutSpec, parse_spec
+from rollouts.api.spec import AntiAffinity, RolloutSpec, parse_spec
 from rollouts.api.status import RolloutStatus, parse_time
 from rollouts.controller.analysis_builder import (
     AnalysisSpecError,
@@ -129,6 +129,7 @@ def rs_observation(rs: JSON) -> ReplicaSetObs:
         available=min(int(st.get("availableReplicas") or 0), int(spec.get("replicas", 1)))
         if fresh else 0,
         revision=rev,
+        current=int(st.get("replicas") or 0) if fresh else 0,
         ephemeral=str((md.get("annotations") or {}).get(EPHEMERAL_ANNOTATION) or ""),
     )
 
@@ -464,6 +465,8 @@ def build_replica_set(rollout: JSON, spec: RolloutSpec, template: JSON,
     tmpl = copy.deepcopy(template)
     tmeta = tmpl.setdefault("metadata", {})
     tmeta["labels"] = {**(tmeta.get("labels") or {}), HASH: action.hash}
+    if action.anti_affinity is not None and action.avoid_hash:
+        add_anti_affinity(tmpl, action.anti_affinity, avoid_hash=action.avoid_hash)
     return {
         "apiVersion": "apps/v1",
         "kind": "ReplicaSet",
@@ -489,3 +492,17 @@ def build_replica_set(rollout: JSON, spec: RolloutSpec, template: JSON,
             "template": tmpl,
         },
     }
+
+
+def add_anti_affinity(tmpl: JSON, aa: AntiAffinity, *, avoid_hash: str) -> None:
+    """Argo's antiAffinity: a pod anti-affinity term (per node) against revision
+    ``avoid_hash``'s pods, required or preferred with the user's weight."""
+    term = {"labelSelector": {"matchLabels": {HASH: avoid_hash}},
+            "topologyKey": "kubernetes.io/hostname"}
+    pod_spec = tmpl.setdefault("spec", {})
+    anti = pod_spec.setdefault("affinity", {}).setdefault("podAntiAffinity", {})
+    if aa.required:
+        anti.setdefault("requiredDuringSchedulingIgnoredDuringExecution", []).append(term)
+    else:
+        anti.setdefault("preferredDuringSchedulingIgnoredDuringExecution", []).append(
+            {"weight": aa.weight, "podAffinityTerm": term})

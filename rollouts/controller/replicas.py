@@ -4,10 +4,11 @@ at their stored deadline, the safe order of replica actions, history pruning, re
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 from rollouts.api.constants import Reason
-from rollouts.api.spec import RolloutSpec
+from rollouts.api.spec import AntiAffinity, RolloutSpec
 from rollouts.api.status import RolloutStatus, fmt_time, parse_time
 from rollouts.controller.decision import (
     ClusterAction,
@@ -98,6 +99,15 @@ def emit_replica_actions(d: Decision, rss: dict[str, ReplicaSetObs], desired: di
     stops = [a for a in d.actions if isinstance(a, TerminateAnalysisRun)]
     rest = [a for a in d.actions if not isinstance(a, TerminateAnalysisRun)]
     d.actions[:] = [*creates, *ups, *rest, *downs, *stops]
+
+def with_anti_affinity(d: Decision, h: str, avoid: str | None, aa: AntiAffinity | None) -> None:
+    """The new revision's ReplicaSet, if this decision creates it, keeps its pods off the
+    nodes of revision ``avoid`` (Argo's antiAffinity, set when the ReplicaSet is created)."""
+    if aa is None or avoid is None or avoid == h:
+        return
+    d.actions[:] = [replace(a, anti_affinity=aa, avoid_hash=avoid)
+                    if isinstance(a, CreateReplicaSet) and a.hash == h else a for a in d.actions]
+
 
 def replica_counts(st: RolloutStatus, rss: dict[str, ReplicaSetObs], h: str) -> None:
     st.replicas = sum(r.replicas for r in rss.values())

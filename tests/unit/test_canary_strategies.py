@@ -1,0 +1,220 @@
+"""The canary without a traffic router, setCanaryScale, canary/stable pod metadata and
+anti-affinity, driven through the simulated cluster of ``test_decide``."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from rollouts.api.spec import AntiAffinity
+from rollouts.controller.basic_canary import fenceposts, pod_share
+from rollouts.controller.decide import (
+    CreateReplicaSet,
+    Decision,
+    Observations,
+    ReplicaSetObs,
+    RolloutInput,
+    SetPodMetadata,
+    SetTraffic,
+)
+from rollouts.controller.pod_metadata import canonical_metadata
+from tests.unit.test_decide import Cluster, h, rollout_spec
+
+
+class BasicCluster(Cluster):
+    """Pods exist as soon as they are scaled up (status.replicas), available after the delay."""
+
+    def observe(self) -> Observations:
+        obs = super().observe()
+        rss = {k: ReplicaSetObs(r.hash, r.name, r.replicas, r.ready, r.available, r.revision,
+                                current=r.replicas)
+               for k, r in obs.replica_sets.items()}
+        return Observations(obs.template, rss, obs.environment_errors, obs.analysis_runs, obs.pods)
+
+    def _check(self, ro: RolloutInput, obs: Observations, d: Decision) -> None:
+        traffic = [a for a in d.actions if isinstance(a, SetTraffic)]
+        if ro.spec is None or ro.spec_errors:
+            return
+        assert len(traffic) == 1
+        st = d.status
+        assert traffic[0] == SetTraffic(st.stable_rs or "", st.canary_route_hash or st.current_pod_hash or "",
+                                        st.canary_weight)
+        rss = obs.replica_sets
+        if st.current_pod_hash != st.stable_rs and st.current_pod_hash in rss:
+            # the weight in status is the canary's share of the available pods, as served
+            total = sum(r.available for r in rss.values())
+            assert st.canary_weight == pod_share(rss[st.current_pod_hash].available, total)
+        c = ro.spec.canary_strategy
+        surge = fenceposts(c.max_surge, c.max_unavailable, ro.spec.replicas)[0]
+        sizes = {k: r.replicas for k, r in rss.items()}
+        for a in d.actions:
+            if hasattr(a, "replicas") and hasattr(a, "hash"):
+                sizes[a.hash] = a.replicas  # type: ignore[union-attr]
+        if ro.status.stable_rs is not None and self.generation_replicas == ro.spec.replicas:
+            assert sum(sizes.values()) <= ro.spec.replicas + surge, (sizes, d.actions)
+
+    generation_replicas = 5
+
+
+def basic(steps: list[Any], replicas: int = 5, **canary: Any) -> dict[str, Any]:
+    spec = rollout_spec(replicas=replicas, steps=steps, **canary)
+    del spec["strategy"]["canary"]["trafficRouting"]
+    return spec
+
+
+def counts(c: Cluster, *hashes: str) -> tuple[int, ...]:
+    return tuple(c.replicas(x) for x in hashes)
+
+
+def test_basic_canary_pod_counts_follow_argo_at_each_step() -> None:
+    steps = [{"setWeight": 20}, {"pause": {}}, {"setWeight": 50}, {"pause": {}}, {"setWeight": 80},
+             {"pause": {}}]
+    c = BasicCluster(basic(steps, maxSurge=1, maxUnavailable=0), pod_delay=2)
+    v1 = c.deploy_stable()
+    c.set_image("shop:2")
+    v2 = h("shop:2")
+    paused = lambda: c.status.get("phase") == "Paused"  # noqa: E731
+    c.run_until(paused)
+    # 20 % of 5 pods: 1 canary pod beside 4 stable ones (5 + 1 surge at most on the way)
+    assert counts(c, v2, v1) == (1, 4)
+    assert c.status["canary"]["weights"]["canary"]["weight"] == 20
+    assert c.status["message"].startswith("paused at step 1/6")
+    c.record("promote")
+    c.run_until(lambda: paused() and c.status["currentStepIndex"] == 3)
+    assert counts(c, v2, v1) == (3, 3)  # 50 % with one pod of surge: 3 of 6 (Argo rounds up on a tie)
+    assert c.status["canary"]["weights"]["canary"]["weight"] == 50
+    c.record("promote")
+    c.run_until(lambda: paused() and c.status["currentStepIndex"] == 5)
+    assert counts(c, v2, v1) == (4, 1)
+    c.record("promote")
+    c.run_until(lambda: c.status.get("phase") == "Healthy")
+    assert counts(c, v2, v1) == (5, 0)
+    assert c.status["stableRS"] == v2
+    assert c.traffic == SetTraffic(v2, v2, 0)
+
+
+def test_basic_canary_never_drops_below_max_unavailable_while_pods_start_slowly() -> None:
+    c = BasicCluster(basic([{"setWeight": 60}, {"pause": {}}], replicas=10, maxSurge=0,
+                           maxUnavailable=2), pod_delay=5)
+    v1 = c.deploy_stable()
+    c.set_image("shop:2")
+    v2 = h("shop:2")
+    lowest = 10
+    for _ in range(200):
+        c.reconcile()
+        avail = sum(r.available(c.t) for r in c.rss.values())
+        lowest = min(lowest, avail)
+        assert c.replicas(v1) + c.replicas(v2) <= 10  # no surge
+        if c.status.get("phase") == "Paused":
+            break
+        c.advance(1)
+    assert counts(c, v2, v1) == (6, 4)
+    assert lowest >= 8  # maxUnavailable 2 of 10
+
+
+def test_basic_canary_abort_brings_the_stable_back_within_the_limits() -> None:
+    c = BasicCluster(basic([{"setWeight": 40}, {"pause": {}}], maxSurge=1, maxUnavailable=0),
+                     pod_delay=2)
+    v1 = c.deploy_stable()
+    c.set_image("shop:2")
+    v2 = h("shop:2")
+    c.run_until(lambda: c.status.get("phase") == "Paused")
+    assert counts(c, v2, v1) == (2, 3)
+    c.record("abort")
+    c.run_until(lambda: c.replicas(v2) == 0 and c.replicas(v1) == 5
+                and c.rss[v1].available(c.t) == 5)
+    c.run(6)  # the next look sees the canary's pods gone
+    assert c.status["phase"] == "Degraded" and c.status["abort"] is True
+    assert c.status["canary"]["weights"]["canary"]["weight"] == 0
+    assert c.traffic == SetTraffic(v1, v1, 0)  # the canary Service selects stable again
+
+
+def test_basic_canary_follows_a_scale_of_the_rollout_while_paused() -> None:
+    c = BasicCluster(basic([{"setWeight": 20}, {"pause": {}}], maxSurge=1, maxUnavailable=0))
+    v1 = c.deploy_stable()
+    c.set_image("shop:2")
+    v2 = h("shop:2")
+    c.run_until(lambda: c.status.get("phase") == "Paused")
+    assert counts(c, v2, v1) == (1, 4)
+    c.generation_replicas = 10
+    c.edit(lambda s: s.update(replicas=10))
+    c.run_until(lambda: counts(c, v2, v1) == (2, 8))
+    c.run(10)
+    assert counts(c, v2, v1) == (2, 8) and c.status["phase"] == "Paused"
+
+
+def test_set_canary_scale_sizes_the_canary_apart_from_its_traffic() -> None:
+    steps = [{"setCanaryScale": {"replicas": 3}}, {"setWeight": 10}, {"pause": {}},
+             {"setCanaryScale": {"matchTrafficWeight": True}}, {"setWeight": 40}, {"pause": {}}]
+    c = Cluster(rollout_spec(replicas=10, steps=steps))
+    v1 = c.deploy_stable()
+    c.set_image("shop:2")
+    v2 = h("shop:2")
+    c.run_until(lambda: c.status.get("phase") == "Paused")
+    assert c.replicas(v2) == 3 and c.canary_weight() == 10  # 3 pods for 10 % of traffic
+    assert c.replicas(v1) == 10
+    c.record("promote")
+    c.run_until(lambda: c.status.get("phase") == "Paused" and c.status["currentStepIndex"] == 5)
+    assert c.replicas(v2) == 4 and c.canary_weight() == 40  # back to what 40 % needs
+
+
+def test_set_canary_scale_weight_and_no_router_is_refused() -> None:
+    steps = [{"setCanaryScale": {"weight": 50}}, {"setWeight": 10}, {"pause": {}}]
+    c = Cluster(rollout_spec(replicas=4, steps=steps))
+    c.deploy_stable()
+    c.set_image("shop:2")
+    c.run_until(lambda: c.status.get("phase") == "Paused")
+    assert c.replicas(h("shop:2")) == 2
+    bad = BasicCluster(basic(steps))
+    bad.run(3)
+    assert bad.rss == {} and "setCanaryScale needs trafficRouting" in bad.status["message"]
+
+
+def _decide_once(c: Cluster, ephemeral: dict[str, str]) -> Decision:
+    """One decision where each ReplicaSet carries the recorded metadata given."""
+    obs = c.observe()
+    rss = {k: ReplicaSetObs(r.hash, r.name, r.replicas, r.ready, r.available, r.revision,
+                            ephemeral=ephemeral.get(k, "")) for k, r in obs.replica_sets.items()}
+    from rollouts.api.spec import parse_spec
+    from rollouts.api.status import RolloutStatus
+    from rollouts.controller.decide import decide
+    spec, errors = parse_spec(c.spec)
+    ro = RolloutInput("ns", "shop", c.generation, spec, tuple(errors),
+                      RolloutStatus.from_dict(json.loads(json.dumps(c.status))))
+    return decide(ro, Observations(obs.template, rss, (), obs.analysis_runs), c.now)
+
+
+def test_canary_and_stable_pods_carry_their_roles_metadata_until_promotion_swaps_it() -> None:
+    meta = {"canaryMetadata": {"labels": {"role": "canary"}, "annotations": {"team": "shop"}},
+            "stableMetadata": {"labels": {"role": "stable"}}}
+    c = Cluster(rollout_spec(steps=[{"setWeight": 20}, {"pause": {}}], **meta))
+    v1 = c.deploy_stable()
+    c.set_image("shop:2")
+    v2 = h("shop:2")
+    c.run_until(lambda: c.status.get("phase") == "Paused")
+    d = _decide_once(c, {})
+    md = {a.hash: a for a in d.actions if isinstance(a, SetPodMetadata)}
+    assert md[v2] == SetPodMetadata(hash=v2, labels={"role": "canary"}, annotations={"team": "shop"})
+    assert md[v1] == SetPodMetadata(hash=v1, labels={"role": "stable"}, annotations={})
+    carried = {v2: canonical_metadata({"role": "canary"}, {"team": "shop"}),
+               v1: canonical_metadata({"role": "stable"}, {})}
+    assert not [a for a in _decide_once(c, carried).actions if isinstance(a, SetPodMetadata)], \
+        "a steady rollout sends nothing"
+    c.record("promote")
+    c.run_until(lambda: c.status.get("phase") == "Healthy")
+    d = _decide_once(c, carried)
+    md = {a.hash: a for a in d.actions if isinstance(a, SetPodMetadata)}
+    assert md[v2] == SetPodMetadata(hash=v2, labels={"role": "stable"}, annotations={})
+
+
+def test_anti_affinity_keeps_canary_pods_off_the_stable_pods_nodes() -> None:
+    aa = {"preferredDuringSchedulingIgnoredDuringExecution": {"weight": 40}}
+    c = Cluster(rollout_spec(steps=[{"setWeight": 20}, {"pause": {}}], antiAffinity=aa))
+    v1 = c.deploy_stable()
+    first = [a for _, a in c.log if isinstance(a, CreateReplicaSet)]
+    assert first[0].anti_affinity is None  # nothing to avoid on the first deploy
+    c.set_image("shop:2")
+    c.reconcile()
+    created = [a for _, a in c.log if isinstance(a, CreateReplicaSet)][-1]
+    assert created.hash == h("shop:2")
+    assert created.anti_affinity == AntiAffinity(weight=40) and created.avoid_hash == v1
