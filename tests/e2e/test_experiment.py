@@ -360,3 +360,28 @@ async def test_experiment_pods_labelled_like_a_rollouts_are_left_alone_by_it(
     ended = await eventually(lambda: _ended(rkube, ns, "twin"), 30, "the experiment ended")
     assert ended is not None and ended["status"]["phase"] == "Successful"
     assert (await phase_is(rkube, ns, "Healthy")) is not None
+
+
+async def test_controller_rbac_covers_experiment_owners(controller_kubeconfig: str,
+                                                       namespace: str) -> None:
+    """ReplicaSets, Services and AnalysisRuns name their Experiment as owner with
+    blockOwnerDeletion: with the OwnerReferencesPermissionEnforcement admission plugin (off
+    on the test bed) that needs update on experiments/finalizers. Asked with the
+    controller's own token; the other experiment rights are exercised by the tests above."""
+    from kubernetes_asyncio import client, config
+
+    cfg = client.Configuration()
+    await config.load_kube_config(config_file=controller_kubeconfig, client_configuration=cfg)
+    async with client.ApiClient(cfg) as api:
+        kube = Kube(api)
+
+        async def allowed(**attrs: str) -> bool:
+            review = await kube.create(
+                "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
+                {"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
+                 "spec": {"resourceAttributes": {"namespace": namespace, **attrs}}})
+            return bool(review["status"].get("allowed"))
+
+        assert await allowed(group="rollouts.dev", resource="experiments",
+                             subresource="finalizers", verb="update")
+        assert await allowed(group="rollouts.dev", resource="experiments", verb="create")
