@@ -265,3 +265,30 @@ def weight_destinations(step: dict[str, Any], phase: str | None,
             out.append(WeightDestination(str(name), str(ts["serviceName"]),
                                          str(ts["podTemplateHash"]), weights[name]))
     return out
+
+
+@dataclass(frozen=True)
+class StepPlan:
+    """Everything the canary step loop needs for an experiment step, in one place."""
+
+    name: str  # the step's Experiment
+    create: dict[str, Any] | None  # to create (none of that name observed yet), else None
+    terminate: list[str]  # the Rollout's other Experiments still going
+    progress: StepProgress
+    weights: list[WeightDestination]
+
+
+def plan_experiment_step(inp: ExperimentStepInput,
+                         owned: dict[str, OwnedExperiment]) -> StepPlan:
+    """The step's plan from the Rollout's observed Experiments (``owned_experiments``).
+    ExperimentStepError when the step cannot be turned into an Experiment."""
+    name = experiment_name(inp.rollout, inp.canary_hash, inp.attempt, inp.step_index)
+    current = owned.get(name)
+    return StepPlan(
+        name=name,
+        create=build_experiment(inp) if current is None else None,
+        terminate=experiments_to_terminate(name, list(owned.values())),
+        progress=step_progress(name, current.phase if current else None,
+                               current.message if current else ""),
+        weights=weight_destinations(inp.step, current.phase if current else None,
+                                    list(current.template_statuses) if current else []))

@@ -25,6 +25,7 @@ from rollouts.controller.experiment_step import (
     experiment_name,
     experiments_to_terminate,
     owned_experiments,
+    plan_experiment_step,
     step_progress,
     template_weights,
     weight_destinations,
@@ -173,3 +174,20 @@ def test_owned_experiments_are_those_the_rollout_controls() -> None:
     assert got["cur"] == OwnedExperiment("cur", "Running", False, "m", ({"name": "b"},))
     assert got["old"].terminate and got["old"].phase == ""
     assert TERMINATE_PATCH == {"spec": {"terminate": True}}
+
+
+def test_plan_creates_once_then_follows_the_experiment() -> None:
+    plan = plan_experiment_step(inp(), {"older": OwnedExperiment("older", "Running")})
+    assert plan.name == "demo-c4n4ry-3-2" and plan.create is not None
+    assert plan.create["metadata"]["name"] == plan.name
+    assert plan.terminate == ["older"] and plan.progress.state == RUNNING and plan.weights == []
+    statuses = ({"name": "baseline", "serviceName": "s", "podTemplateHash": "h"},)
+    plan = plan_experiment_step(inp(), {plan.name: OwnedExperiment(plan.name, "Running",
+                                                                   template_statuses=statuses)})
+    assert plan.create is None and plan.terminate == [] and plan.progress.state == RUNNING
+    assert [w.weight for w in plan.weights] == [5]
+    plan = plan_experiment_step(inp(), {plan.name: OwnedExperiment(plan.name, "Failed", message="bad")})
+    assert plan.progress == step_progress(plan.name, "Failed", "bad") and plan.progress.state == FAILED
+    # a retried step (next attempt) gets a new Experiment; the failed one is finished, left alone
+    retry = plan_experiment_step(inp(attempt=4), {plan.name: OwnedExperiment(plan.name, "Failed")})
+    assert retry.create is not None and retry.name == "demo-c4n4ry-4-2" and retry.terminate == []
