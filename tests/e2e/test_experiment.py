@@ -385,3 +385,37 @@ async def test_controller_rbac_covers_experiment_owners(controller_kubeconfig: s
         assert await allowed(group="rollouts.dev", resource="experiments",
                              subresource="finalizers", verb="update")
         assert await allowed(group="rollouts.dev", resource="experiments", verb="create")
+
+
+async def test_the_experiment_built_for_a_rollouts_experiment_step_runs(
+        rkube: Kube, namespace: str, start_controller: Callable[..., ControllerProcess]) -> None:
+    """The Experiment ``experiment_step`` builds from a live Rollout (stable and canary
+    templates from its ReplicaSet, a weighted template, owned by the Rollout) is accepted
+    by the CRD and runs to Successful with the Rollout untouched."""
+    from rollouts.controller.experiment_step import ExperimentStepInput, Owner, build_experiment
+
+    ns = namespace
+    start_controller()
+    for obj in [*services(), virtual_service(), rollout([{"setWeight": 50}, {"pause": {}}], replicas=2)]:
+        await apply(rkube, obj, ns)
+    ro = await eventually(lambda: phase_is(rkube, ns, "Healthy"), 60, "the Rollout Healthy")
+    assert ro is not None
+    stable = ro["status"]["stableRS"]
+    rs = (await rkube.get_list(REPLICASETS.path(ns), labelSelector=f"{HASH}={stable}"))["items"][0]
+    step = {"duration": "3s", "scaleDownDelaySeconds": 0,
+            "templates": [{"name": "baseline", "specRef": "stable", "weight": 5},
+                          {"name": "canary", "specRef": "canary", "replicas": 2}]}
+    body = build_experiment(ExperimentStepInput(
+        rollout="demo", step=step, step_index=0, attempt=1, canary_hash=stable, stable_hash=stable,
+        canary_template=rs["spec"]["template"], stable_template=rs["spec"]["template"],
+        selector=ro["spec"]["selector"], rollout_labels={},
+        owner=Owner(name="demo", uid=ro["metadata"]["uid"]), progress_deadline_seconds=60))
+    await rkube.create(EXPERIMENTS.format(ns=ns), body)
+    name = body["metadata"]["name"]
+    ended = await eventually(lambda: _ended(rkube, ns, name), 40, "the step's experiment ended")
+    assert ended is not None
+    assert ended["status"]["phase"] == "Successful", ended["status"]
+    hashes = {t["name"]: t["podTemplateHash"] for t in ended["status"]["templateStatuses"]}
+    assert stable not in hashes.values()  # its pods never answer for the Rollout's revision
+    st = (await get_rollout(rkube, ns))["status"]
+    assert (st["phase"], st["stableRS"], st.get("availableReplicas")) == ("Healthy", stable, 2)
