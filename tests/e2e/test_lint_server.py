@@ -93,8 +93,8 @@ async def test_an_unimplemented_argo_field_is_an_invalid_spec_naming_it(
     for obj in [*services(), virtual_service()]:
         await apply(rkube, obj, ns)
     ro = rollout()
-    ro["spec"]["strategy"]["canary"]["canaryMetadata"] = {"labels": {"role": "canary"}}
-    ro["spec"]["strategy"]["canary"]["steps"].append({"setCanaryScale": {"replicas": 1}})
+    ro["spec"]["strategy"]["canary"]["minPodsPerReplicaSet"] = 2
+    ro["spec"]["strategy"]["canary"]["steps"].append({"setMirrorRoute": {"name": "m"}})
     await apply(rkube, ro, ns)
 
     async def invalid() -> JSON | None:
@@ -103,8 +103,8 @@ async def test_an_unimplemented_argo_field_is_an_invalid_spec_naming_it(
                      and c.get("status") == "True"), None)
 
     cond = await eventually(invalid, 30, "InvalidSpec condition")
-    assert "spec.strategy.canary.canaryMetadata is not supported" in cond["message"]
-    assert "spec.strategy.canary.steps[3].setCanaryScale is not supported" in cond["message"]
+    assert "spec.strategy.canary.minPodsPerReplicaSet is not supported" in cond["message"]
+    assert "spec.strategy.canary.steps[3].setMirrorRoute is not supported" in cond["message"]
     # nothing was created for it
     rss = await rkube.get_list(f"/apis/apps/v1/namespaces/{ns}/replicasets")
     assert rss["items"] == []
