@@ -23,6 +23,13 @@ if obj.status.conditions ~= nil then
 end
 local phase = obj.status.phase
 local message = obj.status.message or ""
+-- blue-green: never Healthy while the active Service does not select the current revision
+local bg = obj.status.blueGreen
+if phase == "Healthy" and bg ~= nil and bg.activeSelector ~= obj.status.currentPodHash then
+  hs.status = "Progressing"
+  hs.message = "active service cutover pending"
+  return hs
+end
 if phase == "Healthy" then
   hs.status = "Healthy"
 elseif phase == "Degraded" then

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
+from rollouts.api.constants import Reason
 from rollouts.api.spec import RolloutSpec
 from rollouts.api.status import RolloutStatus, fmt_time
 
@@ -75,11 +76,15 @@ def check_action(spec: RolloutSpec | None, status: RolloutStatus, action: Action
     if a == "retry":
         return None if status.abort else "retry applies only to an aborted rollout"
     if not canary_in_progress(status):
-        return f"nothing to {a}: no canary is in progress (phase {status.phase or 'unknown'})"
+        what = "blue-green update" if spec is not None and spec.blue_green is not None else "canary"
+        return f"nothing to {a}: no {what} is in progress (phase {status.phase or 'unknown'})"
     if a == "promote":
         # Argo: a full promotion also lifts an abort (to 100 %, without new analysis)
-        return ("the rollout is aborted; retry it first, or promote --full"
-                if status.abort and not action.full else None)
+        if status.abort and not action.full:
+            return "the rollout is aborted; retry it first, or promote --full"
+        if spec is not None and spec.blue_green is not None and not action.full:
+            return _blue_green_promote(status)
+        return None
     if a == "abort":
         return "the rollout is already aborted" if status.abort else None
     if a == "pause":
@@ -93,3 +98,19 @@ def check_action(spec: RolloutSpec | None, status: RolloutStatus, action: Action
             return "paused by spec.paused: set it to false in the manifest"
         return "the rollout is not paused by a user (use promote to end a pause step)"
     return f"unknown action {a!r}"
+
+
+def _blue_green_promote(status: RolloutStatus) -> str | None:
+    """Argo's promote on a blue-green rollout ends its pause (before the switch, or after an
+    inconclusive analysis) and nothing else: rejected when there is no pause to end, so a
+    user is never told a promote happened when the rollout would go on exactly as before."""
+    reasons = {p.get("reason") for p in status.pause_conditions}
+    if reasons & {Reason.BLUE_GREEN_PAUSE, Reason.INCONCLUSIVE} or status.user_pause:
+        return None
+    bg = status.blue_green
+    if bg is not None and bg.active_selector == status.current_pod_hash:
+        return ("the active Service already selects the new revision (post-promotion: "
+                f"{status.message or 'in progress'}); promote --full skips the analysis")
+    return (f"nothing to promote yet: {status.message or 'the new revision is not ready'}; "
+            "promote applies once the rollout pauses before the switch, promote --full "
+            "switches as soon as the new revision is fully available, without analysis")

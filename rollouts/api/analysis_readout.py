@@ -2,7 +2,8 @@
 (notifications, exported metrics) that only look.
 
 Reads Argo's ``status.canary.currentStepAnalysisRunStatus`` and
-``currentBackgroundAnalysisRunStatus`` (``{name, status, message}``) and our
+``currentBackgroundAnalysisRunStatus`` (``{name, status, message}``), its
+``status.blueGreen.prePromotionAnalysisRunStatus`` and ``postPromotionAnalysisRunStatus``, and our
 ``status.analysis``: a dict with ``step`` and ``background`` runs (``{name, phase,
 message}``), or ``phase`` and ``message`` itself, and ``metrics`` (or Argo's
 ``metricResults``), a list of ``{name, phase, value | lastValue | measurements[-1].value,
@@ -21,7 +22,7 @@ from typing import Any
 
 @dataclass(frozen=True)
 class RunObs:
-    kind: str  # step | background | analysis
+    kind: str  # step | background | analysis | prePromotion | postPromotion
     name: str
     phase: str
     message: str
@@ -82,13 +83,22 @@ def analysis_runs(status: dict[str, Any]) -> list[RunObs]:
             if isinstance(r, dict):
                 out.append(RunObs(kind, _s(r.get("name")), _s(r.get("status")) or _s(r.get("phase")),
                                   _s(r.get("message"))))
+    bg = status.get("blueGreen")
+    if isinstance(bg, dict):
+        for key, kind in (("prePromotionAnalysisRunStatus", "prePromotion"),
+                          ("postPromotionAnalysisRunStatus", "postPromotion")):
+            r = bg.get(key)
+            if isinstance(r, dict):
+                out.append(RunObs(kind, _s(r.get("name")), _s(r.get("status")) or _s(r.get("phase")),
+                                  _s(r.get("message"))))
     a = status.get("analysis")
     if not isinstance(a, dict):
         return out
     if a.get("phase") or a.get("status"):
         out.append(RunObs("analysis", _s(a.get("name")), _s(a.get("phase")) or _s(a.get("status")),
                           _s(a.get("message")) or _s(a.get("explanation"))))
-    for kind in ("step", "background"):  # {attempt, step: {name, phase, message}, background: ...}
+    # {attempt, step: {name, phase, message}, background: ...} (blue-green: pre/postPromotion)
+    for kind in ("step", "background", "prePromotion", "postPromotion"):
         r = a.get(kind)
         if isinstance(r, dict) and (r.get("phase") or r.get("status")):
             out.append(RunObs(kind, _s(r.get("name")), _s(r.get("phase")) or _s(r.get("status")),

@@ -59,3 +59,7 @@ class Reason:
     NOT_AVAILABLE: Final = "NotAvailable"
     # Argo's pause reason and message for an inconclusive (step or background) analysis
     INCONCLUSIVE: Final = "InconclusiveAnalysisRun"
+    # blue-green (Argo's names): the pause before the active Service switches, and the
+    # Event written each time the controller moves a Service's selector
+    BLUE_GREEN_PAUSE: Final = "BlueGreenPause"
+    SWITCH_SERVICE: Final = "SwitchService"

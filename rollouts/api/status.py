@@ -54,8 +54,52 @@ _KNOWN = {
     "currentStepHash", "pauseConditions", "controllerPause", "abort", "abortedAt", "abortedBy",
     "abortReason", "promoteFull", "canary", "conditions", "replicas", "updatedReplicas",
     "readyReplicas", "availableReplicas", "selector", "pendingAction", "lastAction",
-    "scaleDownAt", "progressAt", "userPause", "restartedAt", "draining",
+    "scaleDownAt", "progressAt", "userPause", "restartedAt", "draining", "blueGreen",
 }
+
+
+def _run_status(v: Any) -> dict[str, str] | None:
+    """Argo's RolloutAnalysisRunStatus ``{name, status, message}``; None unless it names a run."""
+    if not isinstance(v, dict) or not isinstance(v.get("name"), str) or not v["name"]:
+        return None
+    out = {"name": v["name"], "status": _str_or_empty(v.get("status"))}
+    if _str_or_empty(v.get("message")):
+        out["message"] = v["message"]
+    return out
+
+
+@dataclass
+class BlueGreenStatus:
+    """Argo's ``status.blueGreen``: the revisions the active and preview Services select (as
+    written by the controller), whether a preview scaled to previewReplicaCount may grow to
+    spec.replicas, and the current pre/post-promotion AnalysisRuns."""
+
+    active_selector: str | None = None
+    preview_selector: str | None = None
+    scale_up_preview_check_point: bool = False
+    pre_promotion_run: dict[str, str] | None = None
+    post_promotion_run: dict[str, str] | None = None
+
+    @staticmethod
+    def from_dict(raw: Any) -> BlueGreenStatus:
+        d: dict[str, Any] = raw if isinstance(raw, dict) else {}
+        return BlueGreenStatus(
+            active_selector=_str_or_none(d.get("activeSelector")),
+            preview_selector=_str_or_none(d.get("previewSelector")),
+            scale_up_preview_check_point=d.get("scaleUpPreviewCheckPoint") is True,
+            pre_promotion_run=_run_status(d.get("prePromotionAnalysisRunStatus")),
+            post_promotion_run=_run_status(d.get("postPromotionAnalysisRunStatus")),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {
+            "activeSelector": self.active_selector,
+            "previewSelector": self.preview_selector,
+            "scaleUpPreviewCheckPoint": self.scale_up_preview_check_point or None,
+            "prePromotionAnalysisRunStatus": copy.deepcopy(self.pre_promotion_run),
+            "postPromotionAnalysisRunStatus": copy.deepcopy(self.post_promotion_run),
+        }
+        return {k: v for k, v in out.items() if v is not None}
 
 
 @dataclass
@@ -101,6 +145,8 @@ class RolloutStatus:
     extra: dict[str, Any] = field(default_factory=dict)
     # keys under status.canary other than weights (e.g. written by the analysis layer)
     canary_extra: dict[str, Any] = field(default_factory=dict)
+    # set for a blue-green rollout: status.blueGreen is written and status.canary.weights not
+    blue_green: BlueGreenStatus | None = None
 
     @staticmethod
     def from_dict(raw: Any) -> RolloutStatus:
@@ -151,6 +197,8 @@ class RolloutStatus:
             extra={k: copy.deepcopy(v) for k, v in d.items() if k not in _KNOWN and v is not None},
             canary_extra={k: copy.deepcopy(v) for k, v in canary.items()
                           if k != "weights" and v is not None},
+            blue_green=BlueGreenStatus.from_dict(d["blueGreen"])
+            if isinstance(d.get("blueGreen"), dict) else None,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -191,6 +239,13 @@ class RolloutStatus:
             "restartedAt": self.restarted_at,
             "draining": self.draining or None,
         })
+        if self.blue_green is not None:
+            # a blue-green rollout has no canary weights (Argo writes none either)
+            out["blueGreen"] = self.blue_green.to_dict()
+            if self.canary_extra:
+                out["canary"] = copy.deepcopy(self.canary_extra)
+            else:
+                out.pop("canary")
         return {k: v for k, v in out.items() if v is not None}
 
     def copy(self) -> RolloutStatus:

@@ -88,6 +88,22 @@ def _last_action(st: RolloutStatus) -> dict[str, Any] | None:
     return {**a, "current": rev == st.current_pod_hash}
 
 
+def _blue_green(spec: Any, st: RolloutStatus) -> dict[str, Any] | None:
+    """A blue-green rollout's Services and the revision each selects (status.blueGreen, the
+    selectors the controller wrote)."""
+    bgs = getattr(spec, "blue_green", None)
+    bg = st.blue_green
+    if bgs is None and bg is None:
+        return None
+    return {
+        "activeService": bgs.active_service if bgs is not None else None,
+        "previewService": bgs.preview_service if bgs is not None else None,
+        "activeSelector": bg.active_selector if bg is not None else None,
+        "previewSelector": bg.preview_selector if bg is not None else None,
+        "scaleUpPreviewCheckPoint": bg.scale_up_preview_check_point if bg is not None else False,
+    }
+
+
 def summarize(obj: dict[str, Any]) -> dict[str, Any]:
     md = obj.get("metadata") or {}
     raw_spec = obj.get("spec") if isinstance(obj.get("spec"), dict) else {}
@@ -125,6 +141,9 @@ def summarize(obj: dict[str, Any]) -> dict[str, Any]:
         "currentStepIndex": idx,
         "totalSteps": len(steps),
         "steps": step_rows,
+        "strategy": "blueGreen" if (spec is not None and spec.blue_green is not None) or (
+            spec is None and st.blue_green is not None) else "canary",
+        "blueGreen": _blue_green(spec, st),
         "weights": {"canary": st.canary_weight, "stable": 100 - st.canary_weight},
         "revisions": {"canary": st.current_pod_hash, "stable": st.stable_rs},
         "replicas": {"desired": spec.replicas if spec is not None else None,
@@ -144,4 +163,4 @@ def list_row(obj: dict[str, Any]) -> dict[str, Any]:
     s = summarize(obj)
     return {k: s[k] for k in ("namespace", "name", "phase", "message", "currentStepIndex",
                               "totalSteps", "weights", "replicas", "upToDate", "aborted",
-                              "createdAt")}
+                              "createdAt", "strategy")}

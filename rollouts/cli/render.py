@@ -57,7 +57,9 @@ def list_table(rows: list[dict[str, Any]], all_namespaces: bool, now: datetime |
         rep = r["replicas"]
         desired = rep.get("desired")
         cells: list[str | Text] = [r["namespace"]] if all_namespaces else []
-        cells += [r["name"], phase_text(r["phase"]), step_text(r), f"{r['weights']['canary']}%",
+        blue_green = r.get("strategy") == "blueGreen"  # no steps, no weights: the Services switch
+        cells += [r["name"], phase_text(r["phase"]), "-" if blue_green else step_text(r),
+                  "-" if blue_green else f"{r['weights']['canary']}%",
                   f"{rep.get('ready', 0)}/{desired if desired is not None else '?'}",
                   age(r.get("createdAt"), now), r.get("message") or ""]
         t.add_row(*cells)
@@ -67,6 +69,7 @@ def list_table(rows: list[dict[str, Any]], all_namespaces: bool, now: datetime |
 def replica_set_rows(summary: dict[str, Any], rss: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The rollout's ReplicaSets, newest revision first, with their role."""
     canary, stable = summary["revisions"]["canary"], summary["revisions"]["stable"]
+    bg = summary.get("blueGreen") or {}
     rows = []
     for rs in rss:
         md, spec, st = rs.get("metadata") or {}, rs.get("spec") or {}, rs.get("status") or {}
@@ -75,7 +78,11 @@ def replica_set_rows(summary: dict[str, Any], rss: list[dict[str, Any]]) -> list
             rev = int((md.get("annotations") or {}).get(REVISION_ANNOTATION, "0"))
         except ValueError:
             rev = 0
-        role = "stable" if h == stable else "canary" if h == canary else "old"
+        if bg:  # blue-green: the role is what the Services select
+            role = ("active" if h == bg.get("activeSelector") else "preview"
+                    if h == bg.get("previewSelector") else "stable" if h == stable else "old")
+        else:
+            role = "stable" if h == stable else "canary" if h == canary else "old"
         images = [str(c.get("image", "")) for c in
                   ((spec.get("template") or {}).get("spec") or {}).get("containers") or []]
         rows.append({"name": md.get("name", ""), "hash": h, "revision": rev, "role": role,
@@ -127,10 +134,19 @@ def detail(summary: dict[str, Any], rss: list[dict[str, Any]], events: list[dict
     head.add_row("Status:", status)
     if s["message"]:
         head.add_row("Message:", s["message"])
-    head.add_row("Step:", step_text(s))
-    head.add_row("Weights:", f"canary {s['weights']['canary']}%  stable {s['weights']['stable']}%")
     rev = s["revisions"]
-    head.add_row("Revisions:", f"canary {rev['canary'] or '-'}  stable {rev['stable'] or '-'}")
+    bg = s.get("blueGreen")
+    if bg:
+        head.add_row("Strategy:", "blueGreen")
+        head.add_row("Active:", f"{bg.get('activeService') or '-'} -> {bg.get('activeSelector') or '-'}")
+        if bg.get("previewService"):
+            head.add_row("Preview:",
+                         f"{bg['previewService']} -> {bg.get('previewSelector') or '-'}")
+        head.add_row("Revisions:", f"new {rev['canary'] or '-'}  stable {rev['stable'] or '-'}")
+    else:
+        head.add_row("Step:", step_text(s))
+        head.add_row("Weights:", f"canary {s['weights']['canary']}%  stable {s['weights']['stable']}%")
+        head.add_row("Revisions:", f"canary {rev['canary'] or '-'}  stable {rev['stable'] or '-'}")
     for c in s["containers"]:
         head.add_row("Image:", f"{c['name']}={c['image']}")
     rep = s["replicas"]

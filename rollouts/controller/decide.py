@@ -28,7 +28,7 @@ from datetime import datetime
 from rollouts.api.actions import Action, canary_in_progress, check_action
 from rollouts.api.constants import Cond, Phase, Reason
 from rollouts.api.status import fmt_time
-from rollouts.controller.bluegreen import decide_blue_green
+from rollouts.controller.bluegreen import blue_green_abort_while_invalid, decide_blue_green
 from rollouts.controller.canary import abort_while_invalid, decide_canary, steps_hash
 from rollouts.controller.decision import (
     AnalysisRunObs,
@@ -76,6 +76,7 @@ def decide(ro: RolloutInput, obs: Observations, now: datetime) -> Decision:
     if ro.spec.blue_green is not None:
         decide_blue_green(d, ro.spec, obs, now)
     else:
+        st.blue_green = None  # (a rollout switched from blueGreen to canary)
         decide_canary(d, ro.spec, obs, now)
     if st.phase != ro.status.phase and st.phase == Phase.HEALTHY:
         d.normal(Reason.HEALTHY, "rollout is healthy")
@@ -114,9 +115,11 @@ def _invalid(d: Decision, ro: RolloutInput, obs: Observations, errors: list[str]
         else:
             reject(d, raw, why or "the spec is invalid", now)
     done = st.canary_weight == 0 and st.canary_route_hash == st.stable_rs  # nothing left to move
-    if (ro.status.abort and st.abort and not done and ro.spec is not None
-            and obs.template is not None and canary_in_progress(st)
-            and st.stable_rs in obs.replica_sets):
+    recorded = (ro.status.abort and st.abort and obs.template is not None
+                and canary_in_progress(st) and st.stable_rs in obs.replica_sets)
+    if recorded and ro.spec is not None and ro.spec.blue_green is not None:
+        blue_green_abort_while_invalid(d, ro.spec, obs, now)
+    elif recorded and not done and ro.spec is not None:
         abort_while_invalid(d, ro.spec, obs, now)
     st.phase = Phase.DEGRADED
     st.message = f"InvalidSpec: {msg}"

@@ -23,6 +23,14 @@ class Revisions(BaseModel):
     stable: str | None = None
 
 
+class BlueGreenView(BaseModel):
+    activeService: str | None = None
+    previewService: str | None = None
+    activeSelector: str | None = Field(None, description="the revision the active Service selects")
+    previewSelector: str | None = Field(None, description="the revision the preview Service selects")
+    scaleUpPreviewCheckPoint: bool = False
+
+
 class Replicas(BaseModel):
     desired: int | None = None
     current: int = 0
@@ -57,6 +65,7 @@ class RolloutListItem(BaseModel):
     upToDate: bool
     aborted: bool
     createdAt: str | None = None
+    strategy: str = Field("canary", description="canary or blueGreen")
 
 
 class RolloutList(BaseModel):
@@ -70,6 +79,7 @@ class RolloutView(RolloutListItem):
     specPaused: bool
     steps: list[StepView]
     revisions: Revisions
+    blueGreen: BlueGreenView | None = None
     containers: list[Container]
     analysis: dict[str, Any] | None = None
     pendingAction: dict[str, Any] | None = None

@@ -50,3 +50,27 @@ def test_message_carries_the_explanation() -> None:
     st = {"observedGeneration": 2, "phase": "Degraded",
           "message": "RolloutAborted: canary error rate is 1.6–2.9 x stable"}
     assert health(ro(st)) == ("Degraded", st["message"])
+
+
+BG = {"observedGeneration": 2, "currentPodHash": "v2", "stableRS": "v1"}
+
+
+@pytest.mark.parametrize("status, expected", [
+    # what the controller writes at each stage of a blue-green update (issue 13)
+    ({**BG, "phase": "Progressing", "message": "waiting for the new revision v2: 1/3 pods available",
+      "blueGreen": {"activeSelector": "v1", "previewSelector": "v2"}}, "Progressing"),
+    ({**BG, "phase": "Paused", "message": "preview v2 ready: waiting for promote",
+      "pauseConditions": [{"reason": "BlueGreenPause", "startTime": "2024-05-01T12:00:00Z"}],
+      "blueGreen": {"activeSelector": "v1", "previewSelector": "v2"}}, "Suspended"),
+    ({**BG, "phase": "Progressing", "message": "postPromotion analysis x running",
+      "blueGreen": {"activeSelector": "v2", "previewSelector": "v2"}}, "Progressing"),
+    ({**BG, "phase": "Degraded", "message": "RolloutAborted: prePromotion analysis x failed",
+      "abort": True, "blueGreen": {"activeSelector": "v1", "previewSelector": "v2"}}, "Degraded"),
+    ({**BG, "stableRS": "v2", "phase": "Healthy",
+      "blueGreen": {"activeSelector": "v2", "previewSelector": "v2"}}, "Healthy"),
+    # a Healthy phase while the active Service still selects another revision is not healthy
+    ({**BG, "stableRS": "v2", "phase": "Healthy",
+      "blueGreen": {"activeSelector": "v1", "previewSelector": "v2"}}, "Progressing"),
+])
+def test_blue_green_health(status: dict[str, Any], expected: str) -> None:
+    assert health(ro(status))[0] == expected

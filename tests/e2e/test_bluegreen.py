@@ -1,0 +1,279 @@
+"""Blue-green rollouts on the test bed, as a user checks them with kubectl (issue 13): the
+active and preview Services' selectors, the ReplicaSets' replica counts, the Rollout's
+phase and ``status.blueGreen``, its Events. Argo's blue-green scenarios: the preview gets
+the new revision while the active stays; promote switches the active Service; the
+scale-down delay keeps the old ReplicaSet for its window; a failed pre-promotion analysis
+aborts with the active Service untouched; a failed post-promotion analysis rolls the active
+Service back; auto-promotion after autoPromotionSeconds.
+
+The analyses use Argo's web provider against a small health server of the test's own
+(127.0.0.1, free port) that answers 1 (good) or 0 (bad).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+
+from rollouts.kube.apply import apply
+from rollouts.kube.client import EVENTS, JSON, SERVICES, Kube
+from rollouts.kube.signals import ActionRejected, request_action
+from tests.e2e.kit import (
+    HASH,
+    ControllerProcess,
+    eventually,
+    get_rollout,
+    phase_is,
+    replica_sets,
+    set_image,
+)
+
+RUNS = "/apis/rollouts.dev/v1alpha1/namespaces/{ns}/analysisruns"
+
+
+class Health:
+    """GET /health -> {"ok": <answer>}."""
+
+    def __init__(self) -> None:
+        self.answer = 1
+        health = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                body = json.dumps({"ok": health.answer}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/health"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+
+@pytest.fixture
+def health() -> Iterator[Health]:
+    h = Health()
+    h.thread.start()
+    try:
+        yield h
+    finally:
+        h.server.shutdown()
+        h.server.server_close()
+
+
+def health_template(url: str) -> JSON:
+    return {"apiVersion": "rollouts.dev/v1alpha1", "kind": "AnalysisTemplate",
+            "metadata": {"name": "health"},
+            "spec": {"args": [{"name": "hash"}],
+                     "metrics": [{"name": "health", "successCondition": "result == 1",
+                                  "failureCondition": "result == 0",
+                                  "provider": {"web": {"url": url + "?hash={{args.hash}}",
+                                                       "jsonPath": "{$.ok}"}}}]}}
+
+
+HEALTH = {"templates": [{"templateName": "health"}],
+          "args": [{"name": "hash", "valueFrom": {"podTemplateHashValue": "Latest"}}]}
+
+
+def bg_services() -> list[JSON]:
+    return [{"apiVersion": "v1", "kind": "Service", "metadata": {"name": f"demo-{role}"},
+             "spec": {"selector": {"app": "demo"}, "ports": [{"port": 80, "targetPort": 8080}]}}
+            for role in ("active", "preview")]
+
+
+def bg_rollout(replicas: int = 2, **bg: Any) -> JSON:
+    return {
+        "apiVersion": "rollouts.dev/v1alpha1", "kind": "Rollout", "metadata": {"name": "demo"},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": "demo"}},
+            "template": {"metadata": {"labels": {"app": "demo"}},
+                         "spec": {"containers": [{"name": "app", "image": "demo:1"}]}},
+            "strategy": {"blueGreen": {"activeService": "demo-active",
+                                       "previewService": "demo-preview", **bg}},
+        },
+    }
+
+
+async def selectors(rkube: Kube, ns: str) -> dict[str, str | None]:
+    """What `kubectl get svc -o yaml` shows: the revision each Service selects."""
+    out = {}
+    for role in ("active", "preview"):
+        svc = await rkube.get(SERVICES.path(ns, f"demo-{role}"))
+        out[role] = (svc["spec"].get("selector") or {}).get(HASH)
+    return out
+
+
+async def pods_of(rkube: Kube, ns: str, h: str) -> int:
+    rss = await replica_sets(rkube, ns)
+    return int(rss[h]["spec"]["replicas"]) if h in rss else -1
+
+
+async def events(rkube: Kube, ns: str) -> list[JSON]:
+    items = (await rkube.get_list(EVENTS.path(ns), fieldSelector="involvedObject.name=demo"))["items"]
+    return sorted(items, key=lambda e: (e.get("firstTimestamp") or "", e["metadata"]["name"]))
+
+
+async def deploy(rkube: Kube, ns: str, *objs: JSON, **bg: Any) -> str:
+    for obj in [*bg_services(), *objs]:
+        await apply(rkube, obj, ns)
+    await apply(rkube, bg_rollout(**bg), ns)
+    ro = await eventually(lambda: phase_is(rkube, ns, "Healthy"), 60, "first deploy Healthy")
+    v1 = str(ro["status"]["stableRS"])
+    assert await selectors(rkube, ns) == {"active": v1, "preview": v1}
+    assert ro["status"]["blueGreen"] == {"activeSelector": v1, "previewSelector": v1}
+    assert "canary" not in ro["status"]
+    return v1
+
+
+async def new_revision(rkube: Kube, ns: str, v1: str) -> str:
+    async def moved() -> str | None:
+        st = (await get_rollout(rkube, ns)).get("status") or {}
+        h = st.get("currentPodHash")
+        return str(h) if h and h != v1 else None
+    return await eventually(moved, 30, "the new revision in status")
+
+
+async def test_preview_then_promote_switches_active_and_old_waits_scale_down_delay(
+        rkube: Kube, namespace: str, start_controller: Callable[..., ControllerProcess]) -> None:
+    ns = namespace
+    start_controller()
+    v1 = await deploy(rkube, ns, autoPromotionEnabled=False, scaleDownDelaySeconds=6)
+
+    await set_image(rkube, ns, "demo:2")
+    v2 = await new_revision(rkube, ns, v1)
+    ro = await eventually(lambda: phase_is(rkube, ns, "Paused"), 60, "paused before the switch")
+    # the preview selects the new revision, the users stay on the old one
+    assert await selectors(rkube, ns) == {"active": v1, "preview": v2}
+    assert ro["status"]["blueGreen"] == {"activeSelector": v1, "previewSelector": v2}
+    assert ro["status"]["pauseConditions"][0]["reason"] == "BlueGreenPause"
+    assert await pods_of(rkube, ns, v1) == 2 and await pods_of(rkube, ns, v2) == 2
+    await asyncio.sleep(3)
+    assert (await selectors(rkube, ns))["active"] == v1, "no switch without promote"
+
+    await request_action(rkube, ns, "demo", "promote", user="e2e")
+    await eventually(lambda: phase_is(rkube, ns, "Healthy"), 30, "promoted")
+    switched = time.monotonic()
+    ro = await get_rollout(rkube, ns)
+    assert await selectors(rkube, ns) == {"active": v2, "preview": v2}
+    assert ro["status"]["stableRS"] == v2
+    assert ro["status"]["blueGreen"] == {"activeSelector": v2, "previewSelector": v2}
+    # scaleDownDelaySeconds: the old revision keeps its pods for its window, then goes
+    await asyncio.sleep(3)
+    assert await pods_of(rkube, ns, v1) == 2, "the old ReplicaSet is kept for scaleDownDelaySeconds"
+
+    async def v1_down() -> bool:
+        return await pods_of(rkube, ns, v1) == 0
+    await eventually(v1_down, 30, "old ReplicaSet scaled down")
+    assert time.monotonic() - switched >= 4  # (deadlines are stored to the second)
+    reasons = [e["reason"] for e in await events(rkube, ns)]
+    assert "SwitchService" in reasons and "RolloutPromoted" in reasons
+    switches = [e["message"] for e in await events(rkube, ns) if e["reason"] == "SwitchService"]
+    assert any(f"active Service demo-active from {v1} to {v2}" in m for m in switches), switches
+
+
+async def test_auto_promotion_after_auto_promotion_seconds(
+        rkube: Kube, namespace: str, start_controller: Callable[..., ControllerProcess]) -> None:
+    ns = namespace
+    start_controller()
+    v1 = await deploy(rkube, ns, autoPromotionSeconds=6, scaleDownDelaySeconds=2)
+    await set_image(rkube, ns, "demo:2")
+    v2 = await new_revision(rkube, ns, v1)
+    await eventually(lambda: phase_is(rkube, ns, "Paused"), 60, "paused before the switch")
+    paused = time.monotonic()
+    assert (await selectors(rkube, ns))["active"] == v1
+
+    async def switched() -> bool:
+        return (await selectors(rkube, ns))["active"] == v2
+    await eventually(switched, 30, "auto-promotion", interval=0.2)
+    assert time.monotonic() - paused >= 4.5, "not before autoPromotionSeconds"
+    await eventually(lambda: phase_is(rkube, ns, "Healthy"), 30, "Healthy after auto-promotion")
+
+
+async def test_failed_pre_promotion_analysis_aborts_with_active_untouched(
+        rkube: Kube, namespace: str, start_controller: Callable[..., ControllerProcess],
+        health: Health) -> None:
+    ns = namespace
+    start_controller()
+    v1 = await deploy(rkube, ns, health_template(health.url), prePromotionAnalysis=HEALTH,
+                      abortScaleDownDelaySeconds=3)
+    health.answer = 0
+    await set_image(rkube, ns, "demo:2")
+    v2 = await new_revision(rkube, ns, v1)
+    ro = await eventually(lambda: phase_is(rkube, ns, "Degraded"), 60, "aborted")
+    assert ro["status"]["abort"] is True
+    assert "prePromotion analysis" in ro["status"]["message"]
+    run = ro["status"]["blueGreen"]["prePromotionAnalysisRunStatus"]
+    assert run["status"] == "Failed"
+    assert await selectors(rkube, ns) == {"active": v1, "preview": v2}
+    # the run measured the new revision (podTemplateHashValue: Latest)
+    ar = await rkube.get(f"{RUNS.format(ns=ns)}/{run['name']}")
+    assert {a["name"]: a["value"] for a in ar["spec"]["args"]} == {"hash": v2}
+    assert not [e for e in await events(rkube, ns) if e["reason"] == "SwitchService"
+                and "active" in e["message"] and v2 in e["message"]], "active never moved"
+
+    async def v2_down() -> bool:
+        return await pods_of(rkube, ns, v2) == 0
+    await eventually(v2_down, 30, "aborted revision scaled down after abortScaleDownDelaySeconds")
+    assert await pods_of(rkube, ns, v1) == 2
+
+    # retry starts again with a new run; this time the analysis passes
+    health.answer = 1
+    await request_action(rkube, ns, "demo", "retry", user="e2e")
+    await eventually(lambda: phase_is(rkube, ns, "Healthy"), 60, "Healthy after retry")
+    assert await selectors(rkube, ns) == {"active": v2, "preview": v2}
+    runs = (await rkube.get_list(RUNS.format(ns=ns)))["items"]
+    assert sorted(r["status"]["phase"] for r in runs) == ["Failed", "Successful"]
+
+
+async def test_failed_post_promotion_analysis_rolls_active_back(
+        rkube: Kube, namespace: str, start_controller: Callable[..., ControllerProcess],
+        health: Health) -> None:
+    ns = namespace
+    start_controller()
+    v1 = await deploy(rkube, ns, health_template(health.url), postPromotionAnalysis=HEALTH,
+                      autoPromotionEnabled=False)
+    health.answer = 0
+    await set_image(rkube, ns, "demo:2")
+    v2 = await new_revision(rkube, ns, v1)
+    await eventually(lambda: phase_is(rkube, ns, "Paused"), 60, "paused before the switch")
+    with pytest.raises(ActionRejected, match="aborted"):
+        await request_action(rkube, ns, "demo", "retry", user="e2e")
+    await request_action(rkube, ns, "demo", "promote", user="e2e")
+    ro = await eventually(lambda: phase_is(rkube, ns, "Degraded"), 60, "post-promotion failed")
+    assert await selectors(rkube, ns) == {"active": v1, "preview": v2}
+    assert ro["status"]["stableRS"] == v1
+    assert ro["status"]["blueGreen"]["activeSelector"] == v1
+    assert ro["status"]["blueGreen"]["postPromotionAnalysisRunStatus"]["status"] == "Failed"
+    assert await pods_of(rkube, ns, v1) == 2, "the stable kept its pods for the way back"
+    switches = [e["message"] for e in await events(rkube, ns) if e["reason"] == "SwitchService"]
+    to_v2 = next(i for i, m in enumerate(switches) if f"active Service demo-active from {v1} to {v2}" in m)
+    assert any(f"active Service demo-active from {v2} to {v1}" in m for m in switches[to_v2:]), switches
+
+
+async def test_bad_input_switches_nothing(
+        rkube: Kube, namespace: str, start_controller: Callable[..., ControllerProcess]) -> None:
+    ns = namespace
+    start_controller()
+    v1 = await deploy(rkube, ns)
+    # a Service whose selector the pod template does not match
+    await apply(rkube, {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "demo-preview"},
+                        "spec": {"selector": {"app": "other"}, "ports": [{"port": 80}]}}, ns)
+    await set_image(rkube, ns, "demo:2")
+    ro = await eventually(lambda: phase_is(rkube, ns, "Degraded"), 30, "InvalidSpec")
+    assert "Service demo-preview selects app=other" in ro["status"]["message"]
+    await asyncio.sleep(2)
+    assert (await selectors(rkube, ns))["active"] == v1
+    assert len(await replica_sets(rkube, ns)) == 1, "no new ReplicaSet on an invalid spec"
