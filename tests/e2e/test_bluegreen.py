@@ -25,6 +25,8 @@ import pytest
 from rollouts.kube.apply import apply
 from rollouts.kube.client import EVENTS, JSON, SERVICES, Kube
 from rollouts.kube.signals import ActionRejected, request_action
+from testbed.cluster import TestBed
+from tests.e2e.judgekit import cli
 from tests.e2e.kit import (
     HASH,
     ControllerProcess,
@@ -277,3 +279,44 @@ async def test_bad_input_switches_nothing(
     await asyncio.sleep(2)
     assert (await selectors(rkube, ns))["active"] == v1
     assert len(await replica_sets(rkube, ns)) == 1, "no new ReplicaSet on an invalid spec"
+
+
+async def test_cli_shows_active_and_preview_promotes_and_undo_is_a_fast_rollback(
+        rkube: Kube, namespace: str, start_controller: Callable[..., ControllerProcess],
+        testbed: TestBed) -> None:
+    ns = namespace
+    start_controller()
+    v1 = await deploy(rkube, ns, autoPromotionEnabled=False, scaleDownDelaySeconds=60)
+    await set_image(rkube, ns, "demo:2")
+    v2 = await new_revision(rkube, ns, v1)
+    await eventually(lambda: phase_is(rkube, ns, "Paused"), 60, "paused before the switch")
+
+    r = await cli("get", "rollout", "demo", kubeconfig=testbed.kubeconfig, namespace=ns)
+    text = " ".join(r.out.split())
+    assert r.code == 0, r.err
+    assert f"Active: demo-active -> {v1}" in text and f"Preview: demo-preview -> {v2}" in text
+    r = await cli("get", "rollout", "demo", "-o", "json", kubeconfig=testbed.kubeconfig, namespace=ns)
+    view = json.loads(r.out)
+    assert view["strategy"] == "blueGreen"
+    assert (view["blueGreen"]["activeSelector"], view["blueGreen"]["previewSelector"]) == (v1, v2)
+
+    r = await cli("promote", "demo", kubeconfig=testbed.kubeconfig, namespace=ns)
+    assert r.code == 0, r.err
+    await eventually(lambda: phase_is(rkube, ns, "Healthy"), 30, "promoted")
+    assert await selectors(rkube, ns) == {"active": v2, "preview": v2}
+    # a second promote has nothing to end: refused, saying why
+    r = await cli("promote", "demo", kubeconfig=testbed.kubeconfig, namespace=ns)
+    assert r.code != 0 and "nothing to promote" in (r.out + r.err)
+
+    # undo while v1 still has its pods (scaleDownDelaySeconds): back at once, no pause
+    assert await pods_of(rkube, ns, v1) == 2
+    r = await cli("undo", "demo", kubeconfig=testbed.kubeconfig, namespace=ns)
+    assert r.code == 0, r.err
+
+    async def back() -> JSON | None:
+        ro = await phase_is(rkube, ns, "Healthy")
+        return ro if ro is not None and ro["status"]["stableRS"] == v1 else None
+    await eventually(back, 30, "fast rollback to v1")
+    assert await selectors(rkube, ns) == {"active": v1, "preview": v1}
+    ro = await get_rollout(rkube, ns)
+    assert "pauseConditions" not in ro["status"], "a fast rollback does not pause"
