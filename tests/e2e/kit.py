@@ -73,12 +73,25 @@ class ControllerProcess:
             self.proc.wait(10)
 
     def stop(self) -> None:
+        self.terminate()
+        self.reap(15)
+
+    def terminate(self) -> None:
+        """SIGTERM without waiting: the graceful shutdown overlaps the next test (see reap)."""
         if self.proc and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.kill()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGTERM)
+
+    def reap(self, grace: float) -> bool:
+        """Waits up to ``grace`` seconds for the exit, then SIGKILLs; True if it exited."""
+        if not self.proc or self.proc.poll() is not None:
+            return True
+        try:
+            self.proc.wait(grace)
+            return True
+        except subprocess.TimeoutExpired:
+            self.kill()
+            return False
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")

@@ -165,8 +165,9 @@ async def test_weights_and_errors_reach_prometheus(
 
     job = f"simulator-{ns}"
     url = testbed.prometheus_url
+    # 200 rps: the 30 s window of step 1 holds as many requests (~6000) as a minute at 100.
     async with (
-        Simulator(api_client=kube, namespace=ns, rps=100, seed=20) as sim,
+        Simulator(api_client=kube, namespace=ns, rps=200, seed=20) as sim,
         httpx.AsyncClient(timeout=10) as http,
     ):
         testbed.add_scrape_target(job, sim.address)
@@ -180,15 +181,15 @@ async def test_weights_and_errors_reach_prometheus(
         }
         assert workloads == {"demo-stable": {"stable"}, "demo-canary": {"canary"}}
 
-        # 1. 80/20 over a minute of traffic.
+        # 1. 80/20 over 30 s of traffic (~6000 requests: the share's sd is 0.005).
         value, _ = await wait_for(
             http, url, f'count(istio_requests_total{{destination_service_namespace="{ns}"}})',
             lambda v: v >= 2, timeout=30,
         )  # fmt: skip
         assert value is not None, "Prometheus never scraped the simulator"
-        await asyncio.sleep(max(0.0, 62 - (time.monotonic() - started)))
-        share_80_20 = await promql(http, url, share_query(ns, "1m"))
-        print(f"canary share at 80/20 over 1m: {share_80_20}")
+        await asyncio.sleep(max(0.0, 32 - (time.monotonic() - started)))
+        share_80_20 = await promql(http, url, share_query(ns, "30s"))
+        print(f"canary share at 80/20 over 30s: {share_80_20}")
         assert share_80_20 is not None and abs(share_80_20 - 0.20) <= 0.03
 
         # 2. 50/50: the simulator's plan follows the watch at once, PromQL within 30 s.
@@ -207,8 +208,14 @@ async def test_weights_and_errors_reach_prometheus(
 
         # 3. The canary's 5 % errors, at a higher rate to shrink the noise.
         await patch_vs(kube, ns, {"metadata": {"annotations": {"simulator.rollouts.dev/rps": "2000"}}})
-        await asyncio.sleep(20)
         canary = f'destination_service_name="demo-canary", destination_service_namespace="{ns}"'
+        # until Prometheus holds 12000 canary requests (the 5 % share's sd is then 0.002,
+        # the bounds below are 5 sd away): ~10 s at 1000 canary rps, longer on a slow machine
+        total, _ = await wait_for(
+            http, url, f"sum(increase(istio_requests_total{{{canary}}}[5m]))",
+            lambda v: v >= 12000, timeout=60,
+        )  # fmt: skip
+        assert total is not None and total >= 12000, f"only {total} canary requests in Prometheus"
         errors = await promql(
             http,
             url,
