@@ -54,6 +54,8 @@ GAPS: Final[tuple[Gap, ...]] = (
                                    "AnalysisTemplate"),
     Gap(f"{STEP}.analysis.measurementRetention", "measurement retention set on the Rollout; "
                                                  "set it in the AnalysisTemplate"),
+    Gap(f"{STEP}.experiment.templates[].weight", "traffic to an experiment's pods through the "
+                                                 "router; experiment pods get no traffic here"),
     Gap(f"{STEP}.setHeaderRoute", "header-based routes"),
     Gap(f"{STEP}.setMirrorRoute", "mirrored traffic"),
     Gap(f"{STEP}.plugin", "step plugins"),

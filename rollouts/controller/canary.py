@@ -22,12 +22,19 @@ from rollouts.controller.basic_canary import (
 )
 from rollouts.controller.decision import (
     AnalysisRunObs,
+    CreateExperiment,
     Decision,
     Observations,
     ReplicaSetObs,
     SetTraffic,
+    TerminateExperiment,
     _digest,
     template_hash,
+)
+from rollouts.controller.experiment_step import (
+    experiment_name,
+    experiments_to_terminate,
+    step_progress,
 )
 from rollouts.controller.lifecycle import (
     check_deadline,
@@ -412,6 +419,28 @@ def _canary(d: Decision, spec: RolloutSpec, rss: dict[str, ReplicaSetObs], h: st
             drop_pause_condition(st, Reason.CANARY_PAUSE)
             _step_done(d, idx, n, step, now)
             idx += 1
+        elif step.experiment is not None:
+            name = experiment_name(d.rollout, h, attempt(d), idx)
+            exp = d.experiments.get(name)
+            if exp is None:
+                d.actions.append(CreateExperiment(name=name, step_index=idx, attempt=attempt(d),
+                                                  stable_hash=stable, canary_hash=h))
+            progress = step_progress(name, exp.phase if exp else None, exp.message if exp else "")
+            if progress.state == "Running":
+                waiting_msg = f"step {idx}/{n}: {progress.message}"
+                in_analysis = True  # an experiment's time never counts towards the deadline
+                break
+            if progress.state == "Done":
+                _step_done(d, idx, n, step, now)
+                idx += 1
+                continue
+            if progress.state == "Inconclusive":
+                paused_msg = (f"step {idx}/{n}: {progress.message}; promote skips the experiment "
+                              "step, abort rolls back")
+                inconclusive = True
+                break
+            _abort_for_experiment(d, progress.message, now)
+            break
         else:
             run = _step_analysis(d, h, idx, step)
             if run.phase in RUN_ACTIVE:
@@ -681,6 +710,7 @@ def decide_canary(d: Decision, spec: RolloutSpec, obs: Observations, now: dateti
         _canary(d, spec, rss, h, stable, desired, now)
 
     c = spec.canary_strategy
+    _sweep_experiments(d, spec, h)
     if c.canary_metadata or c.stable_metadata or any(r.ephemeral for r in rss.values()):
         roles = {st.stable_rs: c.stable_metadata}
         if h != st.stable_rs:
@@ -791,3 +821,30 @@ def _aborted_basic(d: Decision, spec: RolloutSpec, rss: dict[str, ReplicaSetObs]
     reason = (Reason.PROGRESS_DEADLINE if (st.abort_reason or "").startswith(Reason.PROGRESS_DEADLINE)
               else Reason.ABORTED)
     st.set_condition(Cond.PROGRESSING, False, reason, st.message, now)
+
+
+# --- experiment steps (rollouts.controller.experiment_step) ------------------------------
+
+
+def _abort_for_experiment(d: Decision, message: str, now: datetime) -> None:
+    st = d.status
+    if st.abort:
+        return
+    st.abort = True
+    st.aborted_at = fmt_time(now)
+    st.aborted_by = "experiment"
+    st.abort_reason = message
+    d.warning(Reason.ABORTED, f"rollout aborted: {message}; traffic back to stable")
+
+
+def _sweep_experiments(d: Decision, spec: RolloutSpec, h: str) -> None:
+    """Only the current experiment step's Experiment keeps running (Argo): one of a step
+    promoted past, a superseded revision or attempt, an abort or a promotion is stopped."""
+    st = d.status
+    steps = spec.canary_strategy.steps
+    idx = st.current_step_index if st.current_step_index is not None else len(steps)
+    keep = None
+    if not st.abort and h != st.stable_rs and idx < len(steps) and steps[idx].experiment is not None:
+        keep = experiment_name(d.rollout, h, attempt(d), idx)
+    for name in experiments_to_terminate(keep, list(d.experiments.values())):
+        d.actions.append(TerminateExperiment(name))

@@ -34,6 +34,7 @@ from rollouts.controller.decision import (
     AnalysisRunObs,
     ClusterAction,
     CreateAnalysisRun,
+    CreateExperiment,
     CreateReplicaSet,
     Decision,
     DeletePod,
@@ -48,6 +49,7 @@ from rollouts.controller.decision import (
     SetPodMetadata,
     SetTraffic,
     TerminateAnalysisRun,
+    TerminateExperiment,
     template_hash,
 )
 from rollouts.controller.lifecycle import record_abort, reject
@@ -55,17 +57,38 @@ from rollouts.controller.replicas import replicas_for_weight, restart_pending
 from rollouts.controller.runs import run_name
 
 __all__ = [
-    "AnalysisRunObs", "ClusterAction", "CreateAnalysisRun", "CreateReplicaSet", "Decision",
-    "DeletePod", "DeleteReplicaSet", "Event", "Observations", "PodObs", "PointService",
-    "ReplicaSetObs", "RolloutInput", "ScaleReplicaSet", "SetPodMetadata", "SetTraffic",
-    "TerminateAnalysisRun", "decide",
-    "replicas_for_weight", "restart_pending", "run_name", "steps_hash", "template_hash",
+    "AnalysisRunObs",
+    "ClusterAction",
+    "CreateAnalysisRun",
+    "CreateExperiment",
+    "CreateReplicaSet",
+    "Decision",
+    "DeletePod",
+    "DeleteReplicaSet",
+    "Event",
+    "Observations",
+    "PodObs",
+    "PointService",
+    "ReplicaSetObs",
+    "RolloutInput",
+    "ScaleReplicaSet",
+    "SetPodMetadata",
+    "SetTraffic",
+    "TerminateAnalysisRun",
+    "TerminateExperiment",
+    "decide",
+    "replicas_for_weight",
+    "restart_pending",
+    "run_name",
+    "steps_hash",
+    "template_hash",
 ]
 
 
 def decide(ro: RolloutInput, obs: Observations, now: datetime) -> Decision:
     st = ro.status.copy()
-    d = Decision(st, rollout=ro.name, analysis_runs=dict(obs.analysis_runs))
+    d = Decision(st, rollout=ro.name, analysis_runs=dict(obs.analysis_runs),
+                 experiments=dict(obs.experiments))
     st.observed_generation = ro.generation
     errors = [*ro.spec_errors, *obs.environment_errors]
     if ro.spec is None or obs.template is None or errors:

@@ -14,6 +14,7 @@ from typing import Any
 
 from rollouts.api.spec import AntiAffinity, RolloutSpec
 from rollouts.api.status import RolloutStatus
+from rollouts.controller.experiment_step import OwnedExperiment
 
 # --- inputs --------------------------------------------------------------------------
 
@@ -55,6 +56,8 @@ class Observations:
     # This rollout's AnalysisRuns by name.
     analysis_runs: dict[str, AnalysisRunObs] = field(default_factory=dict)
     pods: tuple[PodObs, ...] = ()
+    # This rollout's Experiments (experiment steps) by name.
+    experiments: dict[str, OwnedExperiment] = field(default_factory=dict)
 
 @dataclass(frozen=True)
 class RolloutInput:
@@ -131,6 +134,23 @@ class CreateAnalysisRun:
     stable_hash: str
     canary_hash: str
 
+@dataclass(frozen=True, kw_only=True)
+class CreateExperiment:
+    """Create the Experiment of experiment step ``step_index`` for this decision's revisions
+    (the reconciler builds it from the step and the two pod templates)."""
+
+    name: str
+    step_index: int
+    attempt: int
+    stable_hash: str
+    canary_hash: str
+
+
+@dataclass(frozen=True)
+class TerminateExperiment:
+    name: str
+
+
 @dataclass(frozen=True)
 class TerminateAnalysisRun:
     name: str
@@ -141,7 +161,7 @@ class DeletePod:
 
 ClusterAction = (CreateReplicaSet | ScaleReplicaSet | DeleteReplicaSet | SetTraffic
                  | PointService | SetPodMetadata | CreateAnalysisRun | TerminateAnalysisRun
-                 | DeletePod)
+                 | CreateExperiment | TerminateExperiment | DeletePod)
 
 @dataclass(frozen=True)
 class Event:
@@ -157,6 +177,7 @@ class Decision:
     requeue_after: float | None = None
     rollout: str = ""
     analysis_runs: dict[str, AnalysisRunObs] = field(default_factory=dict)
+    experiments: dict[str, OwnedExperiment] = field(default_factory=dict)
 
     def wake_in(self, seconds: float) -> None:
         s = max(0.5, seconds)

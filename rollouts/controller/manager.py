@@ -213,7 +213,7 @@ class Controller:
             listeners, notifier = await self.telemetry.start(self.opts, kube, rollouts, runs)
             tasks.append(notifier)
             reconciler = Reconciler(kube, rollouts, replicasets, EventRecorder(kube), analysis_runs=runs,
-                                    listeners=listeners)
+                                    listeners=listeners, experiments=experiments)
             tasks += [asyncio.create_task(self._worker(reconciler)) for _ in range(self.opts.workers)]
             tasks.append(asyncio.create_task(self._resync(rollouts)))
             tasks.append(asyncio.create_task(self._resync(experiments, EX_PREFIX)))

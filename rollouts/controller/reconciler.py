@@ -63,6 +63,7 @@ from rollouts.controller.decide import (
     AnalysisRunObs,
     ClusterAction,
     CreateAnalysisRun,
+    CreateExperiment,
     CreateReplicaSet,
     DeletePod,
     DeleteReplicaSet,
@@ -76,8 +77,18 @@ from rollouts.controller.decide import (
     SetPodMetadata,
     SetTraffic,
     TerminateAnalysisRun,
+    TerminateExperiment,
     decide,
     restart_pending,
+)
+from rollouts.controller.experiment_reconciler import EXPERIMENTS
+from rollouts.controller.experiment_step import (
+    TERMINATE_PATCH,
+    ExperimentStepError,
+    ExperimentStepInput,
+    Owner,
+    build_experiment,
+    owned_experiments,
 )
 from rollouts.controller.failures import (
     ActionFailed,
@@ -163,9 +174,11 @@ class Reconciler:
     def __init__(self, kube: Kube, rollouts: Informer, replicasets: Informer,
                  recorder: EventRecorder, clock: Callable[[], datetime] | None = None,
                  listeners: list[DecisionListener] | None = None,
-                 analysis_runs: Informer | None = None) -> None:
+                 analysis_runs: Informer | None = None,
+                 experiments: Informer | None = None) -> None:
         self.listeners = listeners or []
         self.analysis_runs = analysis_runs
+        self.experiments = experiments
         self.kube = kube
         self.rollouts = rollouts
         self.replicasets = replicasets
@@ -249,8 +262,10 @@ class Reconciler:
         pods: tuple[PodObs, ...] = ()
         if spec is not None and owned and restart_pending(spec, status, self.clock()):
             pods = await self._pods(ns, list(owned))
+        exps = owned_experiments((e for e in (self.experiments.values() if self.experiments else [])
+                                  if e["metadata"].get("namespace") == ns), md.get("uid", ""))
         obs = Observations(template, {h: rs_observation(r) for h, r in owned.items()},
-                           tuple(env_errors), runs, pods)
+                           tuple(env_errors), runs, pods, exps)
         return template, owned, obs
 
     async def _failed(self, obj: JSON, spec: RolloutSpec | None, status: RolloutStatus,
@@ -308,6 +323,40 @@ class Reconciler:
                 listener(obj, status, events)
             except Exception:  # observability must never fail a reconcile
                 log.exception("decision listener failed for %s", key)
+
+    async def _create_experiment(self, obj: JSON, spec: RolloutSpec, template: JSON,
+                                 owned: dict[str, JSON], action: CreateExperiment) -> None:
+        """The experiment step's Experiment, from the step and the two revisions' templates."""
+        md = obj["metadata"]
+        ns = md["namespace"]
+        step = spec.canary_strategy.steps[action.step_index].experiment or {}
+        stable_rs = owned.get(action.stable_hash)
+        stable_template = template
+        if stable_rs is not None:
+            recorded = (stable_rs["metadata"].get("annotations") or {}).get(TEMPLATE_ANNOTATION)
+            stable_template = (json.loads(recorded) if recorded
+                               else stable_rs["spec"].get("template") or template)
+        try:
+            body = build_experiment(ExperimentStepInput(
+                rollout=md["name"], step=step, step_index=action.step_index,
+                attempt=action.attempt, canary_hash=action.canary_hash,
+                stable_hash=action.stable_hash, canary_template=template,
+                stable_template=stable_template, selector=(obj.get("spec") or {}).get("selector") or {},
+                rollout_labels=md.get("labels") or {}, owner=Owner(name=md["name"], uid=md["uid"]),
+                progress_deadline_seconds=spec.progress_deadline_seconds,
+                min_ready_seconds=spec.min_ready_seconds, rollout_obj=obj))
+        except ExperimentStepError as e:
+            raise KubeError(422, str(e)) from e
+        body["metadata"]["namespace"] = ns
+        try:
+            await self.kube.create(EXPERIMENTS.path(ns), body)
+        except KubeError as e:
+            if not e.conflict:
+                raise
+            existing = await self.kube.get(EXPERIMENTS.path(ns, action.name))
+            if md["uid"] not in [o.get("uid") for o in existing["metadata"].get("ownerReferences") or []]:
+                raise KubeError(409, f"Experiment {action.name} exists and is not owned by this "
+                                "Rollout") from e
 
     async def _set_pod_metadata(self, ns: str, template: JSON, owned: dict[str, JSON],
                                 action: SetPodMetadata) -> None:
@@ -424,6 +473,14 @@ class Reconciler:
                 await self.kube.create(ANALYSIS_RUNS.path(ns), run)
             except KubeError as e:
                 if not e.conflict:
+                    raise
+        elif isinstance(action, CreateExperiment):
+            await self._create_experiment(obj, spec, template, owned, action)
+        elif isinstance(action, TerminateExperiment):
+            try:
+                await self.kube.merge_patch(EXPERIMENTS.path(ns, action.name), TERMINATE_PATCH)
+            except KubeError as e:
+                if not e.not_found:
                     raise
         elif isinstance(action, DeletePod):
             await self.kube.delete(PODS.path(ns, action.name))

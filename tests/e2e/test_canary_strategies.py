@@ -119,3 +119,34 @@ async def test_set_canary_scale_runs_canary_pods_apart_from_the_mesh_weight(
     await request_action(rkube, ns, "demo", "promote", user="e2e")
     await eventually(lambda: paused_at(rkube, ns, 4), 60, "paused at step 4")
     assert await sizes(rkube, ns, v2, v1) == (1, 5)  # matchTrafficWeight: what 20 % needs
+
+
+async def test_an_experiment_step_runs_baseline_and_canary_pods_then_goes_on(
+        rkube: Kube, namespace: str, start_controller: Callable[..., ControllerProcess]) -> None:
+    ns = namespace
+    start_controller()
+    for obj in [*services(), virtual_service()]:
+        await apply(rkube, obj, ns)
+    steps: list[JSON] = [
+        {"setWeight": 20},
+        {"experiment": {"duration": "4s", "templates": [
+            {"name": "baseline", "specRef": "stable", "replicas": 1},
+            {"name": "candidate", "specRef": "canary", "replicas": 2}]}},
+        {"pause": {}}]
+    await apply(rkube, rollout(steps, replicas=5), ns)
+    ro = await eventually(lambda: phase_is(rkube, ns, "Healthy"), 60, "first deploy Healthy")
+    v1 = ro["status"]["stableRS"]
+    await set_image(rkube, ns, "demo:2")
+    ro = await eventually(lambda: paused_at(rkube, ns, 2), 90, "past the experiment step")
+    v2 = ro["status"]["currentPodHash"]
+    exps = (await rkube.get_list(f"/apis/rollouts.dev/v1alpha1/namespaces/{ns}/experiments"))["items"]
+    assert len(exps) == 1
+    exp = exps[0]
+    assert exp["status"]["phase"] == "Successful"
+    assert exp["metadata"]["ownerReferences"][0]["name"] == "demo"
+    by_name = {t["name"]: t for t in exp["spec"]["templates"]}
+    images = {n: t["template"]["spec"]["containers"][0]["image"] for n, t in by_name.items()}
+    assert images == {"baseline": "demo:1", "candidate": "demo:2"}
+    # the experiment's pods are its own: the Rollout's ReplicaSets and weight are untouched
+    assert set(await replica_sets(rkube, ns)) >= {v1, v2}
+    assert await canary_weight(rkube, ns) == 20

@@ -9,6 +9,7 @@ from typing import Any
 from rollouts.api.spec import AntiAffinity
 from rollouts.controller.basic_canary import fenceposts, pod_share
 from rollouts.controller.decide import (
+    CreateExperiment,
     CreateReplicaSet,
     Decision,
     Observations,
@@ -16,7 +17,9 @@ from rollouts.controller.decide import (
     RolloutInput,
     SetPodMetadata,
     SetTraffic,
+    TerminateExperiment,
 )
+from rollouts.controller.experiment_step import OwnedExperiment
 from rollouts.controller.pod_metadata import canonical_metadata
 from tests.unit.test_decide import Cluster, h, rollout_spec
 
@@ -218,3 +221,80 @@ def test_anti_affinity_keeps_canary_pods_off_the_stable_pods_nodes() -> None:
     created = [a for _, a in c.log if isinstance(a, CreateReplicaSet)][-1]
     assert created.hash == h("shop:2")
     assert created.anti_affinity == AntiAffinity(weight=40) and created.avoid_hash == v1
+
+
+class ExperimentCluster(Cluster):
+    """Experiments the decisions create, with the phases the tests give them."""
+
+    def __init__(self, spec: dict[str, Any]) -> None:
+        super().__init__(spec)
+        self.experiments: dict[str, OwnedExperiment] = {}
+        self.created: list[CreateExperiment] = []
+        self.terminated: list[str] = []
+
+    def observe(self) -> Observations:
+        obs = super().observe()
+        return Observations(obs.template, obs.replica_sets, obs.environment_errors,
+                            obs.analysis_runs, obs.pods, dict(self.experiments))
+
+    def _apply(self, a: Any) -> None:
+        if isinstance(a, CreateExperiment):
+            assert a.name not in self.experiments
+            self.created.append(a)
+            self.experiments[a.name] = OwnedExperiment(a.name, "Pending")
+        elif isinstance(a, TerminateExperiment):
+            self.terminated.append(a.name)
+            e = self.experiments[a.name]
+            self.experiments[a.name] = OwnedExperiment(e.name, e.phase, True, e.message)
+        else:
+            super()._apply(a)
+
+    def set_phase(self, name: str, phase: str, message: str = "") -> None:
+        self.experiments[name] = OwnedExperiment(name, phase, False, message)
+
+
+EXP_STEPS: list[dict[str, Any]] = [
+    {"setWeight": 20},
+    {"experiment": {"duration": "1m", "templates": [{"name": "baseline", "specRef": "stable"},
+                                                     {"name": "canary", "specRef": "canary"}]}},
+    {"pause": {}}]
+
+
+def test_an_experiment_step_runs_its_experiment_and_goes_on_when_it_succeeds() -> None:
+    c = ExperimentCluster(rollout_spec(steps=EXP_STEPS))
+    v1 = c.deploy_stable()
+    c.set_image("shop:2")
+    c.run_until(lambda: bool(c.created))
+    v2 = h("shop:2")
+    exp = c.created[0]
+    assert (exp.step_index, exp.canary_hash, exp.stable_hash) == (1, v2, v1)
+    c.run(30)
+    assert c.status["currentStepIndex"] == 1 and c.status["phase"] == "Progressing"
+    assert "Experiment" in c.status["message"] and len(c.created) == 1
+    c.set_phase(exp.name, "Running")
+    c.run(5)
+    assert c.status["currentStepIndex"] == 1 and c.canary_weight() == 20
+    c.set_phase(exp.name, "Successful")
+    c.run_until(lambda: c.status.get("phase") == "Paused")
+    assert c.status["currentStepIndex"] == 2 and c.terminated == []
+
+
+def test_a_failed_experiment_aborts_and_a_skipped_one_is_stopped() -> None:
+    c = ExperimentCluster(rollout_spec(steps=EXP_STEPS))
+    v1 = c.deploy_stable()
+    c.set_image("shop:2")
+    c.run_until(lambda: bool(c.created))
+    c.set_phase(c.created[0].name, "Failed", "analysis errors failed")
+    c.run_until(lambda: c.status.get("phase") == "Degraded")
+    assert c.status["abort"] is True and "analysis errors failed" in c.status["abortReason"]
+    c.run_until(lambda: c.canary_weight() == 0)
+    assert c.traffic == SetTraffic(v1, v1, 0)
+
+    d = ExperimentCluster(rollout_spec(steps=EXP_STEPS))
+    d.deploy_stable()
+    d.set_image("shop:2")
+    d.run_until(lambda: bool(d.created))
+    d.set_phase(d.created[0].name, "Running")
+    d.record("promote")  # skips the experiment step: its Experiment is stopped
+    d.run_until(lambda: d.status.get("phase") == "Paused")
+    assert d.terminated == [d.created[0].name]

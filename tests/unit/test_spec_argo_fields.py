@@ -132,6 +132,7 @@ SAMPLES: dict[str, Any] = {
     f"{STEP}.analysis.analysisRunMetadata": {"labels": {"team": "shop"}},
     f"{STEP}.analysis.dryRun": [{"metricName": "errors"}],
     f"{STEP}.analysis.measurementRetention": [{"metricName": "errors", "limit": 5}],
+    f"{STEP}.experiment.templates[].weight": 10,
     f"{STEP}.setHeaderRoute": {"name": "h", "match": [{"headerName": "x-canary",
                                                        "headerValue": {"exact": "yes"}}]},
     f"{STEP}.setMirrorRoute": {"name": "m", "percentage": 10},
@@ -160,6 +161,9 @@ def with_gap(path: str, value: Any) -> dict[str, Any]:
             if rest[0] == "analysis" else {}
         if rest[0] == "analysis":
             step["analysis"][rest[1]] = value
+        elif rest[0] == "experiment":
+            step["experiment"] = {"duration": "1m", "templates": [
+                {"name": "b", "specRef": "canary", "weight": value}]}
         else:
             step[rest[0]] = value
         node["strategy"]["canary"]["steps"].append(step)
@@ -184,7 +188,7 @@ def test_every_gap_has_a_sample() -> None:
 @pytest.mark.parametrize("path", [g.path for g in GAPS])
 def test_a_gap_is_accepted_by_the_crd_and_named_by_invalid_spec_and_lint(path: str) -> None:
     doc = with_gap(path, SAMPLES[path])
-    where = path.replace("[]", "[2]")
+    where = path.replace("[]", "[2]", 1).replace("[]", "[0]")
     _spec, errors = parse_spec(doc["spec"])
     assert any(e.startswith(f"{where} is not supported by this controller") for e in errors), errors
     findings, ours = lint_text(yaml.safe_dump(doc, sort_keys=False), "gap.yaml")
