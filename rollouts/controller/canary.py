@@ -718,6 +718,8 @@ def decide_canary(d: Decision, spec: RolloutSpec, obs: Observations, now: dateti
         metadata_actions(d, rss, roles)
     restart_pods(d, spec, obs, rss, desired, now)
     scale_old(d, rss, desired, now, delay=spec.canary_strategy.scale_down_delay_seconds)
+    if not c.traffic_routed:
+        _keep_available_while_old_pods_leave(spec, rss, desired, {st.stable_rs, h})
     emit_replica_actions(d, rss, desired, h)
     with_anti_affinity(d, h, st.stable_rs, c.anti_affinity)
     replica_counts(st, rss, h)
@@ -848,3 +850,21 @@ def _sweep_experiments(d: Decision, spec: RolloutSpec, h: str) -> None:
         keep = experiment_name(d.rollout, h, attempt(d), idx)
     for name in experiments_to_terminate(keep, list(d.experiments.values())):
         d.actions.append(TerminateExperiment(name))
+
+
+def _keep_available_while_old_pods_leave(spec: RolloutSpec, rss: dict[str, ReplicaSetObs],
+                                         desired: dict[str, int], current: set[str | None]) -> None:
+    """Without a router, older ReplicaSets (a superseded canary) serve users until they are
+    gone, so they shrink only while ``replicas - maxUnavailable`` pods stay available, their
+    unavailable pods first (Argo scales old ReplicaSets down the same way)."""
+    c = spec.canary_strategy
+    _, unavailable = fenceposts(c.max_surge, c.max_unavailable, spec.replicas)
+    room = sum(r.available for r in rss.values()) - (spec.replicas - unavailable)
+    for r in sorted(rss.values(), key=lambda r: (r.revision, r.hash)):
+        want = desired.get(r.hash)
+        if r.hash in current or want is None or want >= r.replicas:
+            continue
+        not_ready = max(0, r.replicas - r.available)
+        keep = max(want, r.replicas - not_ready - max(room, 0))
+        room -= max(0, r.replicas - keep - not_ready)
+        desired[r.hash] = keep

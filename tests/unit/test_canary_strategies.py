@@ -298,3 +298,23 @@ def test_a_failed_experiment_aborts_and_a_skipped_one_is_stopped() -> None:
     d.record("promote")  # skips the experiment step: its Experiment is stopped
     d.run_until(lambda: d.status.get("phase") == "Paused")
     assert d.terminated == [d.created[0].name]
+
+
+def test_basic_canary_superseded_by_a_new_revision_leaves_only_as_fast_as_pods_come_up() -> None:
+    # A new template while the old canary serves half the users: its pods leave only while
+    # 5 - maxUnavailable (0) pods stay available.
+    c = BasicCluster(basic([{"setWeight": 50}, {"pause": {}}], maxSurge=1, maxUnavailable=0),
+                     pod_delay=3)
+    c.deploy_stable()
+    c.set_image("shop:2")
+    c.run_until(lambda: c.status.get("phase") == "Paused")
+    c.set_image("shop:3")
+    lowest = 5
+    for _ in range(120):
+        c.reconcile()
+        lowest = min(lowest, sum(r.available(c.t) for r in c.rss.values()))
+        if c.status.get("phase") == "Paused" and c.status["currentPodHash"] == h("shop:3"):
+            break
+        c.advance(1)
+    assert c.replicas(h("shop:2")) == 0
+    assert lowest >= 5
