@@ -4,6 +4,8 @@ Starts (or reuses) the test bed, the traffic simulator and the controller; deplo
 app as a Rollout whose steps are judged by the sequential canary judge on Istio metrics in
 Prometheus; releases a good version (promoted to 100 %) and then a bad one (more errors,
 slower) that is rolled back automatically, printing progress and the explained verdicts.
+Then a blue-green release of a second app: the preview Service gets the new version while
+users stay on the old one, and a promote switches the active Service.
 
     python -m rollouts.demo                    # interactive: leaves everything running
     python -m rollouts.demo --non-interactive  # CI: runs to the end, stops what it started
@@ -26,7 +28,8 @@ import yaml
 from rich.console import Console
 
 from rollouts.kube.apply import apply, apply_files, wait_established
-from rollouts.kube.client import JSON, Kube, KubeError, make_api_client
+from rollouts.kube.client import JSON, SERVICES, Kube, KubeError, make_api_client
+from rollouts.kube.signals import request_action
 
 REPO = Path(__file__).resolve().parent.parent
 SIM = "simulator.rollouts.dev/"
@@ -186,6 +189,8 @@ class Demo:
                 log("unexpected: the bad version was promoted", "red")
                 return 1
             log("v3 rolled back automatically: all traffic is on v2", "bold green")
+            if await self.blue_green(kube) != 0:
+                return 1
             self.explain()
             if not self.args.non_interactive:
                 console.print("\nPress Ctrl-C to stop the demo's controller and simulator "
@@ -200,11 +205,72 @@ class Demo:
             await api.close()
             self.stop()
 
+    # -- blue-green --------------------------------------------------------------------
+    BG = "checkout"
+
+    def bg_manifests(self, image: str) -> list[JSON]:
+        app = self.BG
+        svcs: list[JSON] = [
+            {"apiVersion": "v1", "kind": "Service", "metadata": {"name": f"{app}-{role}"},
+             "spec": {"selector": {"app": app}, "ports": [{"port": 80, "targetPort": 9898}]}}
+            for role in ("active", "preview")]
+        ro: JSON = {
+            "apiVersion": "rollouts.dev/v1alpha1", "kind": "Rollout", "metadata": {"name": app},
+            "spec": {"replicas": 2, "selector": {"matchLabels": {"app": app}},
+                     "template": {"metadata": {"labels": {"app": app}},
+                                  "spec": {"containers": [{"name": app, "image": image}]}},
+                     "strategy": {"blueGreen": {
+                         "activeService": f"{app}-active", "previewService": f"{app}-preview",
+                         "autoPromotionEnabled": False, "scaleDownDelaySeconds": 5}}}}
+        return [*svcs, ro]
+
+    async def bg_wait(self, kube: Kube, phase: str, timeout: float) -> JSON:
+        path = f"/apis/rollouts.dev/v1alpha1/namespaces/{self.ns}/rollouts/{self.BG}"
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            ro = await kube.get(path)
+            st = ro.get("status") or {}
+            if st.get("observedGeneration") == ro["metadata"]["generation"] and st.get("phase") == phase:
+                return ro
+            await asyncio.sleep(0.5)
+        raise SystemExit(f"the blue-green rollout did not reach {phase} within {timeout:.0f}s")
+
+    async def bg_selectors(self, kube: Kube) -> str:
+        out = []
+        for role in ("active", "preview"):
+            svc = await kube.get(SERVICES.path(self.ns, f"{self.BG}-{role}"))
+            out.append(f"{role} -> {(svc['spec'].get('selector') or {}).get('rollouts-pod-template-hash')}")
+        return ", ".join(out)
+
+    async def blue_green(self, kube: Kube) -> int:
+        console.rule("[bold]4. blue-green (checkout): v1, then v2 on the preview Service, promote")
+        for doc in self.bg_manifests("checkout:1.0.0"):
+            await apply(kube, doc, self.ns)
+        ro = await self.bg_wait(kube, "Healthy", 120)
+        v1 = ro["status"]["stableRS"]
+        log(f"checkout v1 ({v1}) Healthy: {await self.bg_selectors(kube)}")
+        for doc in self.bg_manifests("checkout:2.0.0"):
+            await apply(kube, doc, self.ns)
+        ro = await self.bg_wait(kube, "Paused", 120)
+        v2 = ro["status"]["currentPodHash"]
+        log(f"v2 ({v2}) ready on the preview, users still on v1: {await self.bg_selectors(kube)}",
+            "yellow")
+        await request_action(kube, self.ns, self.BG, "promote", user="demo")
+        log("promote recorded")
+        ro = await self.bg_wait(kube, "Healthy", 120)
+        if ro["status"].get("stableRS") != v2:
+            log("unexpected: the blue-green rollout did not switch to v2", "red")
+            return 1
+        log(f"blue-green: active Service switched to v2: {await self.bg_selectors(kube)}; "
+            "v1 scales down in 5 s", "bold green")
+        return 0
+
     def explain(self) -> None:
         b = self.bed
         console.rule("[bold]explore")
         console.print(f"""  export KUBECONFIG={b.kubeconfig}
   rollouts get rollout podinfo -n {self.ns}         # steps, weights, ReplicaSets, analysis
+  rollouts get rollout checkout -n {self.ns}        # blue-green: active and preview Services
   rollouts list rollouts -A
   Prometheus:   {b.prometheus_url}/graph
                 (try: sum by (destination_service_name) (rate(istio_requests_total[1m])))

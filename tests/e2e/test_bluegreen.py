@@ -279,6 +279,22 @@ async def test_bad_input_switches_nothing(
     await asyncio.sleep(2)
     assert (await selectors(rkube, ns))["active"] == v1
     assert len(await replica_sets(rkube, ns)) == 1, "no new ReplicaSet on an invalid spec"
+    # a missing Service: named in the condition, still nothing switched
+    await rkube.delete(SERVICES.path(ns, "demo-preview"))
+
+    async def missing() -> JSON | None:
+        ro = await get_rollout(rkube, ns)
+        return ro if "Service demo-preview not found" in (ro.get("status") or {}).get(
+            "message", "") else None
+    ro = await eventually(missing, 30, "InvalidSpec naming the missing Service")
+    assert ro["status"]["phase"] == "Degraded"
+    active = await rkube.get(SERVICES.path(ns, "demo-active"))
+    assert active["spec"]["selector"][HASH] == v1
+    assert len(await replica_sets(rkube, ns)) == 1
+    # fixed: the update goes on
+    await apply(rkube, bg_services()[1], ns)
+    await eventually(lambda: phase_is(rkube, ns, "Healthy"), 60, "Healthy once the Service exists")
+    assert (await selectors(rkube, ns))["active"] != v1
 
 
 async def test_cli_shows_active_and_preview_promotes_and_undo_is_a_fast_rollback(
