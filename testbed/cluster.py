@@ -344,6 +344,7 @@ class TestBed:
                   and d["spec"]["group"] == "networking.istio.io"]
         if len(wanted) != len(ISTIO_KINDS):
             raise TestBedError(f"Istio CRDs {ISTIO_KINDS} not found in {self.cache / 'istio-crds.yaml'}")
+        wanted += router_crds(self.cache)
         for crd in wanted:
             kube.apply(crd)
         for crd in wanted:
@@ -378,6 +379,27 @@ class TestBed:
             ],
         }
         (self.workdir / "alertmanager.yml").write_text(yaml.safe_dump(cfg))
+
+
+ROUTER_CRDS_IN_REPO = REPO / "testbed" / "router-crds"
+
+
+def router_crd_files(cache: Path) -> list[Path]:
+    """The CRDs of the traffic routers beyond Istio: the Gateway API route kinds (downloaded
+    by setup.sh into a cache dir it names in ``router-crds-dir``) and SMI's TrafficSplit
+    (kept in the repository)."""
+    pointer = cache / "router-crds-dir"
+    if not pointer.is_file():
+        raise TestBedError(f"{pointer} missing: run testbed/setup.sh")
+    files = sorted(Path(pointer.read_text().strip()).glob("*.yaml"))
+    if len(files) < 3:
+        raise TestBedError(f"Gateway API CRDs missing in {pointer.read_text().strip()}")
+    return files + sorted(ROUTER_CRDS_IN_REPO.glob("*.yaml"))
+
+
+def router_crds(cache: Path) -> list[dict[str, Any]]:
+    return [d for f in router_crd_files(cache) for d in yaml.safe_load_all(f.read_text())
+            if d and d.get("kind") == "CustomResourceDefinition"]
 
 
 class Kube:

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds (once) and caches the test bed's binaries outside the repository:
 # etcd, kube-apiserver, kube-controller-manager, kube-scheduler (from Go modules),
-# kwok + kwokctl and their stage files, the Istio CRDs; installs Debian's
+# kwok + kwokctl and their stage files, the Istio CRDs, the Gateway API route CRDs (in a
+# cache dir of their own); installs Debian's
 # prometheus and prometheus-alertmanager. Idempotent: a warm run takes seconds.
 # Prints the cache directory on its last line of stdout.
 set -euo pipefail
@@ -10,6 +11,9 @@ K8S_VERSION="${K8S_VERSION:-v1.36.3}"
 ETCD_VERSION="${ETCD_VERSION:-v3.6.16}"
 KWOK_VERSION="${KWOK_VERSION:-v0.8.0}"
 ISTIO_API_VERSION="${ISTIO_API_VERSION:-v1.31.4}"
+# Gateway API route CRDs (standard channel); kept apart from $DIR so that adding or bumping
+# them never rebuilds the binaries. v1.6.x is the newest line whose go directive Go 1.26 takes.
+GATEWAY_API_VERSION="${GATEWAY_API_VERSION:-v1.6.3}"
 CACHE_ROOT="${TESTBED_CACHE:-$HOME/.cache/rollouts-testbed}"
 DIR="$CACHE_ROOT/k8s-$K8S_VERSION-etcd-$ETCD_VERSION-kwok-$KWOK_VERSION-istio-$ISTIO_API_VERSION"
 BIN="$DIR/bin"
@@ -35,6 +39,22 @@ if ! command -v prometheus >/dev/null || ! command -v prometheus-alertmanager >/
     || fail "apt-get install prometheus prometheus-alertmanager failed"
   # Debian's postinst may start services via invoke-rc.d where an init system runs; we never rely on them.
 fi
+
+begin "gateway API CRDs $GATEWAY_API_VERSION (standard channel)"
+ROUTER_CRDS="$CACHE_ROOT/router-crds-gateway-api-$GATEWAY_API_VERSION"
+if [ ! -f "$ROUTER_CRDS/.complete" ]; then
+  GW_DIR=$(go mod download -json "sigs.k8s.io/gateway-api@$GATEWAY_API_VERSION" | python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')
+  mkdir -p "$ROUTER_CRDS"
+  for k in httproutes grpcroutes tcproutes; do
+    src="$GW_DIR/config/crd/standard/gateway.networking.k8s.io_$k.yaml"
+    [ -f "$src" ] || fail "$src not found in sigs.k8s.io/gateway-api@$GATEWAY_API_VERSION"
+    cp "$src" "$ROUTER_CRDS/"
+  done
+  chmod -R u+w "$ROUTER_CRDS"
+  touch "$ROUTER_CRDS/.complete"
+fi
+mkdir -p "$DIR"
+echo "$ROUTER_CRDS" > "$DIR/router-crds-dir"  # where testbed/cluster.py finds them
 
 if [ -f "$DIR/.complete" ]; then
   say "cached: $DIR"
