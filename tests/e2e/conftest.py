@@ -66,7 +66,7 @@ import yaml  # noqa: E402
 
 from rollouts.kube.apply import apply_files, wait_established  # noqa: E402
 from rollouts.kube.client import Kube  # noqa: E402
-from tests.e2e.kit import REPO, ControllerProcess  # noqa: E402
+from tests.e2e.kit import REPO, ControllerProcess, DemoRun  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -135,3 +135,27 @@ async def start_controller(
     # the ones already gone need no reaping at the end
     stopping_controllers[:] = [c for c in stopping_controllers if c.proc and c.proc.poll() is None]
 
+
+# --- `make demo`'s story, in the background ---------------------------------------------
+
+_DEMO_SELECTED = pytest.StashKey[bool]()
+
+
+@pytest.hookimpl(trylast=True)  # after -k / -m deselection
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    config.stash[_DEMO_SELECTED] = any(item.path.name == "test_demo.py" for item in items)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def demo_run(request: pytest.FixtureRequest) -> Iterator[DemoRun | None]:
+    """When test_demo.py is selected, the demo starts with the first end-to-end test (see
+    DemoRun); otherwise nothing starts and no test bed is asked for here."""
+    if not request.config.stash.get(_DEMO_SELECTED, False):
+        yield None
+        return
+    bed: TestBed = request.getfixturevalue("testbed")
+    run = DemoRun(Path(bed.workdir), f"demo-{uuid.uuid4().hex[:5]}").start()
+    try:
+        yield run
+    finally:
+        run.stop()

@@ -244,3 +244,52 @@ class WeightRecorder:
 
     def first_time(self, weight: int) -> float:
         return next(t for t, w in self.samples if w == weight)
+
+
+class DemoRun:
+    """`python -m rollouts.demo --non-interactive` on the test bed, started at the beginning
+    of the session (conftest.py) so that its ~2 minutes of judged steps overlap the other
+    tests instead of adding to them; test_demo.py waits for it and checks its output. It
+    works in a namespace of its own with a controller and a simulator scoped to it."""
+
+    TIMEOUT = 600.0
+
+    def __init__(self, workdir: Path, namespace: str) -> None:
+        self.argv = [sys.executable, "-m", "rollouts.demo", "--non-interactive",
+                     f"--testbed-dir={workdir}", f"--namespace={namespace}"]
+        self.out = workdir / "logs" / f"demo-run-{namespace}.out"
+        self.err = workdir / "logs" / f"demo-run-{namespace}.err"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.started = 0.0
+
+    def start(self) -> DemoRun:
+        self.out.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.out, "wb") as out, open(self.err, "wb") as err:
+            self.proc = subprocess.Popen(self.argv, stdout=out, stderr=err, cwd=REPO,
+                                         start_new_session=True)
+        self.started = time.monotonic()
+        return self
+
+    async def result(self) -> tuple[int, str, str]:
+        """(exit code, stdout, stderr) once it has ended, at most TIMEOUT s after its start."""
+        assert self.proc is not None
+        while self.proc.poll() is None:
+            if time.monotonic() - self.started > self.TIMEOUT:
+                self.stop()
+                raise AssertionError(f"the demo did not end within {self.TIMEOUT:.0f} s")
+            await asyncio.sleep(0.5)
+        return (self.proc.returncode, self.out.read_text(errors="replace"),
+                self.err.read_text(errors="replace"))
+
+    def stop(self) -> None:
+        """SIGINT, so that the demo stops its controller and simulator itself (they run in
+        sessions of their own); SIGKILL only if it does not end."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGINT)
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
