@@ -167,6 +167,9 @@ def _apply_pending_action(d: Decision, spec: RolloutSpec, h: str, now: datetime)
             a[f"{kind}Restarts"] = int(a.get(f"{kind}Restarts") or 0) + 1
             a.pop(kind, None)
             drop_pause_condition(st, Reason.INCONCLUSIVE)
+            if kind == PRE:
+                # the pause before the switch is still to come: this promote does not end it
+                st.controller_pause = False
             what.append(f"a new {kind} analysis starts")
         if pause_condition(st, Reason.BLUE_GREEN_PAUSE) is not None:
             # the controller pause stays set: the pause is over, not to be taken again
@@ -392,7 +395,7 @@ class _Update:
             # still serving, abortScaleDownDelaySeconds: 0 (kept, as in Argo), or the stable
             # cannot carry everything yet: the aborted revision keeps its pods
             st.scale_down_at.pop(h, None)
-            self.target = rs.replicas if rs is not None else 0
+            self.target = rs.replicas if rs is not None else None
         else:
             if h not in st.scale_down_at:
                 st.scale_down_at[h] = fmt_time(self.now + timedelta(seconds=delay))
@@ -421,16 +424,22 @@ class _Update:
         target = bgs.preview_replica_count if use_preview_count else replicas
         assert target is not None
         self.target = target
+        if promoted:
+            # the switch is done: pods lost now are the post-promotion analysis's to judge
+            self.post_promotion()
+            return
         rs = self.rss.get(h)
         # Argo's ReadyForPause: the ReplicaSet holds what it should, all of it available
         ready = rs is not None and rs.replicas == target and rs.available >= target
         if not ready:
+            # a pre-promotion run already measuring goes on (Argo never skips a started run):
+            # stopped, it would end Successful ("terminated") and read as a verdict
+            started = self.run_name(PRE)
+            if bgs.pre_promotion_analysis is not None and started in self.d.analysis_runs:
+                self.keep_runs.add(started)
             what = "previewReplicaCount " if use_preview_count else ""
             self.progressing(f"waiting for the new revision {h}: {self.available(h)}/{target} "
                              f"{what}pods available")
-            return
-        if promoted:
-            self.post_promotion()
             return
         if fast:
             if self.held():

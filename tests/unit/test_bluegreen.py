@@ -453,6 +453,54 @@ def test_inconclusive_pre_promotion_pauses_and_promote_starts_a_new_run() -> Non
     assert c.services[ACTIVE] == V1 and c.phase() == "Progressing"
 
 
+def test_pods_lost_during_pre_promotion_analysis_never_end_it_as_a_verdict() -> None:
+    c = Cluster(bg_spec(prePromotionAnalysis=PRE))
+    c.deploy()
+    c.set_image("shop:2")
+    c.run_until(lambda: bool(c.created_runs))
+    name = c.created_runs[0].name
+    c.rss[V2].pods[0] = 10**9  # a new pod is lost while the run measures
+    c.run(5)
+    assert not c.runs[name].terminated, "a started run is never stopped by a pod lost"
+    c.rss[V2].pods[0] = c.t  # back
+    c.run(5)
+    assert c.services[ACTIVE] == V1, "no switch until the run says so"
+    c.finish_run("prePromotion", "Successful")
+    c.run_until(lambda: c.services[ACTIVE] == V2)
+
+
+def test_pods_lost_after_the_switch_keep_the_post_promotion_run() -> None:
+    c = Cluster(bg_spec(postPromotionAnalysis=PRE))
+    c.deploy()
+    c.set_image("shop:2")
+    c.run_until(lambda: c.services[ACTIVE] == V2)
+    name = c.created_runs[-1].name
+    c.rss[V2].pods[0] = 10**9
+    c.run(5)
+    assert not c.runs[name].terminated and c.services[ACTIVE] == V2
+    assert c.status["stableRS"] == V1
+    c.finish_run("postPromotion", "Failed", "pods failing")
+    c.reconcile()
+    assert c.services[ACTIVE] == V1
+
+
+def test_promote_after_an_inconclusive_pre_promotion_still_pauses_before_the_switch() -> None:
+    c = Cluster(bg_spec(prePromotionAnalysis=PRE, autoPromotionEnabled=False))
+    c.deploy()
+    c.set_image("shop:2")
+    c.run_until(lambda: bool(c.created_runs))
+    c.finish_run("prePromotion", "Inconclusive")
+    c.reconcile()
+    c.record("promote")
+    c.run_until(lambda: len(c.created_runs) == 2)
+    c.finish_run("prePromotion", "Successful")
+    c.run(5)
+    assert c.phase() == "Paused" and c.services[ACTIVE] == V1, \
+        "autoPromotionEnabled: false still waits for its own promote"
+    c.record("promote")
+    c.run_until(lambda: c.services[ACTIVE] == V2)
+
+
 def test_promote_full_skips_analysis_and_pause() -> None:
     c = Cluster(bg_spec(prePromotionAnalysis=PRE, postPromotionAnalysis=PRE,
                         autoPromotionEnabled=False))
