@@ -84,7 +84,7 @@ async def installed(rkube: Kube) -> None:
 
 
 @pytest.fixture(scope="session")
-async def controller_kubeconfig(testbed: TestBed, rkube: Kube, installed: None) -> str:
+async def controller_kubeconfig(testbed: TestBed, rkube: Kube, installed: None) -> AsyncIterator[str]:
     """A kubeconfig holding a token of deploy/'s ServiceAccount: the shipped RBAC, not admin."""
     tr = await rkube.create(
         "/api/v1/namespaces/rollouts-system/serviceaccounts/rollouts-controller/token",
@@ -92,9 +92,13 @@ async def controller_kubeconfig(testbed: TestBed, rkube: Kube, installed: None) 
          "spec": {"expirationSeconds": 86400}})
     cfg = yaml.safe_load(Path(testbed.kubeconfig).read_text())  # noqa: ASYNC240
     cfg["users"] = [{"name": "admin", "user": {"token": tr["status"]["token"]}}]
-    path = Path(testbed.workdir) / "controller.kubeconfig"
-    path.write_text(yaml.safe_dump(cfg))
-    return str(path)
+    # one file per pytest process: shards (ROLLOUTS_E2E_SHARD) share the run directory
+    path = Path(testbed.workdir) / f"controller-{os.getpid()}.kubeconfig"
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(yaml.safe_dump(cfg))
+    tmp.rename(path)  # a controller never reads half a file
+    yield str(path)
+    path.unlink(missing_ok=True)
 
 
 @pytest.fixture(scope="session")
@@ -136,6 +140,63 @@ async def start_controller(
     stopping_controllers[:] = [c for c in stopping_controllers if c.proc and c.proc.poll() is None]
 
 
+# --- shards: n pytest processes on one test bed -----------------------------------------
+
+# Seconds per file measured on 2 cores under load (only to balance the shards; a file not
+# listed counts as DEFAULT_FILE_SECONDS).
+FILE_SECONDS = {
+    "test_judge_per_pod.py": 245, "test_analysis.py": 225, "test_resilience.py": 156,
+    "test_cli.py": 108, "test_semantics.py": 105, "test_lint_server.py": 79,
+    "test_canary.py": 45, "test_simulator.py": 65, "test_http_api.py": 47,
+    "test_alerting.py": 47, "test_failures.py": 40, "test_judge_params.py": 37,
+    "test_istio_routes.py": 31, "test_invalid.py": 17, "test_http_tls.py": 13,
+    "test_web_provider_tls.py": 7, "test_testbed.py": 2, "test_rbac.py": 1, "test_demo.py": 5,
+}
+DEFAULT_FILE_SECONDS = 60
+
+
+def _edits_alert_routes(name: str) -> bool:
+    """TestBed.route_alerts reads, modifies and writes one file of the bed: the files that
+    call it go to the same shard, so that two processes never race on it."""
+    path = Path(__file__).parent / name
+    return path.exists() and "route_alerts(" in path.read_text(errors="replace")
+
+
+def shard_files(files: list[str], n: int) -> list[list[str]]:
+    """Whole files over n shards, the longest first onto the least loaded shard."""
+    groups: dict[str, list[str]] = {}
+    for f in sorted(set(files)):
+        groups.setdefault("route_alerts" if _edits_alert_routes(f) else f, []).append(f)
+    load = [0.0] * n
+    out: list[list[str]] = [[] for _ in range(n)]
+    cost = {k: sum(FILE_SECONDS.get(f, DEFAULT_FILE_SECONDS) for f in g) for k, g in groups.items()}
+    for key in sorted(groups, key=lambda k: (-cost[k], k)):
+        i = load.index(min(load))
+        out[i] += groups[key]
+        load[i] += cost[key]
+    return out
+
+
+def _shard(items: list[pytest.Item], config: pytest.Config) -> None:
+    """ROLLOUTS_E2E_SHARD=i/n keeps the end-to-end files of shard i (1-based) of n: run n
+    pytest processes with the same ROLLOUTS_TESTBED_DIR, one per shard, to share one bed.
+    Each test has its own namespace and each process its own controller kubeconfig."""
+    spec = os.environ.get("ROLLOUTS_E2E_SHARD")
+    if not spec:
+        return
+    m = re.fullmatch(r"(\d+)/(\d+)", spec)
+    if not m or not 1 <= int(m[1]) <= int(m[2]):
+        raise pytest.UsageError(f"ROLLOUTS_E2E_SHARD={spec!r}: expected i/n with 1 <= i <= n")
+    here = Path(__file__).parent
+    e2e = [it for it in items if it.path.parent == here]
+    mine = set(shard_files([it.path.name for it in e2e], int(m[2]))[int(m[1]) - 1])
+    drop = [it for it in e2e if it.path.name not in mine]
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        gone = {id(it) for it in drop}
+        items[:] = [it for it in items if id(it) not in gone]
+
+
 # --- `make demo`'s story, in the background ---------------------------------------------
 
 _DEMO_SELECTED = pytest.StashKey[bool]()
@@ -143,6 +204,7 @@ _DEMO_SELECTED = pytest.StashKey[bool]()
 
 @pytest.hookimpl(trylast=True)  # after -k / -m deselection
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    _shard(items, config)
     config.stash[_DEMO_SELECTED] = any(item.path.name == "test_demo.py" for item in items)
 
 

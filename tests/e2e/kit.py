@@ -38,7 +38,7 @@ T = TypeVar("T")
 
 
 async def eventually(check: Callable[[], Awaitable[T]], timeout: float, what: str,
-                     interval: float = 0.3) -> T:
+                     interval: float = 0.2) -> T:
     deadline = time.monotonic() + timeout
     last: Any = None
     while time.monotonic() < deadline:
