@@ -25,7 +25,7 @@ Field names:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 DEFAULT_NGINX_PREFIX = "nginx.ingress.kubernetes.io"
@@ -339,8 +339,9 @@ def parse_managed_routes(raw: Any, errors: list[str], *, path: str) -> tuple[str
 
 
 def parse_routers(tr: dict[str, Any], errors: list[str], *, path: str) -> RoutersConfig:
-    """The non-Istio routers of one ``trafficRouting`` object (``path`` names it)."""
-    return RoutersConfig(
+    """The non-Istio routers of one ``trafficRouting`` object (``path`` names it). Two
+    routers writing one Ingress would undo each other's writes: an error."""
+    cfg = RoutersConfig(
         nginx=parse_nginx(tr.get("nginx"), errors, path=f"{path}.nginx"),
         alb=parse_alb(tr.get("alb"), errors, path=f"{path}.alb"),
         smi=parse_smi(tr.get("smi"), errors, path=f"{path}.smi"),
@@ -348,6 +349,13 @@ def parse_routers(tr: dict[str, Any], errors: list[str], *, path: str) -> Router
         managed_routes=parse_managed_routes(tr.get("managedRoutes"), errors,
                                             path=f"{path}.managedRoutes"),
         max_traffic_weight=_int(tr, "maxTrafficWeight", path, errors, 1, 2**31 - 1))
+    if cfg.nginx is not None and cfg.alb is not None:
+        both = sorted(set(cfg.nginx.stable_ingresses) & set(cfg.alb.ingresses))
+        for name in both:
+            errors.append(f"{path}: nginx and alb both name Ingress {name}; one router per Ingress")
+        if both:
+            return replace(cfg, nginx=None, alb=None)
+    return cfg
 
 
 # --- the step payloads ---------------------------------------------------------------------

@@ -19,7 +19,7 @@ import json
 from typing import Any
 
 from rollouts.api.constants import GROUP
-from rollouts.api.routing import ALBConfig, HeaderRoute
+from rollouts.api.routing import ALBConfig, HeaderRoute, MirrorRoute
 from rollouts.kube.client import JSON, KubeError
 from rollouts.traffic.objects import ObjectCache
 from rollouts.traffic.owned import INGRESSES, Target, escape
@@ -220,7 +220,8 @@ class ALBRouter:
         self.managed_routes = managed_routes
 
     async def check(self, ns: str, target: Target, *,
-                    header_routes: tuple[HeaderRoute, ...] = ()) -> list[str]:
+                    header_routes: tuple[HeaderRoute, ...] = (),
+                    mirror_routes: tuple[MirrorRoute, ...] = ()) -> list[str]:
         errors: list[str] = []
         for name in self.cfg.ingresses:
             ing = await self.objects.get(INGRESSES.path(ns, name))
@@ -237,9 +238,11 @@ class ALBRouter:
         return seen.pop() if len(seen) == 1 else None
 
     async def apply(self, ns: str, target: Target, *, canary_weight: int,
-                    header_routes: tuple[HeaderRoute, ...] = (), only: str | None = None) -> list[str]:
+                    header_routes: tuple[HeaderRoute, ...] = (),
+                    mirror_routes: tuple[MirrorRoute, ...] = (), only: str | None = None) -> list[str]:
         """Every Ingress (or ``only`` that one) carries the weights and the active header
-        routes (the managed routes not active are taken out). No notes: the Ingress is the
+        routes (the managed routes not active are taken out; mirror routes cannot be
+        expressed: ignored). No notes: the Ingress is the
         user's, only our annotations, paths and the root Service's port are written."""
         for name in self.cfg.ingresses:
             if only is not None and name != only:

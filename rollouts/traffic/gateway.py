@@ -2,8 +2,9 @@
 GRPCRoutes and TCPRoutes (the way Linkerd, Istio, Envoy Gateway, Cilium and others route),
 and the steps' header and mirror routes as extra HTTPRoute/GRPCRoute rules.
 
-The semantics follow Argo's gateway-api plugin: every rule of a route that has a backendRef
-to the stable or canary Service carries the weights (it must reference both); a header
+The semantics follow Argo's gateway-api plugin: every rule of a route with backendRefs to
+both the stable and the canary Service carries the weights (a rule to the stable Service
+alone is left as written; one to the canary alone is an error); a header
 route is one rule per such rule, named after the route (``<name>``, then ``<name>-1``...),
 its matches the source rule's with the header matches added, its only backend the canary.
 Here managed rules are placed before the others, in ``managedRoutes`` order, and a mirror
@@ -121,12 +122,13 @@ def plan_route(route: JSON, kind: str, target: Target, *, canary_weight: int, to
             continue
         names = {_ref_name(r) for r in rule.get("backendRefs") or []}
         has_s, has_c = target.stable_service in names, target.canary_service in names
-        if has_s != has_c:
-            missing = target.canary_service if has_s else target.stable_service
-            errors.append(f"{kind_name} {name} spec.rules[{i}] must reference both the stable and "
-                          f"the canary Service in backendRefs (missing {missing})")
-        elif has_s:
+        if has_c and not has_s:
+            # its canary weight would be its only weight: all of it, or nothing at 0
+            errors.append(f"{kind_name} {name} spec.rules[{i}] references the canary Service "
+                          f"{target.canary_service} without the stable Service {target.stable_service}")
+        elif has_s and has_c:
             sources.append((i, rule))
+        # a rule to the stable Service alone stays as written: it sends everything to stable
     if not sources and not errors:
         errors.append(f"{kind_name} {name} has no rule with backendRefs to the stable Service "
                       f"{target.stable_service} and the canary Service {target.canary_service} "

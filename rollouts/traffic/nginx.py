@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rollouts.api.constants import GROUP
-from rollouts.api.routing import HeaderRoute, NginxConfig
+from rollouts.api.routing import HeaderRoute, MirrorRoute, NginxConfig
 from rollouts.kube.client import JSON, KubeError
 from rollouts.traffic.objects import ObjectCache
 from rollouts.traffic.owned import INGRESSES, Target, create, delete, escape, ownership_error
@@ -208,7 +208,8 @@ class NginxRouter:
                 INGRESSES.path(ns, canary_ingress_name(target.rollout, stable)))
 
     async def check(self, ns: str, target: Target, *,
-                    header_routes: tuple[HeaderRoute, ...] = ()) -> list[str]:
+                    header_routes: tuple[HeaderRoute, ...] = (),
+                    mirror_routes: tuple[MirrorRoute, ...] = ()) -> list[str]:
         """Every stable Ingress exists and reaches the stable Service; no canary Ingress of
         our name belongs to someone else; the header routes fit in one canary-by-header."""
         errors: list[str] = []
@@ -236,11 +237,13 @@ class NginxRouter:
         return seen.pop() if len(seen) == 1 else None
 
     async def apply(self, ns: str, target: Target, *, canary_weight: int,
-                    header_routes: tuple[HeaderRoute, ...] = ()) -> list[str]:
+                    header_routes: tuple[HeaderRoute, ...] = (),
+                    mirror_routes: tuple[MirrorRoute, ...] = ()) -> list[str]:
         """Create or update every canary Ingress to carry ``canary_weight`` and the active
-        header routes. Returns one note per canary Ingress that had been edited by hand and
-        was put back (for an Event). Raises (KubeError) when a write fails or the objects
-        do not fit: nothing is reported as done that was not."""
+        header routes (mirror routes cannot be expressed: ignored). Returns one note per
+        canary Ingress that had been edited by hand and was put back (for an Event). Raises
+        (KubeError) when a write fails or the objects do not fit: nothing is reported as
+        done that was not."""
         notes: list[str] = []
         for stable in self.cfg.stable_ingresses:
             s_path, c_path = self._paths(ns, target, stable)

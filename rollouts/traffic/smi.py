@@ -9,7 +9,7 @@ integer, which every version accepts. The version is the router's ``api_version`
 
 from __future__ import annotations
 
-from rollouts.api.routing import SMIConfig
+from rollouts.api.routing import HeaderRoute, MirrorRoute, SMIConfig
 from rollouts.kube.client import JSON, SERVICES, KubeError
 from rollouts.traffic.objects import ObjectCache
 from rollouts.traffic.owned import Target, create, delete, ownership_error, traffic_splits
@@ -82,7 +82,9 @@ class SMIRouter:
         self.version = api_version
         self.kind = traffic_splits(api_version)
 
-    async def check(self, ns: str, target: Target) -> list[str]:
+    async def check(self, ns: str, target: Target, *,
+                    header_routes: tuple[HeaderRoute, ...] = (),
+                    mirror_routes: tuple[MirrorRoute, ...] = ()) -> list[str]:
         errors = []
         root = root_service(self.cfg, target)
         if await self.objects.get(SERVICES.path(ns, root)) is None:
@@ -100,8 +102,11 @@ class SMIRouter:
         return weight_of(await self.objects.get(self.kind.path(ns, split_name(self.cfg, target))),
                          target)
 
-    async def apply(self, ns: str, target: Target, *, canary_weight: int) -> list[str]:
-        """Create or update the TrafficSplit. A spec that differs from the one this
+    async def apply(self, ns: str, target: Target, *, canary_weight: int,
+                    header_routes: tuple[HeaderRoute, ...] = (),
+                    mirror_routes: tuple[MirrorRoute, ...] = ()) -> list[str]:
+        """Create or update the TrafficSplit (header and mirror routes cannot be expressed:
+        ignored). A spec that differs from the one this
         controller wrote for the weight it last wrote is put back; the note says so."""
         name = split_name(self.cfg, target)
         path = self.kind.path(ns, name)

@@ -57,11 +57,14 @@ def apply(route: dict[str, Any], kind: str = "http", **kw: Any) -> dict[str, Any
 
 
 def test_weights_go_on_every_rule_with_the_services_and_nothing_else() -> None:
-    route = http_route(primary(), OTHER)
+    stable_only = {"matches": [{"path": {"type": "PathPrefix", "value": "/admin"}}],
+                   "backendRefs": [ref("web-stable", 1)]}
+    route = http_route(primary(), OTHER, stable_only)
     p, errors = plan_route(route, "http", T, canary_weight=30)
     assert errors == [] and p.put_back == ()
     assert p.ops == [{"op": "test", "path": "/metadata/resourceVersion", "value": "1"},
-                     {"op": "replace", "path": "/spec/rules", "value": [primary(30), OTHER]}]
+                     {"op": "replace", "path": "/spec/rules", "value": [primary(30), OTHER, stable_only]}]
+    route = http_route(primary(), OTHER)
     assert weight_of(apply(route, canary_weight=30), T) == 30
     assert plan_route(http_route(primary(30), OTHER), "http", T, canary_weight=30)[0].ops == []
 
@@ -75,9 +78,12 @@ def test_max_traffic_weight_scales_the_stable_share() -> None:
 @pytest.mark.parametrize("rules, expected", [
     ([OTHER], "HTTPRoute web has no rule with backendRefs to the stable Service web-stable and the "
               "canary Service web-canary (trafficRouting.gatewayAPI.httpRoute)"),
+    ([primary(), {"backendRefs": [ref("web-canary", 1)]}],
+     "HTTPRoute web spec.rules[1] references the canary Service web-canary without the stable "
+     "Service web-stable"),
     ([{"backendRefs": [ref("web-stable", 1)]}],
-     "HTTPRoute web spec.rules[0] must reference both the stable and the canary Service in "
-     "backendRefs (missing web-canary)"),
+     "HTTPRoute web has no rule with backendRefs to the stable Service web-stable and the "
+     "canary Service web-canary (trafficRouting.gatewayAPI.httpRoute)"),
 ])
 def test_route_errors_name_the_object_and_field(rules: list[dict[str, Any]], expected: str) -> None:
     p, errors = plan_route(http_route(*rules), "http", T, canary_weight=10)

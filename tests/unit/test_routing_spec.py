@@ -89,6 +89,8 @@ def test_no_router_beyond_istio_parses_to_nothing() -> None:
      f"{P}.gatewayAPI.tcpRoutes[1].name 'a' is listed twice"),
     ({"managedRoutes": ["h"]}, f"{P}.managedRoutes[0].name is required"),
     ({"maxTrafficWeight": 0}, f"{P}.maxTrafficWeight must be an integer 1..2147483647, got 0"),
+    ({"nginx": {"stableIngresses": ["a", "web"]}, "alb": {"ingress": "web", "servicePort": 80}},
+     f"{P}: nginx and alb both name Ingress web; one router per Ingress"),
 ])
 def test_bad_router_config_names_the_field(tr: dict[str, Any], expected: str) -> None:
     cfg, errors = routers(tr)
