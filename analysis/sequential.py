@@ -5,13 +5,16 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
+from numpy.typing import NDArray
+
 from .counters import CounterTracker, Increment, Snapshot
 from .eprocess import RatioEProcess, default_alternatives, mixture_alternatives
 from .heterogeneity import PodAdaptiveEProcess, sd_grid
 from .latency import LatencyEProcess
 from .verdict import Decision, MetricVerdict, Phase, Verdict, fmt_ratio
 
-__all__ = ["SequentialConfig", "SequentialJudge"]
+__all__ = ["SequentialConfig", "SequentialJudge", "catastrophe_alternatives"]
 
 
 NEW_POD_POLICIES = ("exclude", "include")
@@ -120,6 +123,18 @@ class SequentialConfig:
     @property
     def warmup_s(self) -> float:
         return self.new_pod_warmup_s if self.new_pods == "exclude" else 0.0
+
+
+def catastrophe_alternatives(cfg: SequentialConfig, r0: float) -> NDArray[np.float64]:
+    """Alternatives of the catastrophe test: the tail grid extended down to
+    tail_lo / new_pod_r0 at the same log density, since a tail-sized harm on a warming pod
+    (exposure new_pod_r0) looks new_pod_r0 times smaller; only ratios above r0."""
+    lo, hi, n = cfg.error_tail
+    lo_ext = min(lo, max(lo / cfg.new_pod_r0, r0 * 1.05))
+    if lo_ext < lo:
+        # one point per the tail's log step (two for a one-point tail)
+        n = max(n + 1, round(n * math.log(hi / lo_ext) / math.log(hi / lo))) if hi > lo else 2
+    return default_alternatives(r0, lo_ext, hi, n)
 
 
 def _check_grid(name: str, g: object, above: float) -> None:
@@ -242,7 +257,7 @@ class SequentialJudge:
         tw = 0.0 if catastrophe else cfg.error_tail_weight
         r0 = 1.0 if adaptive else cfg.error_r0
         alts, w = mixture_alternatives(r0, cfg.error_grid, cfg.error_tail, tw)
-        tail = default_alternatives(r0, *cfg.error_tail)
+        tail = catastrophe_alternatives(cfg, r0)
         if adaptive:
             self.errors = PodAdaptiveEProcess(alts, cfg.pod_sd_max, weights=w)
             self.full = PodAdaptiveEProcess(tail, cfg.pod_sd_max)

@@ -20,6 +20,7 @@ from analysis import (
 from analysis.eprocess import CS_GRID, mixture_alternatives
 from analysis.heterogeneity import effective_pods
 from analysis.histogram import histogram_quantiles
+from analysis.sequential import catastrophe_alternatives
 
 from ._analysis_sim import LE, Batch, Scenario, merge_missing
 
@@ -176,7 +177,7 @@ def _margin_log_e(
     yc = v["yc"] + (v["yc_young"] if young else 0)
     w: NDArray[np.float64] | None
     if young:
-        alts, w = default_alternatives(r0, *cfg.error_tail), None
+        alts, w = catastrophe_alternatives(cfg, r0), None
     else:  # with the catastrophe test on, the tail moves out of the main test
         tw = 0.0 if catastrophe_test_on(cfg, pods) else cfg.error_tail_weight
         alts, w = mixture_alternatives(r0, cfg.error_grid, cfg.error_tail, tw)

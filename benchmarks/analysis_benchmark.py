@@ -525,11 +525,25 @@ def goal_lines(
     worst = max(nulls, key=lambda s: results[s.name][1][m6].ci()[1])
     wo = results[worst.name][1][m6]
     ok1 = all(results[s.name][1][m6].ci()[1] <= 0.05 for s in nulls)
+    nopod = "M6 without per-pod input"
+    over = [s for s in nulls if results[s.name][1][nopod].ci()[1] > 0.05]
     g.append(
         (
-            "G1 validity",
+            "G1 validity (claimed with per-pod input)",
             "met" if ok1 else "MISSED",
-            f"worst null scenario '{worst.name}': {pct(wo.rate)}, CP upper {pct(wo.ci()[1])} (bound 5 %)",
+            f"shipped default with per-pod input: worst null scenario '{worst.name}': "
+            f"{pct(wo.rate)}, CP upper {pct(wo.ci()[1])} (bound 5 %). Without per-pod input "
+            "(fixed margin 1.2, no new-pod policy) G1 is not claimed: "
+            + (
+                f"{len(over)} null scenario(s) exceed it: "
+                + "; ".join(
+                    f"'{s.name}' {pct(results[s.name][1][nopod].rate)} (CP upper "
+                    f"{pct(results[s.name][1][nopod].ci()[1])})"
+                    for s in over
+                )
+                if over
+                else "it holds in every null scenario here"
+            ),
         )
     )
 
@@ -560,13 +574,16 @@ def goal_lines(
         s = results[name][0]
         orc = oracle_requests(s, 2.0, CFG.error_r0, CFG.alpha / 2)
         ok3 = o.rate >= 0.8 and o.req_med <= 1.3 * orc
+        o_np = results[name][1]["M6 without per-pod input"]
         g.append(
             (
                 "G3 low base rate",
                 "met" if ok3 else "MISSED",
-                f"2 x at 0.1 %, 100 rps: detected {pct(o.rate)} (need 80 %), median "
-                f"{fmt(o.req_med)} req vs oracle n80 {fmt(orc)} (ratio "
-                f"{o.req_med / orc:.2f})",
+                f"2 x at 0.1 %, 100 rps: detected {pct(o.rate)} with per-pod input (need 80 %), "
+                f"median {fmt(o.req_med)} req vs oracle n80 {fmt(orc)} (ratio "
+                f"{o.req_med / orc:.2f}); without per-pod input {pct(o_np.rate)} "
+                + ("(also met)" if o_np.rate >= 0.8 else "(missed: see docs/analysis.md, "
+                   "'Without per-pod counters')"),
             )
         )
     else:
