@@ -122,7 +122,9 @@ def status(name: NameArg, kubeconfig: KubeconfigOpt = None, context: ContextOpt 
             sm = summarize(obj)
             line = (f"{sm['phase']}" + (f" - step {sm['currentStepIndex']}/{sm['totalSteps']}"
                                         if sm["currentStepIndex"] is not None else "")
-                    + f", canary weight {sm['weights']['canary']}%"
+                    + (f", active {sm['blueGreen'].get('activeSelector') or '-'}, preview "
+                       f"{sm['blueGreen'].get('previewSelector') or '-'}" if sm.get("blueGreen")
+                       else f", canary weight {sm['weights']['canary']}%")
                     + (f": {sm['message']}" if sm["message"] else ""))
             if settled is not None:
                 print(line, flush=True)

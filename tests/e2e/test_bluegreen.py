@@ -336,3 +336,5 @@ async def test_cli_shows_active_and_preview_promotes_and_undo_is_a_fast_rollback
     assert await selectors(rkube, ns) == {"active": v1, "preview": v1}
     ro = await get_rollout(rkube, ns)
     assert "pauseConditions" not in ro["status"], "a fast rollback does not pause"
+    r = await cli("status", "demo", kubeconfig=testbed.kubeconfig, namespace=ns)
+    assert r.code == 0 and f"Healthy, active {v1}, preview {v1}" in r.out, (r.out, r.err)
