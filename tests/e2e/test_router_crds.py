@@ -217,6 +217,13 @@ async def test_nginx_canary_ingress_and_alb_annotations_on_real_ingresses(
     await ALBRouter(ObjectCache(rkube), acfg, managed_routes=("hdr",)).apply(
         namespace, t, canary_weight=40, header_routes=(hr,))
     assert await _rv(rkube, INGRESSES.path(namespace, "web-alb")) == rv
-    with pytest.raises(KubeError):  # a foreign canary Ingress name is refused, nothing written
-        await rkube.create(INGRESSES.path(namespace), _ingress("web-web-canary", "x"))
+    # an Ingress of the canary's name that the Rollout does not own is refused, left alone
+    await rkube.create(INGRESSES.path(namespace), _ingress("web-web-canary", "x"))
+    rv = await _rv(rkube, canary)
+    errors = await NginxRouter(ObjectCache(rkube), ncfg).check(namespace, t)
+    assert errors == ["canary Ingress web-web-canary exists and is not owned by Rollout web "
+                      "(no controller): rename or delete it"]
+    with pytest.raises(KubeError):
         await NginxRouter(ObjectCache(rkube), ncfg).apply(namespace, t, canary_weight=10)
+    assert await NginxRouter(ObjectCache(rkube), ncfg).remove(namespace, t) == []
+    assert await _rv(rkube, canary) == rv
