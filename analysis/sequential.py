@@ -36,21 +36,24 @@ class SequentialConfig:
         heterogeneity the design assumes, 0.2; raise it for pods known to differ more).
     error_grid: (lo, hi, n) log grid of alternative ratios for the error mixture, sharing
         weight 1 - error_tail_weight; error_tail: (lo, hi, n) grid of large ratios (up to a
-        canary failing every request) sharing error_tail_weight.
+        canary failing every request) sharing error_tail_weight. With young canary pods to
+        judge (canary per-pod counters, new-pod policy on) the tail is the catastrophe test
+        below, of weight error_tail_weight, instead of part of the main mixture.
     latency_r0 / latency_grid: the same for "slower than bucket bound" shares.
     alpha_cs: level of the reported confidence sequences (95 % by default).
     early_promotion: promote once every metric's ratio is shown below its tolerance
         (r_tol / latency_r_tol) at level alpha_promote, after min_dwell_s seconds.
     latency_min_baseline: requests (both arms) used to choose the histogram bounds.
     new_pods: "exclude" (default): pods younger than new_pod_warmup_s (since their series
-        first appeared or restarted) are left out of the baseline, of the stable-pod
-        dispersion, of the confidence sequence and promotion test, and latency is not
-        judged while such pods serve. A canary's young pods stay in the rollback test, but
-        the null allows each of their requests new_pod_r0 times a warm pod's error rate
-        (they count as new_pod_r0 requests of exposure): a warm-up may err up to that much
-        more, anything beyond is evidence at once, so a canary failing every request is
-        caught during the warm-up too. "include": every request counts at once as a warm
-        one. Needs per-pod counters of the arm.
+        first appeared or restarted) are left out of the main error test on both arms, of
+        the stable-pod dispersion, of the confidence sequence and promotion test, and
+        latency is not judged while such pods serve. A canary's young pods stay in the
+        catastrophe test: the same test (same margin) on every canary request, where a young
+        pod's request counts as new_pod_r0 requests of exposure (the null allows a warming
+        pod new_pod_r0 times a warm pod's error rate), with the tail alternatives extended
+        down to error_tail's lo / new_pod_r0 (see catastrophe_alternatives). A canary failing
+        every request is thus caught during the warm-up too. "include": every request counts
+        at once as a warm one. Needs per-pod counters of the arm.
     min_requests: no rollback or promotion before the canary served this many requests.
     """
 
