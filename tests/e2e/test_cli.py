@@ -119,15 +119,21 @@ async def test_pause_resume_undo_restart_list_and_get(
     assert r.code == 0, r
     await eventually(lambda: at_step(rkube, ns, 3), 30, "at the indefinite pause")
 
-    r = await cli("list", "rollouts", kubeconfig=kc, namespace=ns)
+    # four reads of the same paused state: run at once (each CLI start costs ~1-2 s)
+    listed, listed_all, got, got_json = await asyncio.gather(
+        cli("list", "rollouts", kubeconfig=kc, namespace=ns),
+        cli("list", "rollouts", "-A", "-o", "yaml", kubeconfig=kc),
+        cli("get", "rollout", "demo", kubeconfig=kc, namespace=ns),
+        cli("get", "rollout", "demo", "-o", "json", kubeconfig=kc, namespace=ns))
+    r = listed
     assert r.code == 0 and re.search(r"demo\s+Paused\s+3/4\s+60%", r.out), r
-    r = await cli("list", "rollouts", "-A", "-o", "yaml", kubeconfig=kc)
+    r = listed_all
     assert r.code == 0 and f"namespace: {ns}" in r.out, r
-    r = await cli("get", "rollout", "demo", kubeconfig=kc, namespace=ns)
+    r = got
     assert r.code == 0, r
     assert re.search(r"▶\s+3\s+pause \(until promoted\)", r.out) and "canary 60%" in r.out, r.out
     assert "\x1b[" not in r.out  # no colour on a pipe
-    r = await cli("get", "rollout", "demo", "-o", "json", kubeconfig=kc, namespace=ns)
+    r = got_json
     assert '"replicaSets"' in r.out and '"events"' in r.out
 
     # undo (default: the previous revision) copies its template back into spec
@@ -226,12 +232,12 @@ async def test_kubectl_plugin_entry_point(rkube: Kube, namespace: str, testbed: 
     no kubectl binary here, so this runs that executable as kubectl would."""
     exe = Path(sys.executable).parent / "kubectl-rollouts"
     assert exe.exists()
-    r = await cli("list", "rollouts", kubeconfig=testbed.kubeconfig, namespace=namespace,
-                  exe=str(exe))
-    assert r.code == 0 and "No rollouts found" in r.err, r
-    r = await cli("status", "missing", "--timeout=1", kubeconfig=testbed.kubeconfig,
-                  namespace=namespace, exe=str(exe))
-    assert r.code == 4, r
+    listed, status = await asyncio.gather(
+        cli("list", "rollouts", kubeconfig=testbed.kubeconfig, namespace=namespace, exe=str(exe)),
+        cli("status", "missing", "--timeout=1", kubeconfig=testbed.kubeconfig,
+            namespace=namespace, exe=str(exe)))
+    assert listed.code == 0 and "No rollouts found" in listed.err, listed
+    assert status.code == 4, status
 
 
 async def test_get_shows_the_running_analysis_and_dates_the_last_action(
