@@ -32,6 +32,7 @@ from rollouts.controller.decision import (
     template_hash,
 )
 from rollouts.controller.experiment_step import (
+    INCONCLUSIVE_EXPERIMENT,
     experiment_name,
     experiments_to_terminate,
     step_progress,
@@ -220,7 +221,6 @@ def _apply_pending_action(d: Decision, spec: RolloutSpec, now: datetime) -> None
 def _healthy(d: Decision, spec: RolloutSpec, rss: dict[str, ReplicaSetObs], h: str,
              desired: dict[str, int], now: datetime) -> None:
     st = d.status
-    desired[h] = spec.replicas
     st.current_step_index = len(spec.canary_strategy.steps)
     st.current_step_hash = steps_hash(spec)
     st.pause_conditions = []
@@ -232,6 +232,7 @@ def _healthy(d: Decision, spec: RolloutSpec, rss: dict[str, ReplicaSetObs], h: s
     sweep_runs(d, set())
     if _drain(d, spec, rss, desired, now, f"rolling back to the stable revision {h}"):
         return
+    desired[h] = _stable_back(spec, rss, h)
     st.canary_weight = 0
     st.canary_route_hash = None
     d.actions.append(SetTraffic(h, h, 0))
@@ -256,7 +257,9 @@ def _weight_back_to_stable(spec: RolloutSpec, rss: dict[str, ReplicaSetObs], sta
     when neither side can carry its share, their available pods share it in proportion.
     """
     replicas = spec.replicas
-    if not spec.canary_strategy.dynamic_stable_scale or weight <= 0 or replicas <= 0:
+    c = spec.canary_strategy
+    # (without a router the pods are the split: the basic canary's own counts bring it back)
+    if not (c.dynamic_stable_scale and c.traffic_routed) or weight <= 0 or replicas <= 0:
         return 0
     stable_avail, carrier_avail = available(rss, stable), available(rss, carrier)
     held = min(weight, max(0, 100 - 100 * stable_avail // replicas))
@@ -341,6 +344,7 @@ def _canary(d: Decision, spec: RolloutSpec, rss: dict[str, ReplicaSetObs], h: st
     paused_msg: str | None = None
     waiting_msg: str | None = None
     inconclusive = False
+    why = Reason.INCONCLUSIVE  # the pause reason of an inconclusive verdict
     in_analysis = False
     hold = st.user_pause is not None or spec.paused
     # Background analysis keeps measuring while a user holds the rollout (as in Argo); a
@@ -438,6 +442,7 @@ def _canary(d: Decision, spec: RolloutSpec, rss: dict[str, ReplicaSetObs], h: st
                 paused_msg = (f"step {idx}/{n}: {progress.message}; promote skips the experiment "
                               "step, abort rolls back")
                 inconclusive = True
+                why = INCONCLUSIVE_EXPERIMENT
                 break
             _abort_for_experiment(d, progress.message, now)
             break
@@ -483,8 +488,9 @@ def _canary(d: Decision, spec: RolloutSpec, rss: dict[str, ReplicaSetObs], h: st
         _promote_if_ready(d, spec, rss, h, stable, desired, now)
         return
     sweep_runs(d, keep)
-    if not inconclusive:
-        drop_pause_condition(st, Reason.INCONCLUSIVE)
+    for r in (Reason.INCONCLUSIVE, INCONCLUSIVE_EXPERIMENT):
+        if not inconclusive or r != why:
+            drop_pause_condition(st, r)
     if hold and not inconclusive:
         if st.user_pause is not None:
             paused_msg = f"paused by {st.user_pause.get('user') or 'a user'}"
@@ -492,7 +498,7 @@ def _canary(d: Decision, spec: RolloutSpec, rss: dict[str, ReplicaSetObs], h: st
             paused_msg = "paused by spec.paused"
     if paused_msg is not None:
         by_spec = hold and st.user_pause is None and not inconclusive
-        reason = (Reason.INCONCLUSIVE if inconclusive else Reason.PAUSED_BY_SPEC if by_spec
+        reason = (why if inconclusive else Reason.PAUSED_BY_SPEC if by_spec
                   else Reason.PAUSED if hold else Reason.CANARY_PAUSE)
         prev = st.condition(Cond.PAUSED)
         if by_spec and (prev is None or prev.get("reason") != Reason.PAUSED_BY_SPEC):
@@ -500,10 +506,11 @@ def _canary(d: Decision, spec: RolloutSpec, rss: dict[str, ReplicaSetObs], h: st
         st.phase = Phase.PAUSED
         if inconclusive:
             # Argo's fields, which users' scripts read: message and pause condition
-            # InconclusiveAnalysisRun, a controller pause; the details in the condition.
-            if pause_condition(st, Reason.INCONCLUSIVE) is None:
-                set_pause_condition(st, Reason.INCONCLUSIVE, now.replace(microsecond=0))
-            st.message = Reason.INCONCLUSIVE
+            # InconclusiveAnalysisRun (InconclusiveExperiment), a controller pause; the
+            # details in the condition.
+            if pause_condition(st, why) is None:
+                set_pause_condition(st, why, now.replace(microsecond=0))
+            st.message = why
             st.controller_pause = True
         else:
             st.message = paused_msg
@@ -793,6 +800,19 @@ def _canary_scale(spec: RolloutSpec, idx: int, weight: int) -> int | None:
             return sc.replicas
         return replicas_for_weight(spec.replicas, sc.weight or 0)
     return None
+
+
+def _stable_back(spec: RolloutSpec, rss: dict[str, ReplicaSetObs], h: str) -> int:
+    """The stable's size when the template is (back) on it. Without a router, older
+    ReplicaSets still serving users leave only as fast as maxUnavailable allows, so the stable
+    grows only within replicas + maxSurge meanwhile (Argo's basic canary with newRS = stable)."""
+    rs = rss.get(h)
+    c = spec.canary_strategy
+    if c.traffic_routed or rs is None or rs.replicas >= spec.replicas:
+        return spec.replicas
+    surge, _ = fenceposts(c.max_surge, c.max_unavailable, spec.replicas)
+    room = spec.replicas + surge - sum(r.replicas for r in rss.values())
+    return min(spec.replicas, rs.replicas + max(room, 0))
 
 
 def _aborted_basic(d: Decision, spec: RolloutSpec, rss: dict[str, ReplicaSetObs], h: str,

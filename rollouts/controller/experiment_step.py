@@ -32,6 +32,8 @@ STEP_LABEL = f"{GROUP}/step"
 # the step's state
 RUNNING, DONE, FAILED, INCONCLUSIVE = "Running", "Done", "Failed", "Inconclusive"
 _FINISHED = {"Successful", "Failed", "Error", "Inconclusive"}
+# the pause condition (and status message) of an inconclusive Experiment, Argo's name
+INCONCLUSIVE_EXPERIMENT = "InconclusiveExperiment"
 
 
 class ExperimentStepError(Exception):

@@ -29,12 +29,12 @@ def canonical(md: PodMetadata | None) -> str:
 def metadata_actions(d: Decision, rss: dict[str, ReplicaSetObs],
                      roles: dict[str, PodMetadata | None]) -> None:
     """``roles``: pod template hash -> the metadata of its role (None: no role metadata).
-    ReplicaSets not named keep what they carry until they are scaled down, except that a
-    revision with no role any more loses its metadata once it has no pods."""
+    A ReplicaSet not named has no role any more and loses its metadata at once, pods and all
+    (as in Argo: a previous stable kept for its scale-down delay must not claim the role)."""
     for h, rs in rss.items():
         if h in roles:
             want = roles[h]
-        elif rs.replicas == 0 and rs.ephemeral:
+        elif rs.ephemeral:
             want = None
         else:
             continue

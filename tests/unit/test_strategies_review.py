@@ -1,0 +1,102 @@
+"""Review of the canary strategies of issue 13 (basic canary, setCanaryScale, ephemeral pod
+metadata, experiment steps): odd sequences driven through the simulated cluster of
+``test_decide``, each one a defect found in review (the test failed before its fix)."""
+
+from __future__ import annotations
+
+from rollouts.controller.decide import SetPodMetadata
+from rollouts.controller.pod_metadata import canonical_metadata
+from tests.unit.test_canary_strategies import (
+    EXP_STEPS,
+    BasicCluster,
+    ExperimentCluster,
+    _decide_once,
+    basic,
+    counts,
+)
+from tests.unit.test_decide import Cluster, h, rollout_spec
+
+
+def _total_pods(c: BasicCluster) -> int:
+    return sum(r.replicas for r in c.rss.values())
+
+
+def test_basic_canary_undo_to_the_stable_mid_step_stays_within_max_surge() -> None:
+    # 60 % of 5 pods: 3 canary + 2 stable. The template goes back to the stable revision:
+    # the stable grows back within replicas + maxSurge (6 pods), as the canary's pods leave
+    # (it went to 5 at once: 8 pods), and no fewer than replicas - maxUnavailable stay up.
+    c = BasicCluster(basic([{"setWeight": 60}, {"pause": {}}], maxSurge=1, maxUnavailable=0),
+                     pod_delay=3)
+    v1 = c.deploy_stable()
+    c.set_image("shop:2")
+    v2 = h("shop:2")
+    c.run_until(lambda: c.status.get("phase") == "Paused")
+    assert counts(c, v2, v1) == (3, 2)
+    c.set_image("shop:1")  # what `rollouts undo` does
+    most, lowest = 0, 5
+    for _ in range(120):
+        c.reconcile()  # the harness checks replicas + maxSurge on every decision
+        most = max(most, _total_pods(c))
+        lowest = min(lowest, sum(r.available(c.t) for r in c.rss.values()))
+        if c.status.get("phase") == "Healthy" and c.replicas(v2) == 0:
+            break
+        c.advance(1)
+    assert counts(c, v2, v1) == (0, 5)
+    assert most <= 6 and lowest >= 5
+    assert c.status["stableRS"] == v1
+
+
+def test_basic_canary_with_dynamic_stable_scale_superseded_mid_step_stays_within_max_surge() -> None:
+    # dynamicStableScale needs a router (Argo rejects it without one): here it must not turn
+    # a new template mid-step into the router's drain, which scaled the stable to 5 at once
+    # beside 3 canary pods (8 > 5 + 1) and held 60 % on the superseded canary in status.
+    c = BasicCluster(basic([{"setWeight": 60}, {"pause": {}}], maxSurge=1, maxUnavailable=0,
+                           dynamicStableScale=True), pod_delay=3)
+    v1 = c.deploy_stable()
+    c.set_image("shop:2")
+    v2 = h("shop:2")
+    c.run_until(lambda: c.status.get("phase") == "Paused")
+    c.set_image("shop:3")
+    v3 = h("shop:3")
+    c.run_until(lambda: c.status.get("phase") == "Paused" and c.status["currentPodHash"] == v3)
+    assert counts(c, v3, v2, v1) == (3, 0, 2)
+
+
+def test_an_inconclusive_experiment_pauses_with_argos_experiment_reason() -> None:
+    # Argo: pause condition InconclusiveExperiment (not the analysis run's reason), which
+    # users' scripts read; promote ends it and goes to the next step.
+    c = ExperimentCluster(rollout_spec(steps=EXP_STEPS))
+    c.deploy_stable()
+    c.set_image("shop:2")
+    c.run_until(lambda: bool(c.created))
+    c.set_phase(c.created[0].name, "Inconclusive", "no clear winner")
+    c.run_until(lambda: c.status.get("phase") == "Paused")
+    assert [p["reason"] for p in c.status["pauseConditions"]] == ["InconclusiveExperiment"]
+    assert c.status["message"] == "InconclusiveExperiment"
+    assert c.status["controllerPause"] is True
+    paused = c.condition("Paused")
+    assert paused is not None and paused["reason"] == "InconclusiveExperiment"
+    assert "no clear winner" in paused["message"]
+    c.record("promote")
+    c.run_until(lambda: c.status["currentStepIndex"] == 2)
+    assert [p["reason"] for p in c.status["pauseConditions"]] == ["CanaryPauseStep"]
+
+
+def test_the_previous_stable_loses_its_role_metadata_at_promotion_not_after_its_delay() -> None:
+    # Argo syncs every ReplicaSet that is neither the canary nor the stable to no metadata:
+    # after promotion the old stable's pods (kept scaleDownDelaySeconds, without traffic)
+    # must not go on claiming role=stable beside the new stable's pods.
+    meta = {"canaryMetadata": {"labels": {"role": "canary"}},
+            "stableMetadata": {"labels": {"role": "stable"}}}
+    c = Cluster(rollout_spec(steps=[{"setWeight": 20}, {"pause": {}}], **meta))
+    v1 = c.deploy_stable()
+    c.set_image("shop:2")
+    v2 = h("shop:2")
+    c.run_until(lambda: c.status.get("phase") == "Paused")
+    c.record("promote")
+    c.run_until(lambda: c.status.get("phase") == "Healthy")
+    assert c.replicas(v1) == 5  # within its scaleDownDelaySeconds
+    carried = {v1: canonical_metadata({"role": "stable"}, {}), v2: canonical_metadata({"role": "canary"}, {})}
+    md = {a.hash: a for a in _decide_once(c, carried).actions if isinstance(a, SetPodMetadata)}
+    assert md[v2] == SetPodMetadata(hash=v2, labels={"role": "stable"}, annotations={})
+    assert md.get(v1) == SetPodMetadata(hash=v1, labels={}, annotations={})
