@@ -86,9 +86,9 @@ def test_the_previous_stable_loses_its_role_metadata_at_promotion_not_after_its_
     # Argo syncs every ReplicaSet that is neither the canary nor the stable to no metadata:
     # after promotion the old stable's pods (kept scaleDownDelaySeconds, without traffic)
     # must not go on claiming role=stable beside the new stable's pods.
-    meta = {"canaryMetadata": {"labels": {"role": "canary"}},
-            "stableMetadata": {"labels": {"role": "stable"}}}
-    c = Cluster(rollout_spec(steps=[{"setWeight": 20}, {"pause": {}}], **meta))
+    c = Cluster(rollout_spec(steps=[{"setWeight": 20}, {"pause": {}}],
+                             canaryMetadata={"labels": {"role": "canary"}},
+                             stableMetadata={"labels": {"role": "stable"}}))
     v1 = c.deploy_stable()
     c.set_image("shop:2")
     v2 = h("shop:2")
