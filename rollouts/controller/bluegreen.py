@@ -27,6 +27,7 @@ from rollouts.api.spec import BlueGreenStrategy, RolloutSpec
 from rollouts.api.status import BlueGreenStatus, RolloutStatus, fmt_time, parse_time
 from rollouts.controller.decision import (
     AnalysisRunObs,
+    ClusterAction,
     Decision,
     Observations,
     PointService,
@@ -282,6 +283,15 @@ class _Update:
         if block is None:
             return None
         name = self.run_name(kind)
+        existing = self.d.analysis_runs.get(name)
+        if existing is not None and existing.terminated:
+            # stopped (by a decision whose switch then failed, or by hand): its end is not a
+            # verdict; a new run measures
+            a = analysis_state(self.st)
+            a[f"{kind}Restarts"] = int(a.get(f"{kind}Restarts") or 0) + 1
+            self.d.normal(Reason.ROLLOUT_UPDATED, f"{kind} analysis {name} was stopped before "
+                          "its verdict: a new run starts")
+            name = self.run_name(kind)
         run = observe_run(self.d, name, block, kind, None, self.h)
         self.keep_runs.add(name)
         rec = {"name": name, "status": run.phase or "Pending"}
@@ -590,17 +600,40 @@ def decide_blue_green(d: Decision, spec: RolloutSpec, obs: Observations, now: da
 
 def _services(d: Decision, spec: RolloutSpec, prev: dict[str, str | None]) -> None:
     """Both Services at what status says, every decision (a hand edit is undone), preview
-    first (Argo's order); a SwitchService Event each time a selector moves."""
+    first (Argo's order); a SwitchService Event each time a selector moves.
+
+    They go before this decision's AnalysisRuns: a post-promotion run must never exist
+    while the switch it measures failed (the next decision would stop it, and a stopped
+    run ends Successful)."""
     bgs = _strategy(spec)
     bg = _bg(d.status)
+    points: list[ClusterAction] = []
     for svc, role, sel in ((bgs.preview_service, "preview", bg.preview_selector),
                            (bgs.active_service, "active", bg.active_selector)):
         if not svc or not sel:
             continue
-        d.actions.append(PointService(service=svc, pod_hash=sel))
+        points.append(PointService(service=svc, pod_hash=sel))
         if prev.get(role) != sel:
             d.normal(Reason.SWITCH_SERVICE, f"switched the {role} Service {svc} from "
                      f"{prev.get(role) or 'no revision'} to {sel}")
+    d.actions[0:0] = points
+
+
+def with_written_selectors(read: RolloutStatus, spec: RolloutSpec | None,
+                           written: list[PointService]) -> RolloutStatus:
+    """The status as read, with the selectors the Services were given before a later action
+    of the decision failed: what the reconciler records then, so that status.blueGreen
+    always names what each Service selects."""
+    if spec is None or spec.blue_green is None or not written:
+        return read
+    st = read.copy()
+    bg = _bg(st)
+    for p in written:
+        if p.service == spec.blue_green.active_service:
+            bg.active_selector = p.pod_hash
+        elif p.service == spec.blue_green.preview_service:
+            bg.preview_selector = p.pod_hash
+    return st
 
 
 def _desired(d: Decision, spec: RolloutSpec, rss: dict[str, ReplicaSetObs], h: str,

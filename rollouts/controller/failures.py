@@ -26,7 +26,9 @@ from rollouts.controller.decide import (
     DeletePod,
     DeleteReplicaSet,
     Event,
+    PointService,
     ScaleReplicaSet,
+    SetPodMetadata,
     SetTraffic,
     TerminateAnalysisRun,
 )
@@ -87,6 +89,10 @@ def describe(action: ClusterAction | None, error: BaseException, *, rollout: str
         what = f"terminating AnalysisRun {action.name}"
     elif isinstance(action, DeletePod):
         what = f"deleting pod {action.name}"
+    elif isinstance(action, PointService):
+        what = f"pointing Service {action.service} at revision {action.pod_hash}"
+    elif isinstance(action, SetPodMetadata):
+        what = f"setting the role metadata of revision {action.hash}'s pods"
     else:
         what = "reading the cluster"
     return Failure(RECONCILIATION_ERROR, f"{what} failed: {why}", traffic_done)

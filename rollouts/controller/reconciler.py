@@ -59,6 +59,7 @@ from rollouts.controller.analysis_builder import (
     load_templates,
 )
 from rollouts.controller.analysis_reconciler import ANALYSIS_RUNS
+from rollouts.controller.bluegreen import with_written_selectors
 from rollouts.controller.decide import (
     AnalysisRunObs,
     ClusterAction,
@@ -209,6 +210,7 @@ class Reconciler:
 
         current: ClusterAction | None = None
         traffic_done = False
+        pointed: list[PointService] = []  # Services re-pointed before a failure (blue-green)
         try:
             if decision.actions:
                 assert spec is not None and template is not None
@@ -223,10 +225,14 @@ class Reconciler:
                     if isinstance(action, SetTraffic):
                         previous = action.canary_weight
                         traffic_done = True
+                    elif isinstance(action, PointService):
+                        pointed.append(action)
         except asyncio.CancelledError:
             raise
         except Exception as e:
-            await self._failed(obj, spec, status, decision.status,
+            # the status as read, but naming what the Services select now
+            await self._failed(obj, spec, with_written_selectors(status, spec, pointed),
+                               decision.status,
                                describe(current, e, rollout=name, traffic_done=traffic_done),
                                decision.events, owned)
 

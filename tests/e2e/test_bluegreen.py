@@ -13,6 +13,7 @@ The analyses use Argo's web provider against a small health server of the test's
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import threading
 import time
@@ -23,7 +24,7 @@ from typing import Any
 import pytest
 
 from rollouts.kube.apply import apply
-from rollouts.kube.client import EVENTS, JSON, SERVICES, Kube
+from rollouts.kube.client import EVENTS, JSON, SERVICES, Kube, KubeError
 from rollouts.kube.signals import ActionRejected, request_action
 from testbed.cluster import TestBed
 from tests.e2e.judgekit import cli
@@ -338,3 +339,69 @@ async def test_cli_shows_active_and_preview_promotes_and_undo_is_a_fast_rollback
     assert "pauseConditions" not in ro["status"], "a fast rollback does not pause"
     r = await cli("status", "demo", kubeconfig=testbed.kubeconfig, namespace=ns)
     assert r.code == 0 and f"Healthy, active {v1}, preview {v1}" in r.out, (r.out, r.err)
+
+
+async def _runs_denied(rkube: Kube, ns: str, url: str) -> bool:
+    """A server-side dry run of an AnalysisRun is refused (the policy is in force)."""
+    body = {"apiVersion": "rollouts.dev/v1alpha1", "kind": "AnalysisRun",
+            "metadata": {"name": "probe"},
+            "spec": {"args": [], "metrics": health_template(url)["spec"]["metrics"]}}
+    try:
+        await rkube.create(RUNS.format(ns=ns), body, dryRun="All")
+    except KubeError as e:
+        return e.status == 403
+    return False
+
+
+async def test_a_failure_after_the_switch_leaves_status_naming_the_active_revision(
+        rkube: Kube, namespace: str, start_controller: Callable[..., ControllerProcess],
+        health: Health) -> None:
+    # The API server refuses the post-promotion AnalysisRun (an admission policy, as a
+    # webhook would) right after the active Service switched: the Rollout shows the
+    # failure, and status.blueGreen still names what the active Service selects.
+    ns = namespace
+    start_controller()
+    v1 = await deploy(rkube, ns, health_template(health.url), postPromotionAnalysis=HEALTH)
+    adm = "/apis/admissionregistration.k8s.io/v1"
+    name = f"deny-runs-{ns}"[:63]
+    await rkube.create(f"{adm}/validatingadmissionpolicies", {
+        "metadata": {"name": name},
+        "spec": {"failurePolicy": "Fail",
+                 "matchConstraints": {"resourceRules": [{
+                     "apiGroups": ["rollouts.dev"], "apiVersions": ["*"],
+                     "operations": ["CREATE"], "resources": ["analysisruns"]}]},
+                 "validations": [{"expression": "false", "reason": "Forbidden",
+                                  "message": "analysis runs are frozen in this namespace"}]}})
+    try:
+        await rkube.create(f"{adm}/validatingadmissionpolicybindings", {
+            "metadata": {"name": name},
+            "spec": {"policyName": name, "validationActions": ["Deny"],
+                     "matchResources": {"namespaceSelector": {
+                         "matchLabels": {"kubernetes.io/metadata.name": ns}}}}})
+        await eventually(lambda: _runs_denied(rkube, ns, health.url), 30, "the policy in force")
+        await set_image(rkube, ns, "demo:2")
+        v2 = await new_revision(rkube, ns, v1)
+
+        async def reported() -> JSON | None:
+            ro = await get_rollout(rkube, ns)
+            cond = next((c for c in (ro.get("status") or {}).get("conditions") or []
+                         if c.get("type") == "Progressing"), {})
+            return ro if cond.get("reason") == "ReconciliationError" else None
+        ro = await eventually(reported, 60, "the refused AnalysisRun in the Progressing condition")
+        cond = next(c for c in ro["status"]["conditions"] if c["type"] == "Progressing")
+        assert "creating AnalysisRun" in cond["message"] and "frozen" in cond["message"], cond
+        for _ in range(5):  # every status written since names what the Service selects
+            ro = await get_rollout(rkube, ns)
+            assert ro["status"]["blueGreen"]["activeSelector"] == (await selectors(rkube, ns))["active"]
+            await asyncio.sleep(0.5)
+        assert (await selectors(rkube, ns))["active"] == v2
+        assert ro["status"]["stableRS"] == v1, "not stable before its post-promotion analysis"
+    finally:
+        for kind in ("validatingadmissionpolicybindings", "validatingadmissionpolicies"):
+            with contextlib.suppress(Exception):
+                await rkube.delete(f"{adm}/{kind}/{name}")
+
+    async def stable() -> JSON | None:
+        ro = await phase_is(rkube, ns, "Healthy")
+        return ro if ro is not None and ro["status"]["stableRS"] == v2 else None
+    await eventually(stable, 60, "Healthy once AnalysisRuns are allowed again")

@@ -237,6 +237,8 @@ class Cluster:
                                       bg.preview_selector)
             elif isinstance(a, CreateAnalysisRun):
                 assert (a.canary_hash, a.stable_hash) == (st.current_pod_hash, st.stable_rs), a
+                # a run never exists while the switch it measures could still fail
+                assert i > last_point, d.actions
 
     # --- driving
 
@@ -499,6 +501,48 @@ def test_promote_after_an_inconclusive_pre_promotion_still_pauses_before_the_swi
         "autoPromotionEnabled: false still waits for its own promote"
     c.record("promote")
     c.run_until(lambda: c.services[ACTIVE] == V2)
+
+
+def test_a_stopped_run_is_never_a_verdict() -> None:
+    c = Cluster(bg_spec(prePromotionAnalysis=PRE))
+    c.deploy()
+    c.set_image("shop:2")
+    c.run_until(lambda: bool(c.created_runs))
+    name = c.created_runs[0].name
+    # stopped by hand (or by a decision whose switch failed): Argo's run then ends Successful
+    c.runs[name] = AnalysisRunObs(name, "Successful", "run terminated", True)
+    c.run(3)
+    assert c.services[ACTIVE] == V1
+    assert len(c.created_runs) == 2 and c.created_runs[1].name != name
+    c.finish_run("prePromotion", "Successful")
+    c.run_until(lambda: c.services[ACTIVE] == V2)
+
+
+def test_a_failure_after_the_switch_records_the_selectors_written() -> None:
+    """The reconciler's rule: when an action after the switch fails, the status written is
+    the one read with the selectors the Services were given (never the old active one)."""
+    from rollouts.controller.bluegreen import with_written_selectors
+    from rollouts.controller.failures import describe, failed_status
+    c = Cluster(bg_spec(postPromotionAnalysis=PRE))
+    c.deploy()
+    c.set_image("shop:2")
+    c.run_until(lambda: c.rss.get(V2) is not None and c.rss[V2].available(c.t + 1) == 3)
+    c.t += 1
+    read = c.st()
+    spec, _ = parse_spec(c.spec)
+    d = decide(RolloutInput("shop-ns", "shop", c.generation, spec, (), read), c.observe(), c.now)
+    points = [a for a in d.actions if isinstance(a, PointService)]
+    run = next(a for a in d.actions if isinstance(a, CreateAnalysisRun))
+    assert PointService(service=ACTIVE, pod_hash=V2) in points
+    assert d.actions.index(run) > d.actions.index(points[-1])
+    # the run's creation is refused after both Services were pointed
+    failure = describe(run, RuntimeError("denied"), rollout="shop", traffic_done=False)
+    st, _, _ = failed_status(read=with_written_selectors(read, spec, points), decided=d.status,
+                             failure=failure, generation=c.generation,
+                             progress_deadline_seconds=600, now=c.now)
+    assert st.blue_green is not None and st.blue_green.active_selector == V2
+    assert read.blue_green is not None and read.blue_green.active_selector == V1
+    assert with_written_selectors(read, spec, []) is read
 
 
 def test_promote_full_skips_analysis_and_pause() -> None:
