@@ -123,9 +123,10 @@ class RolloutCollector(Collector):
             lv = [str(md.get("namespace", "")), str(md.get("name", ""))]
             spec = obj.get("spec") or {}
             st = obj.get("status") or {}
-            canary = (spec.get("strategy") or {}).get("canary") or {}
+            strategy = spec.get("strategy") or {}
+            canary = strategy.get("canary") or {}
             router = ",".join(sorted((canary.get("trafficRouting") or {}).keys())) or "none"
-            info.add_metric([*lv, "canary", router], 1)
+            info.add_metric([*lv, "blueGreen" if "blueGreen" in strategy else "canary", router], 1)
             cur = st.get("phase")
             for p in PHASES:
                 phase.add_metric([*lv, p], 1 if cur == p else 0)

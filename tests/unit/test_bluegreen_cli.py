@@ -107,3 +107,17 @@ def test_lint_names_the_field_of_bad_blue_green_input() -> None:
     bad = GOOD.replace("previewReplicaCount: 1", "previewReplicaCount: 5")
     findings, _ = lint_text(bad, "bg.yaml")
     assert any("previewReplicaCount (5) must not exceed spec.replicas (3)" in str(f) for f in findings)
+
+
+def test_exported_metrics_name_the_blue_green_strategy() -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from rollouts.observability.collectors import RolloutCollector
+    from rollouts.observability.metrics import ControllerMetrics
+    m = ControllerMetrics()
+    m.register(RolloutCollector(lambda: [rollout(PAUSED)]))
+    body, _ = m.render()
+    info = [s.labels for fam in text_string_to_metric_families(body.decode()) for s in fam.samples
+            if s.name == "rollout_info"]
+    assert info == [{"namespace": "shop", "rollout": "shop", "strategy": "blueGreen",
+                     "traffic_router": "none"}]
