@@ -19,6 +19,7 @@ from rollouts.api.constants import (
     DEFAULT_SCALE_DOWN_DELAY_S,
 )
 from rollouts.api.duration import parse_duration
+from rollouts.api.routing import RoutersConfig, parse_routers
 from rollouts.api.status import parse_time
 from rollouts.api.unsupported import UNSUPPORTED_STEP_KINDS, unsupported_fields
 
@@ -136,10 +137,12 @@ class CanaryStrategy:
     canary_metadata: PodMetadata | None = None
     stable_metadata: PodMetadata | None = None
     anti_affinity: AntiAffinity | None = None
+    # the routers beyond Istio (NGINX, ALB, SMI, Gateway API); several may serve one Rollout
+    routers: RoutersConfig = field(default_factory=RoutersConfig)
 
     @property
     def traffic_routed(self) -> bool:
-        return self.istio is not None
+        return self.istio is not None or self.routers.any
 
 
 @dataclass(frozen=True)
@@ -470,21 +473,25 @@ def _parse_canary(canary_raw: dict[str, Any], errors: list[str]) -> CanaryStrate
     steps = _parse_steps(canary_raw.get("steps"), errors)
     tr = _dict(canary_raw.get("trafficRouting"), f"{cp}.trafficRouting", errors)
     istio = _parse_istio(canary_raw, errors) if tr.get("istio") is not None else None
+    routers = parse_routers(tr, errors, path=f"{cp}.trafficRouting")
     routed = canary_raw.get("trafficRouting") is not None
-    if istio is None and routed and not unsupported_fields(
-            {"strategy": {"canary": {"trafficRouting": tr}}}):
-        errors.append(f"{cp}.trafficRouting names no traffic router: set istio, or remove "
-                      "trafficRouting for a canary weighted by pod counts")
+    if istio is None and not routers.any and routed and not unsupported_fields(
+            {"strategy": {"canary": {"trafficRouting": tr}}}) and not any(
+            tr.get(k) is not None for k in ("nginx", "alb", "smi", "gatewayAPI")):
+        errors.append(f"{cp}.trafficRouting names no traffic router: set istio, nginx, alb, smi "
+                      "or gatewayAPI, or remove trafficRouting for a canary weighted by pod counts")
     canary_svc = _str(canary_raw, "canaryService", cp, errors)
     stable_svc = _str(canary_raw, "stableService", cp, errors)
+    named = [k for k, v in (("nginx", routers.nginx), ("alb", routers.alb), ("smi", routers.smi),
+                            ("gatewayAPI", routers.gateway_api)) if v is not None]
+    if named and not (canary_svc and stable_svc):
+        errors.append(f"{cp}: trafficRouting.{named[0]} needs canaryService and stableService")
     if istio is not None and istio.destination_rule is None and not (canary_svc and stable_svc):
         errors.append(f"{cp}: host-level splitting needs canaryService and stableService "
                       "(or set trafficRouting.istio.destinationRule for subset-level splitting)")
     if canary_svc and canary_svc == stable_svc:
         errors.append(f"{cp}: canaryService and stableService must be different Services")
-    if istio is not None and any(st.set_canary_scale is not None for st in steps):
-        pass  # setCanaryScale applies with a router (it decouples pods from traffic)
-    elif istio is None:
+    if istio is None and not routers.any:
         for st in steps:
             if st.set_canary_scale is not None:
                 errors.append(f"{cp}.steps[{st.index}].setCanaryScale needs trafficRouting: "
@@ -505,6 +512,7 @@ def _parse_canary(canary_raw: dict[str, Any], errors: list[str]) -> CanaryStrate
         canary_metadata=_metadata(canary_raw.get("canaryMetadata"), f"{cp}.canaryMetadata", errors),
         stable_metadata=_metadata(canary_raw.get("stableMetadata"), f"{cp}.stableMetadata", errors),
         anti_affinity=_anti_affinity(canary_raw.get("antiAffinity"), f"{cp}.antiAffinity", errors),
+        routers=routers,
     )
 
 

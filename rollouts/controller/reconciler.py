@@ -196,7 +196,7 @@ class Reconciler:
         ns, name = md["namespace"], md["name"]
         spec, spec_errors = parse_spec(obj.get("spec"))
         status = RolloutStatus.from_dict(obj.get("status"))
-        router = TrafficRouter(self.kube)  # per reconcile: caches what it reads
+        router = TrafficRouter(self.kube, rollout=name, uid=str(md.get("uid") or ""))
         loaded_templates: dict[str, list[JSON]] = {}
         try:
             template, owned, obs = await self._observe(obj, spec, status, router, loaded_templates)
@@ -236,6 +236,8 @@ class Reconciler:
                                describe(current, e, rollout=name, traffic_done=traffic_done),
                                decision.events, owned)
 
+        for note in router.notes:  # someone edited an object we own or manage: put back
+            decision.events.append(Event("Warning", "TrafficRoutingRestored", note))
         replica_failure(decision.status, rs_conditions(owned), decision.status.current_pod_hash)
         recovered(status, decision.status, self.clock())
         if not await self._write_status(obj, decision.status):

@@ -32,6 +32,11 @@ KINDS: dict[str, Resource] = {
     "Experiment": Resource(GROUP, VERSION, "experiments"),
     "VirtualService": Resource("networking.istio.io", "v1", "virtualservices"),
     "DestinationRule": Resource("networking.istio.io", "v1", "destinationrules"),
+    "Ingress": Resource("networking.k8s.io", "v1", "ingresses"),
+    "HTTPRoute": Resource("gateway.networking.k8s.io", "v1", "httproutes"),
+    "GRPCRoute": Resource("gateway.networking.k8s.io", "v1", "grpcroutes"),
+    "TCPRoute": Resource("gateway.networking.k8s.io", "v1", "tcproutes"),
+    "TrafficSplit": Resource("split.smi-spec.io", "v1alpha1", "trafficsplits"),
 }
 
 

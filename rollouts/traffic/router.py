@@ -9,18 +9,30 @@ from __future__ import annotations
 
 from rollouts.api.spec import RolloutSpec
 from rollouts.kube.client import Kube
+from rollouts.traffic import weighted
 from rollouts.traffic.istio import IstioRouter
 from rollouts.traffic.objects import ObjectCache
+from rollouts.traffic.owned import Target
 from rollouts.traffic.services import ServiceSelectors
+from rollouts.traffic.weighted import WeightRouter
 
 
 class TrafficRouter:
-    """One per reconcile: every object is read once and reused."""
+    """One per reconcile: every object is read once and reused. ``rollout`` and ``uid``
+    name the Rollout the routers beyond Istio write for (their objects are owned by it)."""
 
-    def __init__(self, kube: Kube) -> None:
-        objects = ObjectCache(kube)
-        self.services = ServiceSelectors(objects)
-        self.istio = IstioRouter(objects)
+    def __init__(self, kube: Kube, *, rollout: str = "", uid: str = "") -> None:
+        self.objects = ObjectCache(kube)
+        self.services = ServiceSelectors(self.objects)
+        self.istio = IstioRouter(self.objects)
+        self.rollout, self.uid = rollout, uid
+        # notes on objects edited by hand and put back, for Events (read after apply)
+        self.notes: list[str] = []
+
+    def _weighted(self, spec: RolloutSpec) -> tuple[Target, list[tuple[str, WeightRouter]]]:
+        c = spec.canary_strategy
+        target = Target(self.rollout, self.uid, c.stable_service or "", c.canary_service or "")
+        return target, weighted.build(self.objects, c.routers)
 
     async def check(self, ns: str, spec: RolloutSpec, template_labels: dict[str, str]) -> list[str]:
         """Everything the spec names must exist and fit; the errors say what does not."""
@@ -33,13 +45,22 @@ class TrafficRouter:
         errors = await self.services.check(ns, names, template_labels)
         if c.istio is not None:
             errors += await self.istio.check(ns, spec)
+        target, routers = self._weighted(spec)
+        for _key, router in routers:
+            errors += await router.check(ns, target)
         return errors
 
     async def current_weight(self, ns: str, spec: RolloutSpec) -> int | None:
         """The canary weight the router carries now (None: no router, or unreadable)."""
-        if spec.canary is None or spec.canary.istio is None:
+        if spec.canary is None or not spec.canary.traffic_routed:
             return None
-        return await self.istio.current_weight(ns, spec)
+        seen: set[int | None] = set()
+        if spec.canary.istio is not None:
+            seen.add(await self.istio.current_weight(ns, spec))
+        target, routers = self._weighted(spec)
+        for _key, router in routers:
+            seen.add(await router.current_weight(ns, target))
+        return seen.pop() if len(seen) == 1 else None  # routers that disagree: unknown
 
     async def apply(self, ns: str, spec: RolloutSpec, *, stable_hash: str, canary_hash: str,
                     canary_weight: int, previous_weight: int) -> None:
@@ -58,14 +79,28 @@ class TrafficRouter:
         """
         c = spec.canary_strategy
         await self._point_role(ns, spec, role="stable", pod_hash=stable_hash)
-        if c.istio is None:
+        if not c.traffic_routed:
             await self._point_role(ns, spec, role="canary", pod_hash=canary_hash)
         elif canary_weight < previous_weight:
-            await self.istio.set_weights(ns, spec, canary_weight)
+            await self._set_weights(ns, spec, canary_weight, done=stable_hash == canary_hash)
             await self._point_role(ns, spec, role="canary", pod_hash=canary_hash)
         else:
             await self._point_role(ns, spec, role="canary", pod_hash=canary_hash)
+            await self._set_weights(ns, spec, canary_weight, done=stable_hash == canary_hash)
+
+    async def _set_weights(self, ns: str, spec: RolloutSpec, canary_weight: int, *,
+                           done: bool) -> None:
+        """Every router at ``canary_weight``. ``done``: no canary any more (promoted, aborted
+        and drained, or back to the stable revision): a canary Ingress is then deleted, as
+        the canary objects only exist while a canary does."""
+        if spec.canary_strategy.istio is not None:
             await self.istio.set_weights(ns, spec, canary_weight)
+        target, routers = self._weighted(spec)
+        for key, router in routers:
+            if done and canary_weight == 0 and key == "nginx":
+                await router.remove(ns, target)
+            else:
+                self.notes += await router.apply(ns, target, canary_weight=canary_weight)
 
     async def point(self, ns: str, service: str, pod_hash: str) -> None:
         """One Service at one revision (blue-green's active and preview Services)."""

@@ -167,8 +167,8 @@ def rollout_cases() -> list[Case]:
          "spec.strategy.canary.scaleDownDelayRevisionLimit"),
         ("managedRoutes", lambda d: _canary(d)["trafficRouting"].update(
             managedRoutes=[{"name": "h"}]), "spec.strategy.canary.trafficRouting.managedRoutes"),
-        ("nginx", lambda d: _canary(d)["trafficRouting"].update(nginx={"stableIngress": "demo"}),
-         "spec.strategy.canary.trafficRouting.nginx"),
+        ("traefik", lambda d: _canary(d)["trafficRouting"].update(traefik={
+            "weightedTraefikServiceName": "demo"}), "spec.strategy.canary.trafficRouting.traefik"),
         ("setMirrorRoute", lambda d: _steps(d).append({"setMirrorRoute": {"name": "m"}}),
          "spec.strategy.canary.steps[3].setMirrorRoute"),
         ("analysis-dryRun", lambda d: _canary(d).update(analysis={

@@ -41,7 +41,7 @@ SUPPORTED = {
 SUPPORTED_TREES = {
     "spec.selector.matchLabels", f"{C}.analysis.templates", f"{C}.analysis.args",
     f"{STEP}.analysis.templates", f"{STEP}.analysis.args", VS, f"{R}.istio.virtualServices[]",
-    BG, f"{STEP}.experiment", f"{STEP}.setCanaryScale", f"{C}.canaryMetadata",
+    BG, f"{STEP}.experiment", f"{R}.alb", f"{R}.nginx", f"{R}.smi", f"{STEP}.setCanaryScale", f"{C}.canaryMetadata",
     f"{C}.stableMetadata", f"{C}.antiAffinity",
 }
 
@@ -137,12 +137,9 @@ SAMPLES: dict[str, Any] = {
                                                        "headerValue": {"exact": "yes"}}]},
     f"{STEP}.setMirrorRoute": {"name": "m", "percentage": 10},
     f"{STEP}.plugin": {"name": "acme/step", "config": {"a": 1}},
-    f"{R}.alb": {"ingress": "demo", "servicePort": 80},
     f"{R}.ambassador": {"mappings": ["demo"]},
     f"{R}.apisix": {"route": {"name": "demo"}},
     f"{R}.appMesh": {"virtualService": {"name": "demo"}},
-    f"{R}.nginx": {"stableIngress": "demo"},
-    f"{R}.smi": {"rootService": "demo"},
     f"{R}.traefik": {"weightedTraefikServiceName": "demo"},
     f"{R}.plugins": {"acme/router": {"a": 1}},
     f"{R}.managedRoutes": [{"name": "h"}],
