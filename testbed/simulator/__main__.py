@@ -19,7 +19,8 @@ from .core import Simulator
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="python -m testbed.simulator",
-        description="Simulated Istio data plane: VirtualService weights -> Istio metrics.",
+        description="Simulated data plane: Istio, NGINX, ALB, SMI and Gateway API routing -> "
+                    "Istio and ingress-nginx metrics.",
     )
     p.add_argument("--kubeconfig", default=os.environ.get("KUBECONFIG"), help="kubeconfig path")
     p.add_argument("--namespace", default=None, help="watch only this namespace (default: all)")
@@ -30,7 +31,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING, ...")
     p.add_argument("--no-pod-label", dest="per_pod", action="store_false",
                    help="one series per workload, without the pod label (default: per pod)")
-    return p.parse_args(argv)
+    p.add_argument("--header", dest="headers", action="append", default=[], metavar="NAME=VALUE",
+                   help="a header the --header-share of clients send (repeatable)")
+    p.add_argument("--header-share", type=float, default=0.0,
+                   help="share of clients sending the --header headers, in [0, 1]")
+    args = p.parse_args(argv)
+    headers = {}
+    for h in args.headers:
+        name, sep, value = h.partition("=")
+        if not sep or not name:
+            p.error(f"--header wants NAME=VALUE, got {h!r}")
+        headers[name] = value
+    args.headers = headers
+    return args
 
 
 async def run(args: argparse.Namespace) -> None:
@@ -46,6 +59,8 @@ async def run(args: argparse.Namespace) -> None:
         listen=args.listen,
         tick=args.tick,
         per_pod=args.per_pod,
+        headers=args.headers,
+        header_share=args.header_share,
     )
     await sim.start()
     try:

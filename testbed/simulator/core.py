@@ -6,14 +6,24 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Mapping
 from types import TracebackType
 
 import numpy as np
 from kubernetes_asyncio import client, config
 
-from .kube import DESTINATION_RULE, POD, SERVICE, VIRTUAL_SERVICE, Reflector
-from .metrics import IstioMetrics, MetricsServer
-from .model import ClusterState, PlanBuilder, RoutePlan
+from .kube import (
+    DESTINATION_RULE,
+    HTTP_ROUTE,
+    INGRESS,
+    POD,
+    SERVICE,
+    TRAFFIC_SPLIT,
+    VIRTUAL_SERVICE,
+    Reflector,
+)
+from .metrics import IstioMetrics, MetricsServer, NginxMetrics
+from .model import Clients, ClusterState, PlanBuilder, RoutePlan
 from .traffic import draw_tick
 
 log = logging.getLogger(__name__)
@@ -29,7 +39,10 @@ def parse_listen(listen: str) -> tuple[str, int]:
 
 
 class Simulator:
-    """Simulated Envoy data plane for the test bed.
+    """Simulated data plane for the test bed: Istio's mesh (VirtualServices, TrafficSplits,
+    HTTPRoutes) and ingress controllers (NGINX canary Ingresses, ALB actions).
+
+    ``headers``/``header_share``: that share of clients sends those headers (header routes).
 
     ``await start()`` lists everything once (so the first tick sees the whole
     cluster), serves /metrics and starts ticking; ``port`` is then the bound port.
@@ -49,6 +62,8 @@ class Simulator:
         tick: float = 0.2,
         sync_timeout: float = 60.0,
         per_pod: bool = True,
+        headers: Mapping[str, str] | None = None,
+        header_share: float = 0.0,
     ) -> None:
         if tick <= 0:
             raise ValueError("tick must be > 0")
@@ -61,10 +76,12 @@ class Simulator:
         self.host, port = parse_listen(listen)
         self.rng = np.random.default_rng(seed)
         self.state = ClusterState()
-        self.builder = PlanBuilder(rps, per_pod=per_pod)
+        clients = Clients(tuple((headers or {}).items()), header_share)
+        self.builder = PlanBuilder(rps, per_pod=per_pod, clients=clients)
         self.metrics = IstioMetrics(per_pod=per_pod)
+        self.nginx_metrics = NginxMetrics()
         self._restarts: dict[tuple[str, str], str] = {}  # (ns, pod) -> last restart_token
-        self.server = MetricsServer(self.metrics, self.host, port)
+        self.server = MetricsServer(self.metrics, self.host, port, others=[self.nginx_metrics])
         self.ticks = 0
         self._api = api_client
         self._own_api = api_client is None
@@ -107,6 +124,9 @@ class Simulator:
             DESTINATION_RULE: self.state.destination_rules,
             SERVICE: self.state.services,
             POD: self.state.pods,
+            INGRESS: self.state.ingresses,
+            TRAFFIC_SPLIT: self.state.traffic_splits,
+            HTTP_ROUTE: self.state.http_routes,
         }
         try:
             for res, store in stores.items():
@@ -135,6 +155,7 @@ class Simulator:
         self._reset_restarted(plans)
         batches = draw_tick(self.rng, plans, ticks * self.tick, now=time.time())
         self.metrics.record(batches)
+        self.nginx_metrics.record(batches)
         self.ticks += ticks
 
     def _reset_restarted(self, plans: list[RoutePlan]) -> None:

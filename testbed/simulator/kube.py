@@ -57,6 +57,18 @@ DESTINATION_RULE = Resource(
     "destinationrules",
     (("networking.istio.io", "v1"), ("networking.istio.io", "v1beta1")),
 )
+INGRESS = Resource("Ingress", "ingresses", (("networking.k8s.io", "v1"),))
+# every served version lists every TrafficSplit (the test bed's CRD serves v1alpha1..3)
+TRAFFIC_SPLIT = Resource(
+    "TrafficSplit",
+    "trafficsplits",
+    (("split.smi-spec.io", "v1alpha1"), ("split.smi-spec.io", "v1alpha2"), ("split.smi-spec.io", "v1alpha3")),
+)
+HTTP_ROUTE = Resource(
+    "HTTPRoute",
+    "httproutes",
+    (("gateway.networking.k8s.io", "v1"), ("gateway.networking.k8s.io", "v1beta1")),
+)
 SERVICE = Resource("Service", "services", (("", "v1"),))
 POD = Resource("Pod", "pods", (("", "v1"),))
 

@@ -1,4 +1,5 @@
-"""Istio's standard metrics, accumulated with numpy and exposed in Prometheus format.
+"""Istio's standard metrics and ingress-nginx's request metrics, accumulated with numpy
+and exposed in Prometheus format.
 
 A custom collector instead of prometheus_client's Counter/Histogram: observing
 thousands of latencies one by one is slow, while a bucket count per batch is one
@@ -16,8 +17,10 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
+from prometheus_client.registry import Collector
 
 from .model import LABEL_NAMES, LABEL_NAMES_PER_POD
+from .routers import NGINX_CONST_LABELS, NGINX_LABEL_NAMES
 from .traffic import Batch
 
 # Istio's default buckets for istio_request_duration_milliseconds.
@@ -32,17 +35,38 @@ def format_le(bound: float) -> str:
     return str(int(bound)) if float(bound).is_integer() else repr(float(bound))
 
 
+# ingress-nginx's default --time-buckets (prometheus.DefBuckets), in seconds, for
+# nginx_ingress_controller_request_duration_seconds.
+NGINX_DURATION_BUCKETS_S: tuple[float, ...] = (
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
+)  # fmt: skip
+
 _LE = [format_le(b) for b in DURATION_BUCKETS_MS]
 _BOUNDS = np.asarray(DURATION_BUCKETS_MS, dtype=np.float64)
+_NGINX_LE = [format_le(b) for b in NGINX_DURATION_BUCKETS_S]
+_NGINX_BOUNDS = np.asarray(NGINX_DURATION_BUCKETS_S, dtype=np.float64)
 
 
 class _Series:
     __slots__ = ("buckets", "count", "sum")
 
-    def __init__(self) -> None:
-        self.buckets: npt.NDArray[np.int64] = np.zeros(len(_BOUNDS) + 1, dtype=np.int64)
+    def __init__(self, n_bounds: int = len(_BOUNDS)) -> None:
+        self.buckets: npt.NDArray[np.int64] = np.zeros(n_bounds + 1, dtype=np.int64)
         self.count = 0
         self.sum = 0.0
+
+    def observe(self, bounds: npt.NDArray[np.float64], values: npt.NDArray[np.float64]) -> None:
+        # side="left": a value equal to a bound belongs to that bound's bucket (le).
+        idx = np.searchsorted(bounds, values, side="left")
+        self.buckets += np.bincount(idx, minlength=len(bounds) + 1)
+        self.count += int(values.size)
+        self.sum += float(values.sum())
+
+    def cumulative(self, le: list[str]) -> list[tuple[str, float]]:
+        cumulative = np.cumsum(self.buckets)
+        out = [(b, float(c)) for b, c in zip(le, cumulative[:-1], strict=True)]
+        out.append(("+Inf", float(cumulative[-1])))
+        return out
 
 
 class IstioMetrics:
@@ -69,6 +93,8 @@ class IstioMetrics:
 
     def record(self, batches: Iterable[Batch]) -> None:
         for batch in batches:
+            if batch.family != "istio":
+                continue
             key = batch.labels
             if self.per_pod and len(key) == len(LABEL_NAMES):
                 key = (*key, "")  # no pod (503 UH/NC): an empty label is no label
@@ -77,12 +103,7 @@ class IstioMetrics:
             s = self._series.get(key)
             if s is None:
                 s = self._series[key] = _Series()
-            lat = batch.latencies_ms
-            # side="left": a value equal to a bound belongs to that bound's bucket (le).
-            idx = np.searchsorted(_BOUNDS, lat, side="left")
-            s.buckets += np.bincount(idx, minlength=len(_BOUNDS) + 1)
-            s.count += int(lat.size)
-            s.sum += float(lat.sum())
+            s.observe(_BOUNDS, batch.latencies_ms)
 
     def totals(self) -> dict[tuple[str, ...], int]:
         """Request count per label tuple (for tests and logs)."""
@@ -99,10 +120,46 @@ class IstioMetrics:
         )
         for labels, s in sorted(self._series.items()):
             requests.add_metric(list(labels), float(s.count))
-            cumulative = np.cumsum(s.buckets)
-            buckets = [(le, float(c)) for le, c in zip(_LE, cumulative[:-1], strict=True)]
-            buckets.append(("+Inf", float(cumulative[-1])))
-            duration.add_metric(list(labels), buckets, s.sum)
+            duration.add_metric(list(labels), s.cumulative(_LE), s.sum)
+        yield requests
+        yield duration
+
+
+class NginxMetrics:
+    """Collector for ingress-nginx's nginx_ingress_controller_requests (counter) and
+    nginx_ingress_controller_request_duration_seconds (histogram, default buckets), with
+    its request labels and constant controller_* labels (collectors/socket.go)."""
+
+    LABEL_NAMES: tuple[str, ...] = (*NGINX_LABEL_NAMES, *sorted(NGINX_CONST_LABELS))
+
+    def __init__(self) -> None:
+        self._series: dict[tuple[str, ...], _Series] = {}
+        self._const = tuple(NGINX_CONST_LABELS[k] for k in sorted(NGINX_CONST_LABELS))
+
+    def record(self, batches: Iterable[Batch]) -> None:
+        for batch in batches:
+            if batch.family != "nginx":
+                continue
+            s = self._series.get(batch.labels)
+            if s is None:
+                s = self._series[batch.labels] = _Series(len(_NGINX_BOUNDS))
+            s.observe(_NGINX_BOUNDS, batch.latencies_ms / 1000.0)  # nginx's request_time: s
+
+    def totals(self) -> dict[tuple[str, ...], int]:
+        """Request count per label tuple (NGINX_LABEL_NAMES order; for tests and logs)."""
+        return {k: s.count for k, s in self._series.items()}
+
+    def collect(self) -> Iterator[Metric]:
+        requests = CounterMetricFamily(
+            "nginx_ingress_controller_requests", "The total number of client requests",
+            labels=self.LABEL_NAMES)
+        duration = HistogramMetricFamily(
+            "nginx_ingress_controller_request_duration_seconds",
+            "The request processing time in milliseconds", labels=self.LABEL_NAMES)
+        for labels, s in sorted(self._series.items()):
+            values = [*labels, *self._const]
+            requests.add_metric(values, float(s.count))
+            duration.add_metric(values, s.cumulative(_NGINX_LE), s.sum)
         yield requests
         yield duration
 
@@ -110,9 +167,11 @@ class IstioMetrics:
 class MetricsServer:
     """/metrics over aiohttp, in the simulator's own event loop (no threads, no locks)."""
 
-    def __init__(self, metrics: IstioMetrics, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, metrics: Collector, host: str = "127.0.0.1", port: int = 0,
+                 *, others: Iterable[Collector] = ()) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
-        self.registry.register(metrics)
+        for m in (metrics, *others):
+            self.registry.register(m)
         self.host = host
         self.port = port
         self._runner: web.AppRunner | None = None

@@ -382,6 +382,7 @@ class DestinationPlan:
     # Envoy's response flag when there is nothing to send to: "NC" (no cluster:
     # unknown Service or subset) or "UH" (no healthy upstream: no ready pod).
     failure_flag: str | None = None
+    failure_code: str = "503"  # the status answered then (500: a route with no usable backend)
 
 
 @dataclass(frozen=True)
@@ -391,6 +392,27 @@ class RoutePlan:
     rps: float
     destinations: tuple[DestinationPlan, ...]
     per_pod: bool = False  # series per pod (PodGroup.pod set; failures from the gateway)
+    # Which metrics the requests feed: "istio" (a mesh: VirtualService, TrafficSplit,
+    # HTTPRoute) or "nginx" (an Ingress: ingress-nginx's series; service_labels then hold
+    # ingress-nginx's labels).
+    family: str = "istio"
+    kind: str = "VirtualService"  # the object that routes (for logs and tests)
+    # The share of clients sending the simulator's headers, and where their requests go
+    # (a header route); 0 or no destinations: every client takes ``destinations``.
+    header_share: float = 0.0
+    header_destinations: tuple[DestinationPlan, ...] = ()
+
+
+@dataclass(frozen=True)
+class Clients:
+    """The simulated clients: a share of them send ``headers`` (a header route's target)."""
+
+    headers: tuple[tuple[str, str], ...] = ()
+    share: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.share <= 1.0:
+            raise ValueError(f"header share must be in [0, 1], got {self.share}")
 
 
 @dataclass
@@ -401,6 +423,9 @@ class ClusterState:
     destination_rules: dict[tuple[str, str], Obj] = field(default_factory=dict)
     services: dict[tuple[str, str], Obj] = field(default_factory=dict)
     pods: dict[tuple[str, str], Obj] = field(default_factory=dict)
+    ingresses: dict[tuple[str, str], Obj] = field(default_factory=dict)
+    traffic_splits: dict[tuple[str, str], Obj] = field(default_factory=dict)
+    http_routes: dict[tuple[str, str], Obj] = field(default_factory=dict)
 
 
 def _service_labels(host: str, resolved: tuple[str, str] | None, vs_ns: str) -> dict[str, str]:
@@ -439,9 +464,11 @@ def find_subset(state: ClusterState, svc: str, ns: str, subset: str) -> dict[str
 class PlanBuilder:
     """Turns a ClusterState into RoutePlans; warns once per distinct problem."""
 
-    def __init__(self, default_rps: float, warn: Warn | None = None, *, per_pod: bool = False) -> None:
+    def __init__(self, default_rps: float, warn: Warn | None = None, *, per_pod: bool = False,
+                 clients: Clients | None = None) -> None:
         self.default_rps = default_rps
         self.per_pod = per_pod
+        self.clients = clients or Clients()
         self._warned: set[str] = set()
         self._warn_sink = warn or log.warning
 
@@ -463,7 +490,30 @@ class PlanBuilder:
             rps = parse_rps(annotations_of(vs), self.default_rps, f"VirtualService {ns}/{name}", self.warn)
             dests = tuple(self._destination(state, pods_by_ns, d, ns) for d in first_route_destinations(vs))
             plans.append(RoutePlan(ns, name, rps, dests, self.per_pod))
+        # the other routers (imported here: routers.py builds on this module)
+        from .routers import router_plans
+
+        plans += router_plans(self, state, pods_by_ns)
         return plans
+
+    def service_destination(
+        self,
+        state: ClusterState,
+        pods_by_ns: Mapping[str, list[Obj]],
+        service: tuple[str, str],
+        weight: float,
+        labels: tuple[tuple[str, str], ...],
+    ) -> DestinationPlan:
+        """The ready pods behind Service (name, namespace), as a destination with ``labels``."""
+        svc_name, svc_ns = service
+        obj = state.services.get((svc_ns, svc_name))
+        if obj is None:
+            return DestinationPlan(labels, weight, (), "NC")
+        selector = _str_map((obj.get("spec") or {}).get("selector"))
+        if not selector:
+            return DestinationPlan(labels, weight, (), "UH")
+        groups = self._groups(pods_by_ns.get(svc_ns, []), selector)
+        return DestinationPlan(labels, weight, groups, None if groups else "UH")
 
     def _destination(
         self,
