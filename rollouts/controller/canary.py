@@ -46,6 +46,7 @@ from rollouts.controller.lifecycle import (
     set_healthy,
     set_pause_condition,
 )
+from rollouts.controller.managed_routes import attach_routes
 from rollouts.controller.pod_metadata import metadata_actions
 from rollouts.controller.replicas import (
     available,
@@ -359,6 +360,8 @@ def _canary(d: Decision, spec: RolloutSpec, rss: dict[str, ReplicaSetObs], h: st
         inconclusive = True
         hold = True
 
+    if hold and idx < n:
+        _failed_while_held(d, h, idx, steps[idx], now)
     while idx < n and not hold:
         step = steps[idx]
         if step.set_weight is not None and not routed:
@@ -422,6 +425,9 @@ def _canary(d: Decision, spec: RolloutSpec, rss: dict[str, ReplicaSetObs], h: st
                 break
             drop_pause_condition(st, Reason.CANARY_PAUSE)
             _step_done(d, idx, n, step, now)
+            idx += 1
+        elif step.set_header_route is not None or step.set_mirror_route is not None:
+            _step_done(d, idx, n, step, now)  # the route goes with the traffic change
             idx += 1
         elif step.experiment is not None:
             name = experiment_name(d.rollout, h, attempt(d), idx)
@@ -728,6 +734,7 @@ def decide_canary(d: Decision, spec: RolloutSpec, obs: Observations, now: dateti
     if not c.traffic_routed:
         _keep_available_while_old_pods_leave(spec, rss, desired, {st.stable_rs, h})
     emit_replica_actions(d, rss, desired, h)
+    attach_routes(d, spec, h, available(rss, h))
     with_anti_affinity(d, h, st.stable_rs, c.anti_affinity)
     replica_counts(st, rss, h)
     prune_history(d, spec, rss, desired, {stable, h, st.stable_rs, st.canary_route_hash})
@@ -857,6 +864,22 @@ def _abort_for_experiment(d: Decision, message: str, now: datetime) -> None:
     st.aborted_by = "experiment"
     st.abort_reason = message
     d.warning(Reason.ABORTED, f"rollout aborted: {message}; traffic back to stable")
+
+
+def _failed_while_held(d: Decision, h: str, idx: int, step: Step, now: datetime) -> None:
+    """A user's pause holds the steps, not the verdicts: the current step's run or Experiment
+    failing aborts at once (Argo reconciles them whatever the pause)."""
+    if step.analysis is not None:
+        run = d.analysis_runs.get(_step_run_name(d, h, idx))
+        if run is not None and run.phase in (RUN_FAILED, RUN_ERROR) and not run.terminated:
+            abort_for_analysis(d, run, now)
+    elif step.experiment is not None:
+        name = experiment_name(d.rollout, h, attempt(d), idx)
+        exp = d.experiments.get(name)
+        if exp is not None:
+            progress = step_progress(name, exp.phase, exp.message)
+            if progress.state == "Failed":
+                _abort_for_experiment(d, progress.message, now)
 
 
 def _sweep_experiments(d: Decision, spec: RolloutSpec, h: str) -> None:

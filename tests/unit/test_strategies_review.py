@@ -4,7 +4,7 @@ metadata, experiment steps): odd sequences driven through the simulated cluster 
 
 from __future__ import annotations
 
-from rollouts.controller.decide import SetPodMetadata
+from rollouts.controller.decide import SetPodMetadata, SetTraffic
 from rollouts.controller.pod_metadata import canonical_metadata
 from tests.unit.test_canary_strategies import (
     EXP_STEPS,
@@ -14,7 +14,7 @@ from tests.unit.test_canary_strategies import (
     basic,
     counts,
 )
-from tests.unit.test_decide import Cluster, h, rollout_spec
+from tests.unit.test_decide import ANALYSIS, Cluster, _analysis_cluster, _run_named, _set_run, h, rollout_spec
 
 
 def _total_pods(c: BasicCluster) -> int:
@@ -100,3 +100,33 @@ def test_the_previous_stable_loses_its_role_metadata_at_promotion_not_after_its_
     md = {a.hash: a for a in _decide_once(c, carried).actions if isinstance(a, SetPodMetadata)}
     assert md[v2] == SetPodMetadata(hash=v2, labels={"role": "stable"}, annotations={})
     assert md.get(v1) == SetPodMetadata(hash=v1, labels={}, annotations={})
+
+
+def test_an_experiment_that_fails_while_a_user_holds_the_rollout_aborts_at_once() -> None:
+    # Argo reconciles the step's Experiment whatever the pause: a failure aborts and traffic
+    # leaves the canary, rather than staying on it until the user resumes.
+    c = ExperimentCluster(rollout_spec(steps=EXP_STEPS))
+    v1 = c.deploy_stable()
+    c.set_image("shop:2")
+    c.run_until(lambda: bool(c.created))
+    c.set_phase(c.created[0].name, "Running")
+    c.record("pause")
+    c.run_until(lambda: c.status.get("phase") == "Paused")
+    assert c.canary_weight() == 20
+    c.set_phase(c.created[0].name, "Failed", "canary slower")
+    c.run_until(lambda: c.status.get("abort") is True, limit=3)
+    assert "canary slower" in c.status["abortReason"]
+    c.run_until(lambda: c.canary_weight() == 0, limit=5)
+    assert c.traffic == SetTraffic(v1, v1, 0) and c.status["phase"] == "Degraded"
+
+
+def test_a_step_analysis_that_fails_while_a_user_holds_the_rollout_aborts_at_once() -> None:
+    c, v1, _v2 = _analysis_cluster([{"setWeight": 20}, {"analysis": ANALYSIS}, {"pause": {}}])
+    c.run_until(lambda: c.status["currentStepIndex"] == 1)
+    c.record("pause")
+    c.run_until(lambda: c.status.get("phase") == "Paused")
+    _set_run(c, _run_named(c, "-step1"), "Failed", "error rate 9%")
+    c.run_until(lambda: c.status.get("abort") is True, limit=3)
+    assert "error rate 9%" in c.status["abortReason"]
+    c.run_until(lambda: c.canary_weight() == 0, limit=5)
+    assert c.traffic == SetTraffic(v1, v1, 0)
