@@ -795,7 +795,7 @@ def _canary_scale(spec: RolloutSpec, idx: int, weight: int) -> int | None:
     """The canary pod count a setCanaryScale at or before step ``idx`` asks for (Argo: until a
     matchTrafficWeight, and only while steps remain); None: sized by the traffic weight."""
     c = spec.canary_strategy
-    if c.istio is None or idx >= len(c.steps):
+    if not c.traffic_routed or idx >= len(c.steps):
         return None
     for step in reversed(c.steps[:idx + 1]):
         sc = step.set_canary_scale

@@ -130,3 +130,17 @@ def test_a_step_analysis_that_fails_while_a_user_holds_the_rollout_aborts_at_onc
     assert "error rate 9%" in c.status["abortReason"]
     c.run_until(lambda: c.canary_weight() == 0, limit=5)
     assert c.traffic == SetTraffic(v1, v1, 0)
+
+
+def test_set_canary_scale_applies_with_every_router_not_only_istio() -> None:
+    # setCanaryScale is accepted with an NGINX router (any trafficRouting, as in Argo) and
+    # must size the canary: it was ignored for routers other than Istio (1 pod for 10 %).
+    steps = [{"setCanaryScale": {"replicas": 3}}, {"setWeight": 10}, {"pause": {}}]
+    spec = rollout_spec(replicas=10, steps=steps)
+    spec["strategy"]["canary"]["trafficRouting"] = {"nginx": {"stableIngress": "shop"}}
+    c = Cluster(spec)
+    v1 = c.deploy_stable()
+    c.set_image("shop:2")
+    v2 = h("shop:2")
+    c.run_until(lambda: c.status.get("phase") == "Paused")
+    assert c.replicas(v2) == 3 and c.canary_weight() == 10 and c.replicas(v1) == 10
