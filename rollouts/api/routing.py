@@ -453,3 +453,11 @@ def parse_mirror_route(raw: Any, errors: list[str], *, path: str,
     if len(errors) > n or name is None:
         return None
     return MirrorRoute(name, tuple(matches), 100 if percentage is None else percentage)
+
+
+def route_support(cfg: RoutersConfig) -> tuple[bool, bool]:
+    """(a configured router beyond Istio expresses setHeaderRoute, one expresses
+    setMirrorRoute): header routes on NGINX, ALB and the Gateway API, mirrors on the
+    Gateway API (Istio expresses both)."""
+    header = any(r is not None for r in (cfg.nginx, cfg.alb, cfg.gateway_api))
+    return header, cfg.gateway_api is not None

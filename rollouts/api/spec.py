@@ -19,7 +19,15 @@ from rollouts.api.constants import (
     DEFAULT_SCALE_DOWN_DELAY_S,
 )
 from rollouts.api.duration import parse_duration
-from rollouts.api.routing import RoutersConfig, parse_routers
+from rollouts.api.routing import (
+    HeaderRoute,
+    MirrorRoute,
+    RoutersConfig,
+    parse_header_route,
+    parse_mirror_route,
+    parse_routers,
+    route_support,
+)
 from rollouts.api.status import parse_time
 from rollouts.api.unsupported import UNSUPPORTED_STEP_KINDS, unsupported_fields
 
@@ -51,6 +59,8 @@ class Step:
     analysis: dict[str, Any] | None = None
     set_canary_scale: CanaryScale | None = None
     experiment: dict[str, Any] | None = None
+    set_header_route: HeaderRoute | None = None
+    set_mirror_route: MirrorRoute | None = None
 
     @property
     def is_pause(self) -> bool:
@@ -66,6 +76,12 @@ class Step:
             return self.set_canary_scale.describe()
         if self.experiment is not None:
             return "experiment"
+        if self.set_header_route is not None:
+            return f"setHeaderRoute {self.set_header_route.name}" + (
+                "" if self.set_header_route.match else " (removed)")
+        if self.set_mirror_route is not None:
+            return f"setMirrorRoute {self.set_mirror_route.name}" + (
+                "" if self.set_mirror_route.match else " (removed)")
         return "analysis"
 
 
@@ -254,7 +270,7 @@ def _int_or_percent(d: dict[str, Any], key: str, default: int | str, path: str,
     return default
 
 
-def _parse_steps(raw: Any, errors: list[str]) -> tuple[Step, ...]:
+def _parse_steps(raw: Any, errors: list[str], managed_routes: tuple[str, ...] = ()) -> tuple[Step, ...]:
     path = "spec.strategy.canary.steps"
     if raw is None:
         return ()
@@ -296,6 +312,16 @@ def _parse_steps(raw: Any, errors: list[str]) -> tuple[Step, ...]:
             scale = _canary_scale(s["setCanaryScale"], f"{p}.setCanaryScale", errors)
             if scale is not None:
                 steps.append(Step(i, set_canary_scale=scale))
+        elif "setHeaderRoute" in s:
+            hr = parse_header_route(s["setHeaderRoute"], errors, path=f"{p}.setHeaderRoute",
+                                    managed_routes=managed_routes)
+            if hr is not None:
+                steps.append(Step(i, set_header_route=hr))
+        elif "setMirrorRoute" in s:
+            mr = parse_mirror_route(s["setMirrorRoute"], errors, path=f"{p}.setMirrorRoute",
+                                    managed_routes=managed_routes)
+            if mr is not None:
+                steps.append(Step(i, set_mirror_route=mr))
         elif "experiment" in s:
             exp = _experiment(s["experiment"], f"{p}.experiment", errors)
             if exp is not None:
@@ -305,7 +331,8 @@ def _parse_steps(raw: Any, errors: list[str]) -> tuple[Step, ...]:
     return tuple(steps)
 
 
-STEP_KINDS = ("setWeight", "pause", "analysis", "setCanaryScale", "experiment")
+STEP_KINDS = ("setWeight", "pause", "analysis", "setCanaryScale", "experiment", "setHeaderRoute",
+              "setMirrorRoute")
 
 
 def _canary_scale(raw: Any, p: str, errors: list[str]) -> CanaryScale | None:
@@ -470,10 +497,19 @@ def _parse_istio(canary: dict[str, Any], errors: list[str]) -> IstioRouting:
 
 def _parse_canary(canary_raw: dict[str, Any], errors: list[str]) -> CanaryStrategy:
     cp = "spec.strategy.canary"
-    steps = _parse_steps(canary_raw.get("steps"), errors)
     tr = _dict(canary_raw.get("trafficRouting"), f"{cp}.trafficRouting", errors)
     istio = _parse_istio(canary_raw, errors) if tr.get("istio") is not None else None
     routers = parse_routers(tr, errors, path=f"{cp}.trafficRouting")
+    steps = _parse_steps(canary_raw.get("steps"), errors, routers.managed_routes)
+    header_ok, mirror_ok = route_support(routers)
+    for st in steps:
+        kind = ("setHeaderRoute" if st.set_header_route is not None
+                else "setMirrorRoute" if st.set_mirror_route is not None else None)
+        header = kind == "setHeaderRoute"
+        if kind is not None and istio is None and not (header_ok if header else mirror_ok):
+            which = "istio, nginx, alb or gatewayAPI" if header else "istio or gatewayAPI"
+            errors.append(f"{cp}.steps[{st.index}].{kind} needs a traffic router that can "
+                          f"express it ({which})")
     routed = canary_raw.get("trafficRouting") is not None
     if istio is None and not routers.any and routed and not unsupported_fields(
             {"strategy": {"canary": {"trafficRouting": tr}}}) and not any(

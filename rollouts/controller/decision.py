@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from rollouts.api.routing import HeaderRoute, MirrorRoute
 from rollouts.api.spec import AntiAffinity, RolloutSpec
 from rollouts.api.status import RolloutStatus
 from rollouts.controller.experiment_step import OwnedExperiment
@@ -92,11 +93,14 @@ class DeleteReplicaSet:
 
 @dataclass(frozen=True)
 class SetTraffic:
-    """Stable Service/subset -> stable_hash, canary -> canary_hash, canary_weight % to canary."""
+    """Stable Service/subset -> stable_hash, canary -> canary_hash, canary_weight % to canary,
+    and exactly these header and mirror routes (setHeaderRoute/setMirrorRoute) in place."""
 
     stable_hash: str
     canary_hash: str
     canary_weight: int
+    header_routes: tuple[HeaderRoute, ...] = ()
+    mirror_routes: tuple[MirrorRoute, ...] = ()
 
 @dataclass(frozen=True, kw_only=True)
 class PointService:

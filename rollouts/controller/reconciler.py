@@ -506,7 +506,8 @@ class Reconciler:
         elif isinstance(action, SetTraffic):
             await router.apply(ns, spec, stable_hash=action.stable_hash,
                                canary_hash=action.canary_hash, canary_weight=action.canary_weight,
-                               previous_weight=previous_weight)
+                               previous_weight=previous_weight, header_routes=action.header_routes,
+                               mirror_routes=action.mirror_routes)
 
 
 def analysis_blocks(spec: RolloutSpec) -> list[tuple[str, dict[str, Any]]]:

@@ -12,8 +12,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from rollouts.api.constants import POD_TEMPLATE_HASH_LABEL
+from rollouts.api.routing import HeaderRoute, MirrorRoute, StringMatch
 from rollouts.api.spec import IstioRouting, RolloutSpec, VirtualServiceRef
-from rollouts.kube.client import DESTINATION_RULES, JSON, VIRTUAL_SERVICES
+from rollouts.kube.client import DESTINATION_RULES, JSON, VIRTUAL_SERVICES, KubeError
 from rollouts.traffic.objects import ObjectCache, or_raise
 
 HASH = POD_TEMPLATE_HASH_LABEL
@@ -58,9 +59,11 @@ def _matches(route: Any, port: int, sni_hosts: tuple[str, ...] | None) -> bool:
     return ports == {port} and (sni_hosts is None or hosts == set(sni_hosts))
 
 
-def _pick(vs_name: str, kind: str, routes: list[Any], ref: VirtualServiceRef) -> tuple[list[int], list[str]]:
+def _pick(vs_name: str, kind: str, routes: list[Any], ref: VirtualServiceRef,
+          managed: tuple[str, ...] = ()) -> tuple[list[int], list[str]]:
     """Indexes of the routes of one section to manage. Named (http) or matched (tls, tcp)
-    routes must exist; without any, the section must hold at most one route."""
+    routes must exist; without any, the section must hold at most one route besides the
+    header and mirror routes the controller manages (``managed``)."""
     if kind == "http" and ref.routes:
         picked, errors = [], []
         for rn in ref.routes:
@@ -82,11 +85,13 @@ def _pick(vs_name: str, kind: str, routes: list[Any], ref: VirtualServiceRef) ->
                 errors.append(f"no {kind} route with {what} in VirtualService {vs_name}")
             picked += [i for i in found if i not in picked]
         return picked, errors
-    if len(routes) > 1:
+    own = [i for i, r in enumerate(routes)
+           if not (kind == "http" and isinstance(r, dict) and r.get("name") in managed)]
+    if len(own) > 1:
         field = {"http": "routes", "tls": "tlsRoutes", "tcp": "tcpRoutes"}[kind]
-        return [], [f"VirtualService {vs_name} has {len(routes)} {kind} routes: name the ones to "
+        return [], [f"VirtualService {vs_name} has {len(own)} {kind} routes: name the ones to "
                     f"manage in trafficRouting.istio.virtualService.{field}"]
-    return list(range(len(routes))), []
+    return own, []
 
 
 def plan_routes(vs: JSON, spec: RolloutSpec, namespace: str,
@@ -102,7 +107,7 @@ def plan_routes(vs: JSON, spec: RolloutSpec, namespace: str,
     for kind, routes in sections.items():
         if not isinstance(routes, list):
             routes = []
-        idxs, errs = _pick(str(name), kind, routes, ref)
+        idxs, errs = _pick(str(name), kind, routes, ref, spec.canary_strategy.routers.managed_routes)
         errors += errs
         picked += [(kind, i, routes[i]) for i in idxs]
     if errors:
@@ -139,6 +144,70 @@ def plan_routes(vs: JSON, spec: RolloutSpec, namespace: str,
         w = dests[canary_i].get("weight")
         plans.append(RoutePlan(kind, idx, canary_i, stable_i, int(w) if isinstance(w, int) else 0))
     return plans, errors
+
+
+def _string_match(m: StringMatch) -> JSON:
+    if m.exact is not None:
+        return {"exact": m.exact}
+    if m.prefix is not None:
+        return {"prefix": m.prefix}
+    return {"regex": m.regex or ""}
+
+
+def managed_http(vs: JSON, spec: RolloutSpec, namespace: str, ref: VirtualServiceRef, *,
+                 header_routes: tuple[HeaderRoute, ...], mirror_routes: tuple[MirrorRoute, ...],
+                 ) -> tuple[list[JSON] | None, list[str]]:
+    """The VirtualService's http routes with exactly the active header and mirror routes
+    first, in ``managedRoutes`` order (Argo's layout): a header route sends its matches to
+    the canary destination; a mirror route keeps the primary route's destinations and
+    weights and mirrors ``percentage`` % of its matches to the canary. None: nothing to
+    change."""
+    managed = spec.canary_strategy.routers.managed_routes
+    http = (vs.get("spec") or {}).get("http")
+    if not isinstance(http, list):
+        http = []
+    plans, errors = plan_routes(vs, spec, namespace, ref)
+    primary = next((p for p in plans if p.kind == "http"), None)
+    if errors or (primary is None and (header_routes or mirror_routes)):
+        return None, errors or [f"VirtualService {ref.name} has no http route for header or "
+                                "mirror routes"]
+    wanted: list[JSON] = []
+    if primary is not None:
+        dests = http[primary.index]["route"]
+        canary_dest = dests[primary.canary_index]["destination"]
+        by_name_h = {r.name: r for r in header_routes}
+        by_name_m = {r.name: r for r in mirror_routes}
+        for name in managed:
+            if name in by_name_h:
+                hr = by_name_h[name]
+                wanted.append({"name": name, "match": [{"headers": {
+                    m.header_name: _string_match(m.header_value) for m in hr.match}}],
+                    "route": [{"destination": canary_dest, "weight": 100}]})
+            elif name in by_name_m:
+                mr = by_name_m[name]
+                matches = []
+                for m in mr.match:
+                    one: JSON = {}
+                    if m.method is not None:
+                        one["method"] = _string_match(m.method)
+                    if m.path is not None:
+                        one["uri"] = _string_match(m.path)
+                    if m.headers:
+                        one["headers"] = {h: _string_match(v) for h, v in m.headers}
+                    matches.append(one)
+                wanted.append({"name": name, "match": matches, "route": dests,
+                               "mirror": canary_dest,
+                               "mirrorPercentage": {"value": float(mr.percentage)}})
+    rest = [r for r in http if not (isinstance(r, dict) and r.get("name") in managed)]
+    new = wanted + rest
+    return (None if new == http else new), []
+
+
+def managed_patch(vs: JSON, new_http: list[JSON]) -> list[JSON]:
+    rv = (vs.get("metadata") or {}).get("resourceVersion")
+    return [{"op": "test", "path": "/metadata/resourceVersion", "value": rv},
+            {"op": "replace" if "http" in (vs.get("spec") or {}) else "add",
+             "path": "/spec/http", "value": new_http}]
 
 
 def weight_patch(vs: JSON, plans: list[RoutePlan], canary_weight: int) -> list[JSON]:
@@ -225,6 +294,23 @@ class IstioRouter:
             await self.objects.patch_guarded(
                 DESTINATION_RULES.path(ns, dr.name),
                 lambda obj: or_raise(subset_patch(obj, {subset: pod_hash})))
+
+    async def set_managed_routes(self, ns: str, spec: RolloutSpec, *,
+                                 header_routes: tuple[HeaderRoute, ...] = (),
+                                 mirror_routes: tuple[MirrorRoute, ...] = ()) -> None:
+        """Exactly the active header and mirror routes in every VirtualService (none: all
+        the managed routes removed)."""
+        if not spec.canary_strategy.routers.managed_routes:
+            return
+        for ref in istio_of(spec).virtual_services:
+            def plan(vs: JSON, ref: VirtualServiceRef = ref) -> list[JSON]:
+                new, errors = managed_http(vs, spec, ns, ref, header_routes=header_routes,
+                                           mirror_routes=mirror_routes)
+                if errors:
+                    raise KubeError(422, "; ".join(errors))
+                return [] if new is None else managed_patch(vs, new)
+
+            await self.objects.patch_guarded(VIRTUAL_SERVICES.path(ns, ref.name), plan)
 
     async def set_weights(self, ns: str, spec: RolloutSpec, canary_weight: int) -> None:
         for ref in istio_of(spec).virtual_services:

@@ -7,6 +7,7 @@ never sent to a selector without pods, whatever the router: Service selectors
 
 from __future__ import annotations
 
+from rollouts.api.routing import HeaderRoute, MirrorRoute
 from rollouts.api.spec import RolloutSpec
 from rollouts.kube.client import Kube
 from rollouts.traffic import weighted
@@ -63,7 +64,9 @@ class TrafficRouter:
         return seen.pop() if len(seen) == 1 else None  # routers that disagree: unknown
 
     async def apply(self, ns: str, spec: RolloutSpec, *, stable_hash: str, canary_hash: str,
-                    canary_weight: int, previous_weight: int) -> None:
+                    canary_weight: int, previous_weight: int,
+                    header_routes: tuple[HeaderRoute, ...] = (),
+                    mirror_routes: tuple[MirrorRoute, ...] = ()) -> None:
         """Stable Service/subset -> stable_hash, canary -> canary_hash, canary_weight % on the
         canary, in the order that never sends traffic to a selector without pods:
 
@@ -74,6 +77,8 @@ class TrafficRouter:
            until no traffic is left on them; after an abort it goes back to the stable hash);
            more or equal: the canary selector, then the weights.
         canary_hash may equal stable_hash (promotion, abort, undo): both point at one revision.
+        Header and mirror routes follow the weights (they send requests to the canary's
+        pods, which the weights have already been allowed to reach).
         Without a router the weights are the pods' shares (the ReplicaSets' sizes), so only
         the Services move.
         """
@@ -81,26 +86,33 @@ class TrafficRouter:
         await self._point_role(ns, spec, role="stable", pod_hash=stable_hash)
         if not c.traffic_routed:
             await self._point_role(ns, spec, role="canary", pod_hash=canary_hash)
-        elif canary_weight < previous_weight:
-            await self._set_weights(ns, spec, canary_weight, done=stable_hash == canary_hash)
-            await self._point_role(ns, spec, role="canary", pod_hash=canary_hash)
         else:
-            await self._point_role(ns, spec, role="canary", pod_hash=canary_hash)
-            await self._set_weights(ns, spec, canary_weight, done=stable_hash == canary_hash)
+            routes = (header_routes, mirror_routes)
+            done = stable_hash == canary_hash
+            if canary_weight < previous_weight:
+                await self._set_weights(ns, spec, canary_weight, routes, done=done)
+                await self._point_role(ns, spec, role="canary", pod_hash=canary_hash)
+            else:
+                await self._point_role(ns, spec, role="canary", pod_hash=canary_hash)
+                await self._set_weights(ns, spec, canary_weight, routes, done=done)
 
-    async def _set_weights(self, ns: str, spec: RolloutSpec, canary_weight: int, *,
+    async def _set_weights(self, ns: str, spec: RolloutSpec, canary_weight: int,
+                           routes: tuple[tuple[HeaderRoute, ...], tuple[MirrorRoute, ...]], *,
                            done: bool) -> None:
         """Every router at ``canary_weight``. ``done``: no canary any more (promoted, aborted
         and drained, or back to the stable revision): a canary Ingress is then deleted, as
         the canary objects only exist while a canary does."""
+        headers, mirrors = routes
         if spec.canary_strategy.istio is not None:
             await self.istio.set_weights(ns, spec, canary_weight)
+            await self.istio.set_managed_routes(ns, spec, header_routes=headers, mirror_routes=mirrors)
         target, routers = self._weighted(spec)
         for key, router in routers:
             if done and canary_weight == 0 and key == "nginx":
                 await router.remove(ns, target)
             else:
-                self.notes += await router.apply(ns, target, canary_weight=canary_weight)
+                self.notes += await router.apply(ns, target, canary_weight=canary_weight,
+                                                 header_routes=headers, mirror_routes=mirrors)
 
     async def point(self, ns: str, service: str, pod_hash: str) -> None:
         """One Service at one revision (blue-green's active and preview Services)."""

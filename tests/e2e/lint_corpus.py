@@ -165,12 +165,12 @@ def rollout_cases() -> list[Case]:
          "spec.strategy.canary.minPodsPerReplicaSet"),
         ("scaleDownDelayRevisionLimit", lambda d: _canary(d).update(scaleDownDelayRevisionLimit=1),
          "spec.strategy.canary.scaleDownDelayRevisionLimit"),
-        ("managedRoutes", lambda d: _canary(d)["trafficRouting"].update(
-            managedRoutes=[{"name": "h"}]), "spec.strategy.canary.trafficRouting.managedRoutes"),
+        ("maxTrafficWeight", lambda d: _canary(d)["trafficRouting"].update(maxTrafficWeight=1000),
+         "spec.strategy.canary.trafficRouting.maxTrafficWeight"),
         ("traefik", lambda d: _canary(d)["trafficRouting"].update(traefik={
             "weightedTraefikServiceName": "demo"}), "spec.strategy.canary.trafficRouting.traefik"),
-        ("setMirrorRoute", lambda d: _steps(d).append({"setMirrorRoute": {"name": "m"}}),
-         "spec.strategy.canary.steps[3].setMirrorRoute"),
+        ("plugin-step", lambda d: _steps(d).append({"plugin": {"name": "acme/step"}}),
+         "spec.strategy.canary.steps[3].plugin"),
         ("analysis-dryRun", lambda d: _canary(d).update(analysis={
             "templates": [{"templateName": "errors"}], "dryRun": [{"metricName": "x"}]}),
          "spec.strategy.canary.analysis.dryRun"),

@@ -94,7 +94,7 @@ async def test_an_unimplemented_argo_field_is_an_invalid_spec_naming_it(
         await apply(rkube, obj, ns)
     ro = rollout()
     ro["spec"]["strategy"]["canary"]["minPodsPerReplicaSet"] = 2
-    ro["spec"]["strategy"]["canary"]["steps"].append({"setMirrorRoute": {"name": "m"}})
+    ro["spec"]["strategy"]["canary"]["steps"].append({"plugin": {"name": "acme/step"}})
     await apply(rkube, ro, ns)
 
     async def invalid() -> JSON | None:
@@ -104,7 +104,7 @@ async def test_an_unimplemented_argo_field_is_an_invalid_spec_naming_it(
 
     cond = await eventually(invalid, 30, "InvalidSpec condition")
     assert "spec.strategy.canary.minPodsPerReplicaSet is not supported" in cond["message"]
-    assert "spec.strategy.canary.steps[3].setMirrorRoute is not supported" in cond["message"]
+    assert "spec.strategy.canary.steps[3].plugin is not supported" in cond["message"]
     # nothing was created for it
     rss = await rkube.get_list(f"/apis/apps/v1/namespaces/{ns}/replicasets")
     assert rss["items"] == []

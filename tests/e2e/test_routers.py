@@ -16,7 +16,17 @@ from rollouts.kube.apply import apply
 from rollouts.kube.client import SERVICES, Kube
 from rollouts.kube.signals import request_action
 from rollouts.traffic.owned import HTTP_ROUTES, INGRESSES, traffic_splits
-from tests.e2e.kit import ControllerProcess, eventually, get_rollout, phase_is, rollout, services, set_image
+from tests.e2e.kit import (
+    VS,
+    ControllerProcess,
+    eventually,
+    get_rollout,
+    phase_is,
+    rollout,
+    services,
+    set_image,
+    virtual_service,
+)
 from tests.e2e.test_router_crds import routers_installed  # noqa: F401  (fixture)
 
 JSON = dict[str, Any]
@@ -154,3 +164,80 @@ async def test_a_hand_edited_canary_ingress_is_put_back_with_an_event(
 
     ev = await eventually(event, 30, "a TrafficRoutingRestored Event")
     assert ev["type"] == "Warning" and "edited by hand" in ev["message"]
+
+
+async def _vs_routes(rkube: Kube, ns: str) -> list[str | None]:
+    vs = await rkube.get(VS.path(ns, "demo"))
+    return [r.get("name") for r in vs["spec"]["http"]]
+
+
+async def _routes_are(rkube: Kube, ns: str, want: list[str | None]) -> bool:
+    return await _vs_routes(rkube, ns) == want
+
+
+async def test_istio_header_and_mirror_steps_put_managed_routes_first_and_remove_them(
+        rkube: Kube, namespace: str, start_controller: Callable[..., ControllerProcess]) -> None:
+    ns = namespace
+    start_controller()
+    for obj in [*services(), virtual_service()]:
+        await apply(rkube, obj, ns)
+    steps: list[JSON] = [
+        {"setWeight": 10},
+        {"setHeaderRoute": {"name": "beta", "match": [
+            {"headerName": "x-beta", "headerValue": {"exact": "on"}}]}},
+        {"setMirrorRoute": {"name": "shadow", "percentage": 25, "match": [
+            {"path": {"prefix": "/api"}}]}},
+        {"pause": {}},
+        {"setHeaderRoute": {"name": "beta"}},  # no match: the route goes
+        {"pause": {}}]
+    ro = rollout(steps)
+    ro["spec"]["strategy"]["canary"]["trafficRouting"]["managedRoutes"] = [
+        {"name": "beta"}, {"name": "shadow"}]
+    await apply(rkube, ro, ns)
+    await eventually(lambda: phase_is(rkube, ns, "Healthy"), 60, "first deploy Healthy")
+    await set_image(rkube, ns, "demo:2")
+    await eventually(lambda: _paused_at(rkube, ns, 3), 60, "paused after the route steps")
+    vs = await rkube.get(VS.path(ns, "demo"))
+    http = vs["spec"]["http"]
+    assert [r.get("name") for r in http] == ["beta", "shadow", "primary"]
+    assert http[0]["match"] == [{"headers": {"x-beta": {"exact": "on"}}}]
+    assert http[0]["route"] == [{"destination": {"host": "demo-canary"}, "weight": 100}]
+    assert http[1]["mirror"] == {"host": "demo-canary"}
+    assert http[1]["mirrorPercentage"] == {"value": 25}
+    assert [d["weight"] for d in http[2]["route"]] == [90, 10]
+    await request_action(rkube, ns, "demo", "promote", user="e2e")
+    await eventually(lambda: _paused_at(rkube, ns, 5), 60, "header route removed")
+    assert await _vs_routes(rkube, ns) == ["shadow", "primary"]
+    await request_action(rkube, ns, "demo", "promote", user="e2e")
+    await eventually(lambda: phase_is(rkube, ns, "Healthy"), 60, "promoted")
+    await eventually(lambda: _routes_are(rkube, ns, ["primary"]), 30, "managed routes gone")
+
+
+async def test_gateway_api_header_step_routes_matching_requests_to_the_canary(
+        rkube: Kube, namespace: str, routers_installed: None,  # noqa: F811
+        start_controller: Callable[..., ControllerProcess]) -> None:
+    ns = namespace
+    start_controller()
+    for obj in [*services(), _route()]:
+        await apply(rkube, obj, ns)
+    ro = rollout([{"setWeight": 10}, {"setHeaderRoute": {"name": "beta", "match": [
+        {"headerName": "x-beta", "headerValue": {"exact": "on"}}]}}, {"pause": {}}])
+    ro["spec"]["strategy"]["canary"]["trafficRouting"] = {
+        "gatewayAPI": {"httpRoute": "demo"},
+        "managedRoutes": [{"name": "beta"}]}
+    await apply(rkube, ro, ns)
+    await eventually(lambda: phase_is(rkube, ns, "Healthy"), 60, "first deploy Healthy")
+    await set_image(rkube, ns, "demo:2")
+    await eventually(lambda: _paused_at(rkube, ns, 2), 60, "paused after the header step")
+    route = await rkube.get(HTTP_ROUTES.path(ns, "demo"))
+    rules = route["spec"]["rules"]
+    assert rules[0].get("name") == "beta"
+    assert [b["name"] for b in rules[0]["backendRefs"]] == ["demo-canary"]
+    assert any(m.get("headers") for m in rules[0]["matches"])
+    await request_action(rkube, ns, "demo", "abort", user="e2e")
+
+    async def header_rule_gone() -> bool:
+        r = await rkube.get(HTTP_ROUTES.path(ns, "demo"))
+        return all(rule.get("name") != "beta" for rule in r["spec"]["rules"])
+
+    await eventually(header_rule_gone, 60, "header rule removed after abort")

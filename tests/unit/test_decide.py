@@ -220,8 +220,9 @@ class Cluster:
                 return
         assert len(traffic) == 1, d.actions
         assert ro.spec is not None
-        assert traffic[0] == SetTraffic(st.stable_rs or "", st.canary_route_hash or st.current_pod_hash or "",
-                                        st.canary_weight), \
+        t0 = traffic[0]
+        assert (t0.stable_hash, t0.canary_hash, t0.canary_weight) == (
+            st.stable_rs or "", st.canary_route_hash or st.current_pod_hash or "", st.canary_weight), \
             "status must claim exactly the traffic the actions set"
         assert 0 <= st.canary_weight <= 100
         i = d.actions.index(traffic[0])

@@ -41,8 +41,9 @@ SUPPORTED = {
 SUPPORTED_TREES = {
     "spec.selector.matchLabels", f"{C}.analysis.templates", f"{C}.analysis.args",
     f"{STEP}.analysis.templates", f"{STEP}.analysis.args", VS, f"{R}.istio.virtualServices[]",
-    BG, f"{STEP}.experiment", f"{R}.alb", f"{R}.nginx", f"{R}.smi", f"{STEP}.setCanaryScale", f"{C}.canaryMetadata",
-    f"{C}.stableMetadata", f"{C}.antiAffinity",
+    BG, f"{STEP}.experiment", f"{R}.alb", f"{R}.nginx", f"{R}.smi",
+    f"{STEP}.setHeaderRoute", f"{STEP}.setMirrorRoute", f"{R}.managedRoutes",
+    f"{STEP}.setCanaryScale", f"{C}.canaryMetadata", f"{C}.stableMetadata", f"{C}.antiAffinity",
 }
 
 
@@ -133,16 +134,12 @@ SAMPLES: dict[str, Any] = {
     f"{STEP}.analysis.dryRun": [{"metricName": "errors"}],
     f"{STEP}.analysis.measurementRetention": [{"metricName": "errors", "limit": 5}],
     f"{STEP}.experiment.templates[].weight": 10,
-    f"{STEP}.setHeaderRoute": {"name": "h", "match": [{"headerName": "x-canary",
-                                                       "headerValue": {"exact": "yes"}}]},
-    f"{STEP}.setMirrorRoute": {"name": "m", "percentage": 10},
     f"{STEP}.plugin": {"name": "acme/step", "config": {"a": 1}},
     f"{R}.ambassador": {"mappings": ["demo"]},
     f"{R}.apisix": {"route": {"name": "demo"}},
     f"{R}.appMesh": {"virtualService": {"name": "demo"}},
     f"{R}.traefik": {"weightedTraefikServiceName": "demo"},
     f"{R}.plugins": {"acme/router": {"a": 1}},
-    f"{R}.managedRoutes": [{"name": "h"}],
     f"{R}.maxTrafficWeight": 1000,
     f"{R}.istio.destinationRule.additionalSubsetNames": ["extra"],
 }
