@@ -48,6 +48,7 @@ async def test_after_promotion_only_the_new_stable_pods_claim_the_stable_role(
                                canaryMetadata={"labels": {"role": "canary"}},
                                stableMetadata={"labels": {"role": "stable"}}), ns)
     ro = await eventually(lambda: phase_is(rkube, ns, "Healthy"), 60, "first deploy Healthy")
+    assert ro is not None
     v1 = ro["status"]["stableRS"]
 
     async def roles_are(want: dict[str, set[str | None]]) -> bool:
@@ -56,6 +57,7 @@ async def test_after_promotion_only_the_new_stable_pods_claim_the_stable_role(
     await eventually(lambda: roles_are({v1: {"stable"}}), 30, "stable pods labelled")
     await set_image(rkube, ns, "demo:2")
     ro = await eventually(lambda: phase_is(rkube, ns, "Paused"), 60, "paused at 50 %")
+    assert ro is not None
     v2 = ro["status"]["currentPodHash"]
     await eventually(lambda: roles_are({v1: {"stable"}, v2: {"canary"}}), 30, "roles while paused")
     await request_action(rkube, ns, "demo", "promote", user="e2e")
