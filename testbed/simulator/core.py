@@ -81,7 +81,7 @@ class Simulator:
         self.metrics = IstioMetrics(per_pod=per_pod)
         self.nginx_metrics = NginxMetrics()
         self._restarts: dict[tuple[str, str], str] = {}  # (ns, pod) -> last restart_token
-        self.server = MetricsServer(self.metrics, self.host, port, others=[self.nginx_metrics])
+        self.server = MetricsServer(self.metrics, self.host, port, texts=[self.nginx_metrics.text])
         self.ticks = 0
         self._api = api_client
         self._own_api = api_client is None

@@ -9,7 +9,7 @@ or pods change.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 import numpy as np
 import numpy.typing as npt
@@ -125,12 +125,22 @@ class IstioMetrics:
         yield duration
 
 
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
 class NginxMetrics:
-    """Collector for ingress-nginx's nginx_ingress_controller_requests (counter) and
-    nginx_ingress_controller_request_duration_seconds (histogram, default buckets), with
-    its request labels and constant controller_* labels (collectors/socket.go)."""
+    """ingress-nginx's nginx_ingress_controller_requests (counter) and
+    nginx_ingress_controller_request_duration_seconds (histogram, default buckets), with its
+    request labels and constant controller_* labels (collectors/socket.go).
+
+    Written as text by hand: prometheus_client names every counter ``*_total``, while
+    ingress-nginx's Go client writes ``nginx_ingress_controller_requests`` as is.
+    """
 
     LABEL_NAMES: tuple[str, ...] = (*NGINX_LABEL_NAMES, *sorted(NGINX_CONST_LABELS))
+    REQUESTS = "nginx_ingress_controller_requests"
+    DURATION = "nginx_ingress_controller_request_duration_seconds"
 
     def __init__(self) -> None:
         self._series: dict[tuple[str, ...], _Series] = {}
@@ -149,37 +159,40 @@ class NginxMetrics:
         """Request count per label tuple (NGINX_LABEL_NAMES order; for tests and logs)."""
         return {k: s.count for k, s in self._series.items()}
 
-    def collect(self) -> Iterator[Metric]:
-        requests = CounterMetricFamily(
-            "nginx_ingress_controller_requests", "The total number of client requests",
-            labels=self.LABEL_NAMES)
-        duration = HistogramMetricFamily(
-            "nginx_ingress_controller_request_duration_seconds",
-            "The request processing time in milliseconds", labels=self.LABEL_NAMES)
+    def text(self) -> bytes:
+        """The two families in the text format (0.0.4); nothing before the first request."""
+        if not self._series:
+            return b""
+        req = [f"# HELP {self.REQUESTS} The total number of client requests",
+               f"# TYPE {self.REQUESTS} counter"]
+        dur = [f"# HELP {self.DURATION} The request processing time in milliseconds",
+               f"# TYPE {self.DURATION} histogram"]
         for labels, s in sorted(self._series.items()):
-            values = [*labels, *self._const]
-            requests.add_metric(values, float(s.count))
-            duration.add_metric(values, s.cumulative(_NGINX_LE), s.sum)
-        yield requests
-        yield duration
+            pairs = ",".join(f'{n}="{_escape(v)}"'
+                             for n, v in zip(self.LABEL_NAMES, (*labels, *self._const), strict=True))
+            req.append(f"{self.REQUESTS}{{{pairs}}} {s.count}")
+            for le, c in s.cumulative(_NGINX_LE):
+                dur.append(f'{self.DURATION}_bucket{{{pairs},le="{le}"}} {int(c)}')
+            dur.append(f"{self.DURATION}_sum{{{pairs}}} {s.sum!r}")
+            dur.append(f"{self.DURATION}_count{{{pairs}}} {s.count}")
+        return ("\n".join(req + dur) + "\n").encode()
 
 
 class MetricsServer:
     """/metrics over aiohttp, in the simulator's own event loop (no threads, no locks)."""
 
     def __init__(self, metrics: Collector, host: str = "127.0.0.1", port: int = 0,
-                 *, others: Iterable[Collector] = ()) -> None:
+                 *, texts: Iterable[Callable[[], bytes]] = ()) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
-        for m in (metrics, *others):
-            self.registry.register(m)
+        self.registry.register(metrics)
+        self.texts = list(texts)  # families written as text (NginxMetrics.text)
         self.host = host
         self.port = port
         self._runner: web.AppRunner | None = None
 
     async def _metrics(self, _request: web.Request) -> web.Response:
-        return web.Response(
-            body=generate_latest(self.registry), headers={"Content-Type": CONTENT_TYPE_PLAIN_0_0_4}
-        )
+        body = generate_latest(self.registry) + b"".join(t() for t in self.texts)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_PLAIN_0_0_4})
 
     async def _healthz(self, _request: web.Request) -> web.Response:
         return web.Response(text="ok")

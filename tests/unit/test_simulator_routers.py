@@ -11,7 +11,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from testbed.simulator.metrics import NGINX_DURATION_BUCKETS_S, IstioMetrics, NginxMetrics
@@ -227,16 +226,23 @@ def test_httproute_with_every_weight_zero_answers_500() -> None:
 
 
 def test_nginx_series_names_labels_and_default_buckets() -> None:
+    assert NginxMetrics().text() == b""  # no family before the first request
     s = state(("ingress", ingress("web", "stable")), ("ingress", canary_ingress(canary_weight="50")))
     batches = draw_tick(np.random.default_rng(3), plans(s), 20.0)
     nginx, istio = NginxMetrics(), IstioMetrics(per_pod=True)
     nginx.record(batches)
     istio.record(batches)
     assert istio.totals() == {}  # Ingress traffic feeds ingress-nginx's series only
-    reg = CollectorRegistry(auto_describe=False)
-    reg.register(nginx)
-    fams = {f.name: f for f in text_string_to_metric_families(generate_latest(reg).decode())}
+    text = nginx.text().decode()
+    # the Go client's names: the counter without prometheus_client's "_total"
+    assert "# TYPE nginx_ingress_controller_requests counter" in text
+    assert "# TYPE nginx_ingress_controller_request_duration_seconds histogram" in text
+    assert "_total" not in text
+    fams = {f.name: f for f in text_string_to_metric_families(text)}
     samples = fams["nginx_ingress_controller_requests"].samples
+    assert len(samples) >= 4
+    lines = [ln for ln in text.splitlines() if ln.startswith("nginx_ingress_controller_requests{")]
+    assert len(lines) == len(samples)
     assert {frozenset(x.labels) for x in samples} == {frozenset(
         {*NGINX_LABEL_NAMES, "controller_namespace", "controller_class", "controller_pod"})}
     by = Counter({(x.labels["canary"], x.labels["status"]): x.value for x in samples})
@@ -251,7 +257,6 @@ def test_nginx_series_names_labels_and_default_buckets() -> None:
     les = sorted({x.labels["le"] for x in hist.samples if x.name.endswith("_bucket")},
                  key=lambda v: float(v))
     assert [float(v) for v in les[:-1]] == list(NGINX_DURATION_BUCKETS_S) and les[-1] == "+Inf"
-    text = generate_latest(reg).decode()
     assert 'le="0.005"' in text and 'le="10"' in text  # written as ingress-nginx (Go) writes it
     sums = [x.value for x in hist.samples if x.name.endswith("_sum")]
     counts = [x.value for x in hist.samples if x.name.endswith("_count")]
