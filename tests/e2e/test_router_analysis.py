@@ -41,6 +41,9 @@ def _templates(name: str) -> dict[str, JSON]:
 # router -> (shipped template, its file, the analysis step's args beyond prometheus-address)
 JUDGES: dict[str, tuple[str, str, list[JSON]]] = {
     "nginx": ("nginx-canary-judge", "analysis-templates-nginx.yaml", [{"name": "ingress", "value": "demo"}]),
+    "alb": ("alb-canary-judge", "analysis-templates-alb.yaml", [
+        {"name": "ingress", "value": "demo"}, {"name": "canary-service", "value": "demo-canary"},
+        {"name": "stable-service", "value": "demo-stable"}]),
     "smi": ("canary-judge", "analysis-templates.yaml", [
         {"name": "canary-service", "value": "demo-canary"},
         {"name": "stable-service", "value": "demo-stable"}]),
@@ -52,6 +55,8 @@ JUDGES: dict[str, tuple[str, str, list[JSON]]] = {
 CANARY_SHARE = {
     "nginx": ('sum(nginx_ingress_controller_requests{{namespace="{ns}",ingress="demo",canary!=""}})'
               ' / sum(nginx_ingress_controller_requests{{namespace="{ns}",ingress="demo"}})'),
+    "alb": ('sum(nginx_ingress_controller_requests{{namespace="{ns}",ingress="demo",service="demo-canary"}})'
+            ' / sum(nginx_ingress_controller_requests{{namespace="{ns}",ingress="demo"}})'),
     "mesh": ('sum(istio_requests_total{{destination_service_namespace="{ns}",'
              'destination_service_name="demo-canary"}}) / sum(istio_requests_total{{'
              'destination_service_namespace="{ns}",destination_service_name=~"demo-stable|demo-canary"}})'),
@@ -117,7 +122,7 @@ async def _query(prom: str, q: str) -> float | None:
 
 
 async def _canary_share(prom: str, router: str, ns: str) -> float | None:
-    share = await _query(prom, CANARY_SHARE["nginx" if router == "nginx" else "mesh"].format(ns=ns))
+    share = await _query(prom, CANARY_SHARE.get(router, CANARY_SHARE["mesh"]).format(ns=ns))
     return share if share and share > 0 else None
 
 
@@ -142,7 +147,7 @@ async def _promoted(rkube: Kube, ns: str, last_step: int) -> JSON | None:
     return ro if ok else None
 
 
-@pytest.mark.parametrize("router", ["nginx", "smi", "gatewayAPI"])
+@pytest.mark.parametrize("router", ["nginx", "alb", "smi", "gatewayAPI"])
 async def test_bad_canary_is_rolled_back_by_analysis_on_the_routers_metrics(
         router: str, rkube: Kube, namespace: str, testbed: TestBed, simulator: Simulator,
         start_controller: Callable[..., ControllerProcess]) -> None:
