@@ -469,6 +469,8 @@ class PlanBuilder:
         self.default_rps = default_rps
         self.per_pod = per_pod
         self.clients = clients or Clients()
+        self._group_cache: dict[tuple[str, tuple[tuple[str, str], ...]], tuple[PodGroup, ...]] = {}
+        self._labels_cache: dict[int, dict[str, str]] = {}  # id(pod) -> labels, per build
         self._warned: set[str] = set()
         self._warn_sink = warn or log.warning
 
@@ -481,6 +483,10 @@ class PlanBuilder:
             self._warn_sink(message)
 
     def build(self, state: ClusterState) -> list[RoutePlan]:
+        # (namespace, selector) -> pod groups, for this build: a Service reached by several
+        # routes (or by the header clients too) is resolved once
+        self._group_cache = {}
+        self._labels_cache = {}
         pods_by_ns: dict[str, list[Obj]] = {}
         for (ns, _), pod in sorted(state.pods.items()):
             if pod_is_ready(pod):
@@ -512,7 +518,7 @@ class PlanBuilder:
         selector = _str_map((obj.get("spec") or {}).get("selector"))
         if not selector:
             return DestinationPlan(labels, weight, (), "UH")
-        groups = self._groups(pods_by_ns.get(svc_ns, []), selector)
+        groups = self._cached_groups(pods_by_ns, svc_ns, selector)
         return DestinationPlan(labels, weight, groups, None if groups else "UH")
 
     def _destination(
@@ -542,15 +548,30 @@ class PlanBuilder:
                 # Contradicts the Service selector: the AND selects no pod.
                 return DestinationPlan(svc_labels, dest.weight, (), "UH")
             selector = {**selector, **subset_labels}
-        groups = self._groups(pods_by_ns.get(svc_ns, []), selector)
+        groups = self._cached_groups(pods_by_ns, svc_ns, selector)
         return DestinationPlan(svc_labels, dest.weight, groups, None if groups else "UH")
+
+    def _cached_groups(
+        self, pods_by_ns: Mapping[str, list[Obj]], ns: str, selector: Mapping[str, str]
+    ) -> tuple[PodGroup, ...]:
+        key = (ns, tuple(sorted(selector.items())))
+        groups = self._group_cache.get(key)
+        if groups is None:
+            groups = self._group_cache[key] = self._groups(pods_by_ns.get(ns, []), selector)
+        return groups
+
+    def _labels(self, pod: Obj) -> dict[str, str]:
+        labels = self._labels_cache.get(id(pod))
+        if labels is None:
+            labels = self._labels_cache[id(pod)] = labels_of(pod)
+        return labels
 
     def _groups(self, pods: Iterable[Obj], selector: Mapping[str, str]) -> tuple[PodGroup, ...]:
         if self.per_pod:
-            return tuple(self._pod_group(p) for p in pods if selector_matches(selector, labels_of(p)))
+            return tuple(self._pod_group(p) for p in pods if selector_matches(selector, self._labels(p)))
         counts: dict[tuple[tuple[tuple[str, str], ...], Behaviour, float | None], int] = {}
         for pod in pods:
-            if not selector_matches(selector, labels_of(pod)):
+            if not selector_matches(selector, self._labels(pod)):
                 continue
             ns, name = key_of(pod)
             behaviour = parse_behaviour(annotations_of(pod), f"pod {ns}/{name}", self.warn)
