@@ -54,7 +54,7 @@ _KNOWN = {
     "currentStepHash", "pauseConditions", "controllerPause", "abort", "abortedAt", "abortedBy",
     "abortReason", "promoteFull", "canary", "conditions", "replicas", "updatedReplicas",
     "readyReplicas", "availableReplicas", "selector", "pendingAction", "lastAction",
-    "scaleDownAt", "progressAt", "userPause", "restartedAt", "draining", "blueGreen",
+    "scaleDownAt", "progressAt", "userPause", "restartedAt", "draining", "analysis", "blueGreen",
 }
 
 
@@ -103,6 +103,62 @@ class BlueGreenStatus:
 
 
 @dataclass
+class RunRecord:
+    """The last phase seen of a current AnalysisRun (Events fire when it changes)."""
+
+    name: str
+    phase: str = ""
+    message: str = ""
+
+
+@dataclass
+class AnalysisProgress:
+    """``status.analysis``: the attempt counter (a restart of the steps, a retry or a new
+    revision starts a new attempt: new run names, so an old verdict is never reused), the
+    current run of each kind (step, background, prePromotion, postPromotion) and how often
+    each kind's run was replaced after an inconclusive verdict."""
+
+    attempt: int = 0
+    runs: dict[str, RunRecord] = field(default_factory=dict)
+    restarts: dict[str, int] = field(default_factory=dict)
+    # keys written by others (a run summary: phase, metrics...), carried through untouched
+    other: dict[str, Any] = field(default_factory=dict)
+
+    def new_attempt(self) -> None:
+        self.attempt += 1
+        self.runs.clear()
+        self.restarts.clear()
+
+    def replace_run(self, kind: str) -> None:
+        """The run of ``kind`` is replaced by a new one (``<kind>1``, ``<kind>2``...)."""
+        self.restarts[kind] = self.restarts.get(kind, 0) + 1
+        self.runs.pop(kind, None)
+
+    @staticmethod
+    def from_dict(raw: Any) -> AnalysisProgress:
+        d: dict[str, Any] = raw if isinstance(raw, dict) else {}
+        runs = {k: RunRecord(_str_or_empty(v.get("name")), _str_or_empty(v.get("phase")),
+                             _str_or_empty(v.get("message")))
+                for k, v in d.items() if isinstance(v, dict) and "name" in v}
+        restarts = {k.removesuffix("Restarts"): v for k, v in d.items()
+                    if k.endswith("Restarts") and _int_or_none(v) is not None}
+        known = {"attempt", *runs, *(f"{k}Restarts" for k in restarts)}
+        other = {k: copy.deepcopy(v) for k, v in d.items() if k not in known and v is not None}
+        return AnalysisProgress(max(_int_or_none(d.get("attempt")) or 0, 0), runs, restarts, other)
+
+    def to_dict(self) -> dict[str, Any] | None:
+        out: dict[str, Any] = copy.deepcopy(self.other)
+        if self.attempt:
+            out["attempt"] = self.attempt
+        for k, r in self.runs.items():
+            out[k] = {"name": r.name, "phase": r.phase, "message": r.message}
+        for k, n in self.restarts.items():
+            if n:
+                out[f"{k}Restarts"] = n
+        return out or None
+
+
+@dataclass
 class RolloutStatus:
     observed_generation: int | None = None
     phase: str | None = None
@@ -147,6 +203,7 @@ class RolloutStatus:
     canary_extra: dict[str, Any] = field(default_factory=dict)
     # set for a blue-green rollout: status.blueGreen is written and status.canary.weights not
     blue_green: BlueGreenStatus | None = None
+    analysis: AnalysisProgress = field(default_factory=AnalysisProgress)
 
     @staticmethod
     def from_dict(raw: Any) -> RolloutStatus:
@@ -199,6 +256,7 @@ class RolloutStatus:
                           if k != "weights" and v is not None},
             blue_green=BlueGreenStatus.from_dict(d["blueGreen"])
             if isinstance(d.get("blueGreen"), dict) else None,
+            analysis=AnalysisProgress.from_dict(d.get("analysis")),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -238,6 +296,7 @@ class RolloutStatus:
             "userPause": self.user_pause,
             "restartedAt": self.restarted_at,
             "draining": self.draining or None,
+            "analysis": self.analysis.to_dict(),
         })
         if self.blue_green is not None:
             # a blue-green rollout has no canary weights (Argo writes none either)

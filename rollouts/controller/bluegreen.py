@@ -101,10 +101,7 @@ def _restart(st: RolloutStatus, now: datetime) -> None:
     st.remove_condition(Cond.PAUSED)
     bg.scale_up_preview_check_point = False
     bg.pre_promotion_run = bg.post_promotion_run = None
-    a = analysis_state(st)
-    a["attempt"] = int(a.get("attempt") or 0) + 1
-    for key in (PRE, POST, f"{PRE}Restarts", f"{POST}Restarts"):
-        a.pop(key, None)
+    analysis_state(st).new_attempt()
 
 
 def _clear_abort(st: RolloutStatus) -> None:
@@ -164,9 +161,7 @@ def _apply_pending_action(d: Decision, spec: RolloutSpec, h: str, now: datetime)
         what = []
         if pause_condition(st, Reason.INCONCLUSIVE) is not None:
             kind = POST if bg.active_selector == h else PRE
-            a = analysis_state(st)
-            a[f"{kind}Restarts"] = int(a.get(f"{kind}Restarts") or 0) + 1
-            a.pop(kind, None)
+            analysis_state(st).replace_run(kind)
             drop_pause_condition(st, Reason.INCONCLUSIVE)
             if kind == PRE:
                 # the pause before the switch is still to come: this promote does not end it
@@ -273,7 +268,7 @@ class _Update:
         return True
 
     def run_name(self, kind: str) -> str:
-        k = int(analysis_state(self.st).get(f"{kind}Restarts") or 0)
+        k = analysis_state(self.st).restarts.get(kind, 0)
         short = "pre" if kind == PRE else "post"
         return run_name(self.d.rollout, self.h, attempt(self.d), f"{short}{k}" if k else short)
 
@@ -288,7 +283,7 @@ class _Update:
             # stopped (by a decision whose switch then failed, or by hand): its end is not a
             # verdict; a new run measures
             a = analysis_state(self.st)
-            a[f"{kind}Restarts"] = int(a.get(f"{kind}Restarts") or 0) + 1
+            a.restarts[kind] = a.restarts.get(kind, 0) + 1
             self.d.normal(Reason.ROLLOUT_UPDATED, f"{kind} analysis {name} was stopped before "
                           "its verdict: a new run starts")
             name = self.run_name(kind)

@@ -109,10 +109,7 @@ def _restart_steps(st: RolloutStatus, spec: RolloutSpec, now: datetime) -> None:
     st.promote_full = False
     st.progress_at = fmt_time(now)
     st.remove_condition(Cond.PAUSED)
-    a = analysis_state(st)
-    a["attempt"] = int(a.get("attempt") or 0) + 1  # new run names: never reuse an old verdict
-    for key in ("step", "background", "backgroundRestarts"):
-        a.pop(key, None)
+    analysis_state(st).new_attempt()  # new run names: never reuse an old verdict
 
 def _clear_abort(st: RolloutStatus) -> None:
     st.abort = False
@@ -178,9 +175,7 @@ def _apply_pending_action(d: Decision, spec: RolloutSpec, now: datetime) -> None
     elif act.action == "promote" and bg is not None and bg.phase == RUN_INCONCLUSIVE:
         # Argo: promote clears the inconclusive pause and a new background run starts; the
         # step is not skipped (a reached pause step ends with it, its pause being cleared).
-        a = analysis_state(st)
-        a["backgroundRestarts"] = int(a.get("backgroundRestarts") or 0) + 1
-        a.pop("background", None)
+        analysis_state(st).replace_run("background")
         in_pause = any(p.get("reason") == Reason.CANARY_PAUSE for p in st.pause_conditions)
         st.pause_conditions = []
         st.controller_pause = False
@@ -653,7 +648,7 @@ def _step_analysis(d: Decision, h: str, idx: int, step: Step) -> AnalysisRunObs:
 
 def _background_run_name(d: Decision, h: str) -> str:
     """``bg``, then ``bg1``, ``bg2``... as promotes replace inconclusive runs."""
-    k = int(analysis_state(d.status).get("backgroundRestarts") or 0)
+    k = analysis_state(d.status).restarts.get("background", 0)
     return run_name(d.rollout, h, attempt(d), f"bg{k}" if k else "bg")
 
 def _background_run(d: Decision, spec: RolloutSpec, h: str) -> AnalysisRunObs | None:

@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from rollouts.api.constants import Reason
-from rollouts.api.status import RolloutStatus, fmt_time
+from rollouts.api.status import AnalysisProgress, RolloutStatus, RunRecord, fmt_time
 from rollouts.controller.decision import (
     AnalysisRunObs,
     CreateAnalysisRun,
@@ -20,12 +20,8 @@ RUN_SUCCESSFUL, RUN_FAILED, RUN_INCONCLUSIVE, RUN_ERROR = "Successful", "Failed"
 
 RUN_ACTIVE = ("", "Pending", "Running")
 
-def analysis_state(st: RolloutStatus) -> dict[str, Any]:
-    a = st.extra.get("analysis")
-    if not isinstance(a, dict):
-        a = {}
-        st.extra["analysis"] = a
-    return a
+def analysis_state(st: RolloutStatus) -> AnalysisProgress:
+    return st.analysis
 
 def run_name(rollout: str, h: str, attempt: int, kind: str) -> str:
     return f"{rollout}-{h}-{attempt}-{kind}"
@@ -39,10 +35,10 @@ def observe_run(d: Decision, name: str, analysis: dict[str, Any], kind: str,
         run = AnalysisRunObs(name, "Pending", "starting")
         d.analysis_runs[name] = run
     a = analysis_state(d.status)
-    prev_raw = a.get(kind)
-    prev: dict[str, Any] = prev_raw if isinstance(prev_raw, dict) else {}
-    a[kind] = {"name": name, "phase": run.phase, "message": run.message}
-    if prev.get("name") == name and prev.get("phase") != run.phase and run.phase not in RUN_ACTIVE:
+    prev = a.runs.get(kind)
+    a.runs[kind] = RunRecord(name, run.phase, run.message)
+    if prev is not None and prev.name == name and prev.phase != run.phase \
+            and run.phase not in RUN_ACTIVE:
         reason = {RUN_SUCCESSFUL: "AnalysisRunSuccessful", RUN_FAILED: "AnalysisRunFailed",
                   RUN_INCONCLUSIVE: "AnalysisRunInconclusive", RUN_ERROR: "AnalysisRunError"}.get(run.phase)
         if reason:
@@ -54,7 +50,7 @@ def observe_run(d: Decision, name: str, analysis: dict[str, Any], kind: str,
     return run
 
 def attempt(d: Decision) -> int:
-    return int(analysis_state(d.status).get("attempt") or 0)
+    return analysis_state(d.status).attempt
 
 def abort_for_analysis(d: Decision, run: AnalysisRunObs, now: datetime) -> None:
     st = d.status
