@@ -9,8 +9,8 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import sys
 import uuid
+import warnings
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -111,9 +111,9 @@ def stopping_controllers(testbed: TestBed) -> Iterator[list[ControllerProcess]]:
     dying: list[ControllerProcess] = []
     yield dying
     slow = [c for c in dying if not c.reap(15)]
-    if slow:
-        print(f"\n[e2e] {len(slow)} controller(s) ignored SIGTERM for 15 s and were killed: "
-              + ", ".join(str(c.log) for c in slow), file=sys.stderr)
+    if slow:  # in the warnings summary: a shutdown that hangs is worth a look
+        warnings.warn(f"{len(slow)} controller(s) ignored SIGTERM for 15 s and were killed: "
+                      + ", ".join(str(c.log) for c in slow), stacklevel=1)
 
 
 @pytest.fixture
