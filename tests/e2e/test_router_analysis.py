@@ -22,6 +22,7 @@ import yaml
 
 from rollouts.kube.apply import apply
 from rollouts.kube.client import JSON, Kube
+from rollouts.kube.signals import request_action
 from testbed.cluster import TestBed
 from testbed.simulator.core import Simulator
 from tests.e2e.kit import REPO, ControllerProcess, eventually, get_rollout, phase_is, rollout, services
@@ -187,3 +188,68 @@ async def test_good_canary_is_promoted_by_analysis_on_the_routers_metrics(
     assert len(runs) == 1 and runs[0]["status"]["phase"] == "Successful", runs
     measurements = runs[0]["status"]["metricResults"][0]["measurements"]
     assert len(measurements) == 4 and measurements[-1]["phase"] == "Successful", measurements
+
+
+HEADER_STEPS: list[JSON] = [
+    {"setWeight": 10},
+    {"setHeaderRoute": {"name": "canary-header",
+                        "match": [{"headerName": "X-Canary", "headerValue": {"exact": "yes"}}]}},
+    {"pause": {}}]
+RATE_SHARE = {
+    "nginx": ('sum(rate(nginx_ingress_controller_requests{{namespace="{ns}",ingress="demo",canary!=""}}[4s]))'
+              ' / sum(rate(nginx_ingress_controller_requests{{namespace="{ns}",ingress="demo"}}[4s]))'),
+    "gatewayAPI": ('sum(rate(istio_requests_total{{destination_service_namespace="{ns}",'
+                   'destination_service_name="demo-canary"}}[4s])) / sum(rate(istio_requests_total{{'
+                   'destination_service_namespace="{ns}",'
+                   'destination_service_name=~"demo-stable|demo-canary"}}[4s]))'),
+}
+
+
+@pytest.mark.parametrize("router", ["nginx", "gatewayAPI"])
+async def test_header_route_sends_the_header_clients_to_the_canary(
+        router: str, rkube: Kube, namespace: str, testbed: TestBed,
+        routers_installed: None,  # noqa: F811
+        start_controller: Callable[..., ControllerProcess]) -> None:
+    """A setHeaderRoute step at weight 10: the 20 % of clients sending ``X-Canary: yes`` all
+    reach the canary (the canary Ingress's canary-by-header, the HTTPRoute's header rule),
+    10 % of the others do: 28 % of all requests; abort takes them all back to stable."""
+    ns, prom = namespace, testbed.prometheus_url
+    sim = Simulator(kubeconfig=testbed.kubeconfig, namespace=ns, rps=1000, seed=5,
+                    headers={"X-Canary": "yes"}, header_share=0.2)
+    await sim.start()
+    testbed.add_scrape_target(f"sim-{ns}", sim.address)
+    try:
+        start_controller()
+        config, objects, _ = ROUTERS[router]
+        for obj in [*services(), *objects()]:
+            await apply(rkube, obj, ns)
+        ro = rollout(HEADER_STEPS, replicas=2, scaleDownDelaySeconds=2)
+        ro["spec"]["strategy"]["canary"]["trafficRouting"] = {
+            **copy.deepcopy(config), "managedRoutes": [{"name": "canary-header"}]}
+        await apply(rkube, ro, ns)
+        await eventually(lambda: phase_is(rkube, ns, "Healthy"), 60, "first deploy")
+        new = copy.deepcopy(ro)
+        new["spec"]["template"]["spec"]["containers"][0]["image"] = "demo:2"
+        await apply(rkube, new, ns)
+        await eventually(lambda: phase_is(rkube, ns, "Paused"), 60, "paused on the header route")
+
+        async def share_in(lo: float, hi: float) -> bool:
+            v = await _query(prom, RATE_SHARE[router].format(ns=ns))
+            return v is not None and lo <= v <= hi
+
+        try:
+            await eventually(lambda: share_in(0.23, 0.33), 30, "28 % of requests on the canary")
+        except AssertionError as e:
+            plans = [(p.kind, p.name, p.header_share,
+                      [(dict(d.service_labels), d.weight) for d in p.destinations],
+                      [(dict(d.service_labels), d.weight) for d in p.header_destinations])
+                     for p in sim.plans]
+            objs = (await rkube.get_list(f"/apis/networking.k8s.io/v1/namespaces/{ns}/ingresses"))["items"]
+            routes = await rkube.get_list(f"/apis/gateway.networking.k8s.io/v1/namespaces/{ns}/httproutes")
+            raise AssertionError(f"{e}; plans {plans}; ingresses {[o['metadata'] for o in objs]}; "
+                                 f"routes {[r['spec'] for r in routes['items']]}") from None
+        await request_action(rkube, ns, "demo", "abort", user="e2e")
+        await eventually(lambda: share_in(0.0, 0.01), 30, "no request on the canary after abort")
+    finally:
+        testbed.remove_scrape_target(f"sim-{ns}")
+        await sim.stop()
