@@ -54,7 +54,8 @@ _KNOWN = {
     "currentStepHash", "pauseConditions", "controllerPause", "abort", "abortedAt", "abortedBy",
     "abortReason", "promoteFull", "canary", "conditions", "replicas", "updatedReplicas",
     "readyReplicas", "availableReplicas", "selector", "pendingAction", "lastAction",
-    "scaleDownAt", "progressAt", "userPause", "restartedAt", "draining", "analysis", "blueGreen",
+    "scaleDownAt", "progressAt", "userPause", "restartedAt", "draining", "analysis",
+    "trafficRouting", "blueGreen",
 }
 
 
@@ -204,6 +205,10 @@ class RolloutStatus:
     # set for a blue-green rollout: status.blueGreen is written and status.canary.weights not
     blue_green: BlueGreenStatus | None = None
     analysis: AnalysisProgress = field(default_factory=AnalysisProgress)
+    # the spec's trafficRouting the routers were last written for: when the spec's changes,
+    # what the old routers wrote is taken back (a router removed from the spec must not keep
+    # routing traffic that status no longer describes)
+    traffic_routing: dict[str, Any] | None = None
 
     @staticmethod
     def from_dict(raw: Any) -> RolloutStatus:
@@ -257,6 +262,7 @@ class RolloutStatus:
             blue_green=BlueGreenStatus.from_dict(d["blueGreen"])
             if isinstance(d.get("blueGreen"), dict) else None,
             analysis=AnalysisProgress.from_dict(d.get("analysis")),
+            traffic_routing=copy.deepcopy(_dict_or_none(d.get("trafficRouting"))),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -297,6 +303,7 @@ class RolloutStatus:
             "restartedAt": self.restarted_at,
             "draining": self.draining or None,
             "analysis": self.analysis.to_dict(),
+            "trafficRouting": copy.deepcopy(self.traffic_routing),
         })
         if self.blue_green is not None:
             # a blue-green rollout has no canary weights (Argo writes none either)

@@ -27,6 +27,7 @@ from datetime import datetime
 
 from rollouts.api.actions import Action, canary_in_progress, check_action
 from rollouts.api.constants import Cond, Phase, Reason
+from rollouts.api.spec import RolloutSpec
 from rollouts.api.status import fmt_time
 from rollouts.controller.bluegreen import blue_green_abort_while_invalid, decide_blue_green
 from rollouts.controller.canary import abort_while_invalid, decide_canary, steps_hash
@@ -43,6 +44,7 @@ from rollouts.controller.decision import (
     Observations,
     PodObs,
     PointService,
+    RemoveRouting,
     ReplicaSetObs,
     RolloutInput,
     ScaleReplicaSet,
@@ -69,6 +71,7 @@ __all__ = [
     "Observations",
     "PodObs",
     "PointService",
+    "RemoveRouting",
     "ReplicaSetObs",
     "RolloutInput",
     "ScaleReplicaSet",
@@ -101,9 +104,28 @@ def decide(ro: RolloutInput, obs: Observations, now: datetime) -> Decision:
     else:
         st.blue_green = None  # (a rollout switched from blueGreen to canary)
         decide_canary(d, ro.spec, obs, now)
+    _take_back_old_routing(d, ro.spec)
     if st.phase != ro.status.phase and st.phase == Phase.HEALTHY:
         d.normal(Reason.HEALTHY, "rollout is healthy")
     return d
+
+
+def _take_back_old_routing(d: Decision, spec: RolloutSpec) -> None:
+    """A trafficRouting changed or removed in the spec: the old routers' writes are taken
+    back before the new traffic change (so a failure leaves status naming the old one, and
+    the next reconcile retries)."""
+    st = d.status
+    c = spec.raw.get("strategy", {}).get("canary") if isinstance(spec.raw.get("strategy"), dict) else None
+    tr = c.get("trafficRouting") if isinstance(c, dict) else None
+    current = tr if isinstance(tr, dict) and tr else None
+    previous = st.traffic_routing
+    if previous is not None and previous != current:
+        act = RemoveRouting(previous=previous, current=current)
+        i = next((k for k, a in enumerate(d.actions) if isinstance(a, SetTraffic)), len(d.actions))
+        d.actions.insert(i, act)
+        d.normal(Reason.ROLLOUT_UPDATED, "trafficRouting changed: what the previous routers "
+                 "wrote is taken back")
+    st.traffic_routing = current
 
 
 def _invalid(d: Decision, ro: RolloutInput, obs: Observations, errors: list[str],

@@ -150,6 +150,16 @@ class CreateExperiment:
     canary_hash: str
 
 
+@dataclass(frozen=True, kw_only=True)
+class RemoveRouting:
+    """Take back what the routers of ``previous`` (a trafficRouting the spec no longer has)
+    wrote and ``current`` does not write any more: weights back to the stable, managed routes
+    and owned objects (canary Ingress, TrafficSplit) gone."""
+
+    previous: dict[str, Any]
+    current: dict[str, Any] | None
+
+
 @dataclass(frozen=True)
 class TerminateExperiment:
     name: str
@@ -165,7 +175,7 @@ class DeletePod:
 
 ClusterAction = (CreateReplicaSet | ScaleReplicaSet | DeleteReplicaSet | SetTraffic
                  | PointService | SetPodMetadata | CreateAnalysisRun | TerminateAnalysisRun
-                 | CreateExperiment | TerminateExperiment | DeletePod)
+                 | CreateExperiment | TerminateExperiment | RemoveRouting | DeletePod)
 
 @dataclass(frozen=True)
 class Event:

@@ -27,6 +27,7 @@ from rollouts.controller.decide import (
     DeleteReplicaSet,
     Event,
     PointService,
+    RemoveRouting,
     ScaleReplicaSet,
     SetPodMetadata,
     SetTraffic,
@@ -91,6 +92,8 @@ def describe(action: ClusterAction | None, error: BaseException, *, rollout: str
         what = f"deleting pod {action.name}"
     elif isinstance(action, PointService):
         what = f"pointing Service {action.service} at revision {action.pod_hash}"
+    elif isinstance(action, RemoveRouting):
+        what = "taking back what the previous trafficRouting wrote"
     elif isinstance(action, SetPodMetadata):
         what = f"setting the role metadata of revision {action.hash}'s pods"
     else:

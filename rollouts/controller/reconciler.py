@@ -72,6 +72,7 @@ from rollouts.controller.decide import (
     Observations,
     PodObs,
     PointService,
+    RemoveRouting,
     ReplicaSetObs,
     RolloutInput,
     ScaleReplicaSet,
@@ -332,6 +333,21 @@ class Reconciler:
             except Exception:  # observability must never fail a reconcile
                 log.exception("decision listener failed for %s", key)
 
+    async def _remove_previous_routing(self, obj: JSON, spec: RolloutSpec, router: TrafficRouter,
+                                       action: RemoveRouting) -> None:
+        md = obj["metadata"]
+        raw = copy.deepcopy(obj.get("spec") or {})
+        canary = (raw.get("strategy") or {}).get("canary") or {}
+        raw["strategy"] = {"canary": {**canary, "trafficRouting": action.previous}}
+        previous, errors = parse_spec(raw)
+        if previous is None or previous.canary is None:
+            # it cannot be read any more: nothing can be taken back safely
+            log.warning("%s/%s: the previous trafficRouting cannot be read (%s); what it wrote "
+                        "is left as it is", md["namespace"], md["name"], "; ".join(errors))
+            return
+        await router.remove_previous(md["namespace"], previous,
+                                     spec if spec.canary is not None else None)
+
     async def _create_experiment(self, obj: JSON, spec: RolloutSpec, template: JSON,
                                  owned: dict[str, JSON], action: CreateExperiment) -> None:
         """The experiment step's Experiment, from the step and the two revisions' templates."""
@@ -499,6 +515,8 @@ class Reconciler:
             except KubeError as e:
                 if not e.not_found:
                     raise
+        elif isinstance(action, RemoveRouting):
+            await self._remove_previous_routing(obj, spec, router, action)
         elif isinstance(action, PointService):
             await router.point(ns, action.service, action.pod_hash)
         elif isinstance(action, SetPodMetadata):

@@ -7,6 +7,8 @@ never sent to a selector without pods, whatever the router: Service selectors
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from rollouts.api.routing import HeaderRoute, MirrorRoute
 from rollouts.api.spec import RolloutSpec
 from rollouts.kube.client import Kube
@@ -16,6 +18,8 @@ from rollouts.traffic.objects import ObjectCache
 from rollouts.traffic.owned import Target
 from rollouts.traffic.services import ServiceSelectors
 from rollouts.traffic.weighted import WeightRouter
+
+_FIELDS = {"nginx": "nginx", "alb": "alb", "smi": "smi", "gatewayAPI": "gateway_api"}
 
 
 class TrafficRouter:
@@ -29,6 +33,7 @@ class TrafficRouter:
         self.rollout, self.uid = rollout, uid
         # notes on objects edited by hand and put back, for Events (read after apply)
         self.notes: list[str] = []
+        self.notes_removed: list[str] = []  # what remove_previous took back
 
     def _weighted(self, spec: RolloutSpec) -> tuple[Target, list[tuple[str, WeightRouter]]]:
         c = spec.canary_strategy
@@ -113,6 +118,28 @@ class TrafficRouter:
             else:
                 self.notes += await router.apply(ns, target, canary_weight=canary_weight,
                                                  header_routes=headers, mirror_routes=mirrors)
+
+    async def remove_previous(self, ns: str, previous: RolloutSpec, current: RolloutSpec | None) -> None:
+        """What ``previous``'s routers wrote and ``current`` (the spec now; None: not a routed
+        canary any more) no longer writes is taken back: Istio VirtualServices it dropped get
+        all traffic on the stable and no managed routes; a router beyond Istio that is gone or
+        configured differently removes its objects and managed routes."""
+        old = previous.canary_strategy
+        new = current.canary if current is not None else None
+        if old.istio is not None:
+            keep = {r.name for r in new.istio.virtual_services} if new and new.istio else set()
+            dropped = [r for r in old.istio.virtual_services if r.name not in keep]
+            if dropped:
+                only = replace(previous, canary=replace(old, istio=replace(old.istio,
+                                                                           virtual_services=tuple(dropped))))
+                await self.istio.set_weights(ns, only, 0)
+                await self.istio.set_managed_routes(ns, only)
+        target, routers = self._weighted(previous)
+        kept = new.routers if new is not None else None
+        for key, router in routers:
+            same = kept is not None and getattr(kept, _FIELDS[key]) == getattr(old.routers, _FIELDS[key])
+            if not same:
+                self.notes_removed += await router.remove(ns, target)
 
     async def point(self, ns: str, service: str, pod_hash: str) -> None:
         """One Service at one revision (blue-green's active and preview Services)."""

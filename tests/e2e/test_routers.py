@@ -14,7 +14,7 @@ import pytest
 
 from rollouts.kube.apply import apply
 from rollouts.kube.client import SERVICES, Kube
-from rollouts.kube.signals import request_action
+from rollouts.kube.signals import ROLLOUTS, request_action
 from rollouts.traffic.owned import HTTP_ROUTES, INGRESSES, traffic_splits
 from tests.e2e.kit import (
     VS,
@@ -241,3 +241,38 @@ async def test_gateway_api_header_step_routes_matching_requests_to_the_canary(
         return all(rule.get("name") != "beta" for rule in r["spec"]["rules"])
 
     await eventually(header_rule_gone, 60, "header rule removed after abort")
+
+
+async def test_removing_a_router_from_the_spec_takes_back_what_it_wrote(
+        rkube: Kube, namespace: str, routers_installed: None,  # noqa: F811
+        start_controller: Callable[..., ControllerProcess]) -> None:
+    ns = namespace
+    start_controller()
+    for obj in [*services(), virtual_service(), _ingress("demo", "demo-stable")]:
+        await apply(rkube, obj, ns)
+    ro = rollout(STEPS)
+    ro["spec"]["strategy"]["canary"]["trafficRouting"] = {
+        "nginx": {"stableIngress": "demo"},
+        "istio": {"virtualService": {"name": "demo", "routes": ["primary"]}}}
+    await apply(rkube, ro, ns)
+    await eventually(lambda: phase_is(rkube, ns, "Healthy"), 60, "first deploy Healthy")
+    await set_image(rkube, ns, "demo:2")
+    await eventually(lambda: _paused_at(rkube, ns, 1), 60, "paused at setWeight 20")
+    assert await _nginx_weight(rkube, ns) == 20
+    vs = await rkube.get(VS.path(ns, "demo"))
+    assert [d["weight"] for d in vs["spec"]["http"][0]["route"]] == [80, 20]
+    # the user drops the NGINX router mid-canary: its canary Ingress must not keep routing 20 %
+    await rkube.json_patch(ROLLOUTS.path(ns, "demo"), [
+        {"op": "remove", "path": "/spec/strategy/canary/trafficRouting/nginx"}])
+    await eventually(lambda: _weight_is(_nginx_weight, rkube, ns, {None}), 60, "canary Ingress gone")
+    vs = await rkube.get(VS.path(ns, "demo"))
+    assert [d["weight"] for d in vs["spec"]["http"][0]["route"]] == [80, 20]  # Istio stays
+    # and then Istio too: the VirtualService is handed back with all traffic on the stable
+    await rkube.json_patch(ROLLOUTS.path(ns, "demo"), [
+        {"op": "remove", "path": "/spec/strategy/canary/trafficRouting"}])
+
+    async def vs_on_stable() -> bool:
+        v = await rkube.get(VS.path(ns, "demo"))
+        return [d["weight"] for d in v["spec"]["http"][0]["route"]] == [100, 0]
+
+    await eventually(vs_on_stable, 60, "VirtualService back on the stable")

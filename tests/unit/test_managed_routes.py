@@ -97,3 +97,23 @@ def test_istio_gets_the_managed_routes_first_in_managed_order() -> None:
     assert managed_http(vs, spec, "ns", ref, header_routes=headers, mirror_routes=mirrors) == (None, [])
     gone, _ = managed_http(vs, spec, "ns", ref, header_routes=(), mirror_routes=())
     assert gone == _vs()["spec"]["http"]
+
+
+def test_a_changed_traffic_routing_takes_the_old_routers_writes_back_first() -> None:
+    from rollouts.controller.decide import RemoveRouting
+    c = Cluster(rollout_spec(steps=[{"setWeight": 20}, {"pause": {}}]))
+    c.deploy_stable()
+    c.set_image("shop:2")
+    c.run_until(lambda: c.status.get("phase") == "Paused")
+    old = copy.deepcopy(c.spec["strategy"]["canary"]["trafficRouting"])
+    assert c.status["trafficRouting"] == old
+    assert not any(isinstance(a, RemoveRouting) for a in c.last.actions)  # type: ignore[union-attr]
+    c.edit(lambda s: s["strategy"]["canary"].pop("trafficRouting"))  # to a basic canary
+    d = c.reconcile()
+    removes = [i for i, a in enumerate(d.actions) if isinstance(a, RemoveRouting)]
+    traffic = [i for i, a in enumerate(d.actions) if isinstance(a, SetTraffic)]
+    assert removes and removes[0] < traffic[0]
+    assert d.actions[removes[0]] == RemoveRouting(previous=old, current=None)
+    assert "trafficRouting" not in c.status
+    c.reconcile()
+    assert not any(isinstance(a, RemoveRouting) for a in c.last.actions)  # type: ignore[union-attr]
