@@ -127,6 +127,31 @@ async def _canary_share(prom: str, router: str, ns: str) -> float | None:
     return share if share and share > 0 else None
 
 
+def _rendered(file: str, name: str, args: dict[str, str]) -> str:
+    """The shipped template's PromQL with its args filled in."""
+    query: str = _templates(file)[name]["spec"]["metrics"][0]["provider"]["prometheus"]["query"]
+    for k, v in args.items():
+        query = query.replace("{{args." + k + "}}", v)
+    assert "{{" not in query, query
+    return query
+
+
+async def _argo_style_templates_read_the_canary(prom: str, router: str, ns: str) -> None:
+    """nginx-/alb-success-rate sees the canary's 20 % errors; -latency-p99 its p99 (median
+    50 ms, log-sd 0.5: about 0.16 s, read from the 0.1/0.25 s buckets), in seconds."""
+    file = f"analysis-templates-{router}.yaml"
+    args = {"namespace": ns, "ingress": "demo", "canary-service": "demo-canary"}
+    success = _rendered(file, f"{router}-success-rate", args)
+    p99 = _rendered(file, f"{router}-latency-p99", args)
+
+    async def read() -> tuple[float, float] | None:
+        s, p = await _query(prom, success), await _query(prom, p99)
+        return (s, p) if s is not None and p is not None and 0.7 < s < 0.9 else None
+
+    _, latency = await eventually(read, 30, f"{router} success rate about 0.8")
+    assert 0.1 < latency < 0.3, latency
+
+
 async def _canary_seen(prom: str, router: str, ns: str, sim: Simulator) -> None:
     try:
         await eventually(lambda: _canary_share(prom, router, ns), 30,
@@ -159,6 +184,8 @@ async def test_bad_canary_is_rolled_back_by_analysis_on_the_routers_metrics(
                   {SIM + "error-rate": "0.2"})
     # the router's series carry the canary's requests
     await _canary_seen(prom, router, ns, simulator)
+    if router in ("nginx", "alb"):  # the router's other shipped templates, on the same series
+        await _argo_style_templates_read_the_canary(prom, router, ns)
     ro = await eventually(lambda: phase_is(rkube, ns, "Degraded"), 60, "rolled back")
     msg = ro["status"]["message"]
     assert "RolloutAborted" in msg and "error" in msg, msg
