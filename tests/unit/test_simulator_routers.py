@@ -261,3 +261,39 @@ def test_nginx_series_names_labels_and_default_buckets() -> None:
     sums = [x.value for x in hist.samples if x.name.endswith("_sum")]
     counts = [x.value for x in hist.samples if x.name.endswith("_count")]
     assert 0.03 < sum(sums) / sum(counts) < 0.1  # seconds: median 50 ms
+
+
+def test_cli_header_flags_and_bad_share() -> None:
+    from testbed.simulator.__main__ import parse_args
+
+    args = parse_args(["--header", "X-Canary=yes", "--header", "x-user=beta=1", "--header-share", "0.3"])
+    assert args.headers == {"X-Canary": "yes", "x-user": "beta=1"} and args.header_share == 0.3
+    with pytest.raises(SystemExit):
+        parse_args(["--header", "novalue"])
+    with pytest.raises(ValueError, match="header share"):
+        Clients((("X-Canary", "yes"),), 1.5)
+
+
+def test_no_header_clients_draw_exactly_as_before() -> None:
+    """Header routes configured but no header clients: the same draws as a plan without them
+    (seeded runs of the Istio path are unchanged)."""
+    s = state(("ingress", ingress("web", "stable")),
+              ("ingress", canary_ingress(canary_weight="20", canary_by_header="X-Canary")))
+    without = draw_tick(np.random.default_rng(9), plans(s), 5.0)
+    with_share_0 = draw_tick(np.random.default_rng(9), plans(s, Clients((("X-Canary", "always"),), 0.0)), 5.0)
+    assert [(b.labels, b.count) for b in without] == [(b.labels, b.count) for b in with_share_0]
+
+
+def test_simulator_step_feeds_each_routers_family() -> None:
+    from testbed.simulator import Simulator
+
+    sim = Simulator(api_client=object(), seed=2, rps=200.0)  # type: ignore[arg-type]
+    sim.state.ingresses[(NS, "web")] = ingress("web", "stable")
+    sim.state.http_routes[(NS, "demo")] = httproute([{"backendRefs": [ref("canary")]}])
+    sim.state.services.update(state().services)
+    sim.state.pods.update(state().pods)
+    sim.step(10)
+    assert sum(sim.nginx_metrics.totals().values()) > 0
+    names = {dict(zip(sim.metrics.label_names, k, strict=True))["destination_service_name"]
+             for k in sim.metrics.totals()}
+    assert names == {"canary"}  # the HTTPRoute's traffic; the Ingress's went to ingress-nginx's series
