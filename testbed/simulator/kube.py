@@ -116,6 +116,7 @@ class Reflector:
         self.synced = asyncio.Event()
         self._version_index = 0
         self._resource_version = ""
+        self._said_missing = False
 
     @property
     def version(self) -> tuple[str, str]:
@@ -140,13 +141,18 @@ class Reflector:
                     log.info("%s: trying %s/%s", self.res.kind, *self.version)
                     continue
                 if e.status == 404:
-                    # CRD not installed (yet): count as synced-empty, keep polling.
+                    # CRD not installed (yet): count as synced-empty, keep polling. Said once:
+                    # a cluster without that router's CRDs is normal, not a fault.
                     self._version_index = 0
                     if self.store:
                         self.store.clear()
                         self.on_change()
                     self.synced.set()
-                log.warning("%s: %s; retrying in %.1fs", self.res.kind, e, backoff)
+                    level = logging.DEBUG if self._said_missing else logging.INFO
+                    self._said_missing = True
+                    log.log(level, "%s: not served (CRD not installed?); retrying", self.res.kind)
+                else:
+                    log.warning("%s: %s; retrying in %.1fs", self.res.kind, e, backoff)
             except (TimeoutError, aiohttp.ClientError, OSError, ValueError) as e:
                 log.warning("%s: %r; retrying in %.1fs", self.res.kind, e, backoff)
             except Exception:

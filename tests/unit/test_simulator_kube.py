@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -163,3 +164,16 @@ async def test_falls_back_to_v1beta1_then_treats_missing_crd_as_empty() -> None:
     r._call = Script(r, [FakeResponse(404), FakeResponse(404)])  # type: ignore[method-assign]
     await run_until(r, r.synced.is_set)
     assert store == {}
+
+
+async def test_a_missing_crd_is_said_once_not_warned_on_every_retry(caplog: pytest.LogCaptureFixture) -> None:
+    store: dict[tuple[str, str], Any] = {}
+    r = Reflector(None, VIRTUAL_SERVICE, "ns", store, lambda: None)  # type: ignore[arg-type]
+    script = Script(r, [FakeResponse(404) for _ in range(6)])
+    r._call = script  # type: ignore[method-assign]
+    with caplog.at_level(logging.DEBUG, logger="testbed.simulator.kube"):
+        await run_until(r, lambda: not script.responses)
+    said = [rec for rec in caplog.records if "not served" in rec.getMessage()]
+    assert len(said) == 3  # three rounds of v1, v1beta1
+    assert [rec.levelno for rec in said] == [logging.INFO, logging.DEBUG, logging.DEBUG]
+    assert not [rec for rec in caplog.records if rec.levelno >= logging.WARNING]
