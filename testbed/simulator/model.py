@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -329,18 +330,57 @@ class RouteDestination:
     weight: float
 
 
-def first_route_destinations(vs: Obj) -> list[RouteDestination]:
-    """Destinations of the VirtualService's first ``http`` route, with effective weights.
+def _string_match(rule: object, value: str) -> bool:
+    """Istio's StringMatch (exact, prefix, regex: fully matched, as Envoy's safe_regex)."""
+    if not isinstance(rule, Mapping):
+        return False
+    if "exact" in rule:
+        return value == str(rule["exact"])
+    if "prefix" in rule:
+        return value.startswith(str(rule["prefix"]))
+    if "regex" in rule:
+        try:
+            return re.fullmatch(str(rule["regex"]), value) is not None
+        except re.error:
+            return False
+    return False
 
-    Only the first route gets traffic: the simulated client sends requests that match
-    it. One destination without a weight gets everything; with several, a missing
-    weight is 0 (Istio's rule), and if all are 0 the split is even.
+
+def _route_matches(route: Mapping[str, Any], headers: Mapping[str, str] | None) -> bool:
+    """Whether the simulated client's request takes this http route: a route without
+    ``match`` takes everyone; a match entry's ``headers`` must all be sent (names are
+    lower case in Istio; compared case-insensitively); its other conditions (uri,
+    method...) are taken to hold."""
+    entries = [m for m in route.get("match") or [] if isinstance(m, Mapping)]
+    if not entries:
+        return True
+    sent = {k.lower(): v for k, v in (headers or {}).items()}
+    for m in entries:
+        conds = m.get("headers") or {}
+        if not isinstance(conds, Mapping):
+            continue
+        if all(str(k).lower() in sent and _string_match(c, sent[str(k).lower()])
+               for k, c in conds.items()):
+            return True
+    return False
+
+
+def first_route_destinations(vs: Obj, headers: Mapping[str, str] | None = None) -> list[RouteDestination]:
+    """Destinations of the first ``http`` route the client's request takes, with effective
+    weights.
+
+    A client sending no headers (``headers`` None) takes the first route without a header
+    condition (a header route, e.g. a ``setHeaderRoute`` step's, is skipped); one sending
+    ``headers`` the first route whose header conditions it meets. One destination without
+    a weight gets everything; with several, a missing weight is 0 (Istio's rule), and if
+    all are 0 the split is even.
     """
-    http = (vs.get("spec") or {}).get("http") or []
-    if not http or not isinstance(http[0], Mapping):
+    http = [r for r in (vs.get("spec") or {}).get("http") or [] if isinstance(r, Mapping)]
+    route = next((r for r in http if _route_matches(r, headers)), None)
+    if route is None:
         return []
     out: list[RouteDestination] = []
-    for entry in http[0].get("route") or []:
+    for entry in route.get("route") or []:
         if not isinstance(entry, Mapping):
             continue
         dest = entry.get("destination") or {}
@@ -495,7 +535,13 @@ class PlanBuilder:
         for (ns, name), vs in sorted(state.virtual_services.items()):
             rps = parse_rps(annotations_of(vs), self.default_rps, f"VirtualService {ns}/{name}", self.warn)
             dests = tuple(self._destination(state, pods_by_ns, d, ns) for d in first_route_destinations(vs))
-            plans.append(RoutePlan(ns, name, rps, dests, self.per_pod))
+            share, hdests = 0.0, dests
+            if self.clients.share > 0 and self.clients.headers:
+                hdests = tuple(self._destination(state, pods_by_ns, d, ns)
+                               for d in first_route_destinations(vs, dict(self.clients.headers)))
+                share = self.clients.share if hdests != dests else 0.0
+            plans.append(RoutePlan(ns, name, rps, dests, self.per_pod, header_share=share,
+                                   header_destinations=hdests if share else ()))
         # the other routers (imported here: routers.py builds on this module)
         from .routers import router_plans
 

@@ -25,7 +25,16 @@ from rollouts.kube.client import JSON, Kube
 from rollouts.kube.signals import request_action
 from testbed.cluster import TestBed
 from testbed.simulator.core import Simulator
-from tests.e2e.kit import REPO, ControllerProcess, eventually, get_rollout, phase_is, rollout, services
+from tests.e2e.kit import (
+    REPO,
+    ControllerProcess,
+    eventually,
+    get_rollout,
+    phase_is,
+    rollout,
+    services,
+    virtual_service,
+)
 from tests.e2e.test_router_crds import routers_installed  # noqa: F401  (fixture)
 from tests.e2e.test_routers import ROUTERS
 
@@ -225,14 +234,14 @@ HEADER_STEPS: list[JSON] = [
 RATE_SHARE = {
     "nginx": ('sum(rate(nginx_ingress_controller_requests{{namespace="{ns}",ingress="demo",canary!=""}}[4s]))'
               ' / sum(rate(nginx_ingress_controller_requests{{namespace="{ns}",ingress="demo"}}[4s]))'),
-    "gatewayAPI": ('sum(rate(istio_requests_total{{destination_service_namespace="{ns}",'
-                   'destination_service_name="demo-canary"}}[4s])) / sum(rate(istio_requests_total{{'
-                   'destination_service_namespace="{ns}",'
-                   'destination_service_name=~"demo-stable|demo-canary"}}[4s]))'),
+    "mesh": ('sum(rate(istio_requests_total{{destination_service_namespace="{ns}",'
+             'destination_service_name="demo-canary"}}[4s])) / sum(rate(istio_requests_total{{'
+             'destination_service_namespace="{ns}",'
+             'destination_service_name=~"demo-stable|demo-canary"}}[4s]))'),
 }
 
 
-@pytest.mark.parametrize("router", ["nginx", "gatewayAPI"])
+@pytest.mark.parametrize("router", ["nginx", "gatewayAPI", "istio"])
 async def test_header_route_sends_the_header_clients_to_the_canary(
         router: str, rkube: Kube, namespace: str, testbed: TestBed,
         routers_installed: None,  # noqa: F811
@@ -247,10 +256,13 @@ async def test_header_route_sends_the_header_clients_to_the_canary(
     testbed.add_scrape_target(f"sim-{ns}", sim.address)
     try:
         start_controller()
-        config, objects, _ = ROUTERS[router]
-        for obj in [*services(), *objects()]:
-            await apply(rkube, obj, ns)
         ro = rollout(HEADER_STEPS, replicas=2, scaleDownDelaySeconds=2)
+        if router == "istio":
+            config, objects = ro["spec"]["strategy"]["canary"]["trafficRouting"], [virtual_service()]
+        else:
+            config, objects = ROUTERS[router][0], ROUTERS[router][1]()
+        for obj in [*services(), *objects]:
+            await apply(rkube, obj, ns)
         ro["spec"]["strategy"]["canary"]["trafficRouting"] = {
             **copy.deepcopy(config), "managedRoutes": [{"name": "canary-header"}]}
         await apply(rkube, ro, ns)
@@ -261,7 +273,7 @@ async def test_header_route_sends_the_header_clients_to_the_canary(
         await eventually(lambda: phase_is(rkube, ns, "Paused"), 60, "paused on the header route")
 
         async def share_in(lo: float, hi: float) -> bool:
-            v = await _query(prom, RATE_SHARE[router].format(ns=ns))
+            v = await _query(prom, RATE_SHARE.get(router, RATE_SHARE["mesh"]).format(ns=ns))
             return v is not None and lo <= v <= hi
 
         try:

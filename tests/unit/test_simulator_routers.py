@@ -297,3 +297,21 @@ def test_simulator_step_feeds_each_routers_family() -> None:
     names = {dict(zip(sim.metrics.label_names, k, strict=True))["destination_service_name"]
              for k in sim.metrics.totals()}
     assert names == {"canary"}  # the HTTPRoute's traffic; the Ingress's went to ingress-nginx's series
+
+
+def test_istio_header_route_first_takes_only_the_header_clients() -> None:
+    """A setHeaderRoute step puts a header-matching route before the primary one: clients
+    without the header take the primary's weights (they took the header route before, so
+    every request went to the canary), those with it the header route."""
+    s = state()
+    s.virtual_services[(NS, "vs")] = {"metadata": {"name": "vs", "namespace": NS}, "spec": {"http": [
+        {"name": "beta", "match": [{"headers": {"x-canary": {"prefix": "be"}}}],
+         "route": [{"destination": {"host": "canary"}, "weight": 100}]},
+        {"name": "primary", "route": [{"destination": {"host": "stable"}, "weight": 90},
+                                      {"destination": {"host": "canary"}, "weight": 10}]}]}}
+    [p] = plans(s)
+    assert split_of(p) == {("stable", ""): 0.9, ("canary", ""): 0.1} and p.header_share == 0.0
+    [p] = plans(s, Clients((("X-Canary", "beta"),), 0.2))
+    assert split_of(p, header=True) == {("canary", ""): 1.0} and p.header_share == 0.2
+    [p] = plans(s, Clients((("X-Canary", "alpha"),), 0.2))
+    assert p.header_share == 0.0
