@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from numpy.typing import NDArray
@@ -271,10 +271,17 @@ class SequentialJudge:
     def _feed(self, p: RatioEProcess, inc: Increment, *, young: bool) -> None:
         """One interval into an error e-process: warm pods only, or (young=True) also the
         canary's young pods at exposure new_pod_r0 per request (the null lets a warming
-        pod err that much more than a warm one; baseline young pods stay out)."""
+        pod err that much more than a warm one). The catastrophe test also counts the
+        baseline's young pods: young pods err at least as much as warm ones, so this only
+        makes the null easier to keep, and it keeps the test alive when every stable pod
+        is young (a rollout minutes after the last one), where warm pods alone give 0/0."""
         c, b = inc.canary, inc.baseline
         f = self.config.new_pod_r0
         yc = c.young if young else (0, 0)
+        if young and b.young[0] > 0:
+            b = replace(b, requests=b.requests + b.young[0], bad=b.bad + b.young[1],
+                        pods=(*(b.pods or ()), *b.young_pods) if b.pods is not None else None,
+                        young=(0, 0), young_pods=())
         if isinstance(p, PodAdaptiveEProcess):
             # The canary's pooled rate averages its pods' (weighted by exposure): the null's
             # canary spread shrinks with the effective pod count. Without canary per-pod
