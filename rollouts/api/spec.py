@@ -17,6 +17,7 @@ from rollouts.api.constants import (
     DEFAULT_PROGRESS_DEADLINE_S,
     DEFAULT_REVISION_HISTORY_LIMIT,
     DEFAULT_SCALE_DOWN_DELAY_S,
+    POD_TEMPLATE_HASH_LABEL,
 )
 from rollouts.api.duration import parse_duration
 from rollouts.api.routing import (
@@ -527,6 +528,9 @@ def _parse_canary(canary_raw: dict[str, Any], errors: list[str]) -> CanaryStrate
                       "(or set trafficRouting.istio.destinationRule for subset-level splitting)")
     if canary_svc and canary_svc == stable_svc:
         errors.append(f"{cp}: canaryService and stableService must be different Services")
+    if istio is None and not routers.any and _bool(canary_raw, "dynamicStableScale", [], cp):
+        errors.append(f"{cp}.dynamicStableScale needs trafficRouting (as in Argo): without a router "
+                      "the stable's pods are the traffic split")
     if istio is None and not routers.any:
         for st in steps:
             if st.set_canary_scale is not None:
@@ -596,6 +600,21 @@ def _parse_blue_green(raw: dict[str, Any], replicas: int, errors: list[str]) -> 
     )
 
 
+def _role_metadata(canary: CanaryStrategy | None, bg: BlueGreenStrategy | None
+                   ) -> list[tuple[str, PodMetadata]]:
+    out = []
+    if canary is not None:
+        for name, md in (("canaryMetadata", canary.canary_metadata),
+                         ("stableMetadata", canary.stable_metadata)):
+            if md is not None:
+                out.append((f"spec.strategy.canary.{name}", md))
+    if bg is not None:
+        for name, md in (("activeMetadata", bg.active_metadata), ("previewMetadata", bg.preview_metadata)):
+            if md is not None:
+                out.append((f"spec.strategy.blueGreen.{name}", md))
+    return out
+
+
 def parse_selector(raw: Any, errors: list[str]) -> dict[str, str]:
     sel = _dict(raw, "spec.selector", errors)  # matchExpressions: a gap (unsupported.py)
     labels = _dict(sel.get("matchLabels"), "spec.selector.matchLabels", errors)
@@ -647,6 +666,11 @@ def parse_spec(raw_spec: Any) -> tuple[RolloutSpec | None, list[str]]:
     if restart_at is not None and parse_time(restart_at) is None:
         errors.append(f"spec.restartAt must be an RFC 3339 time, got {restart_at!r}")
         restart_at = None
+    for path, md in _role_metadata(canary, blue_green):
+        clash = sorted(k for k in md.labels if k in selector or k == POD_TEMPLATE_HASH_LABEL)
+        if clash:
+            errors.append(f"{path}.labels must not set the selector's or the controller's labels "
+                          f"({', '.join(clash)})")
     result = RolloutSpec(
         replicas=replicas,
         selector=selector,

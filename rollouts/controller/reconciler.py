@@ -134,8 +134,11 @@ def rs_observation(rs: JSON) -> ReplicaSetObs:
         rev = int((md.get("annotations") or {}).get(REVISION_ANNOTATION, "0"))
     except ValueError:
         rev = 0
-    # Until the ReplicaSet controller has seen the latest spec, its counts are stale.
-    fresh = st.get("observedGeneration", 0) >= md.get("generation", 0)
+    # Until the ReplicaSet controller has seen a scale, its counts are stale. A change of the
+    # pod template alone (ephemeral metadata) bumps the generation too, but leaves the pods
+    # and their counts as they are: those still hold while the pod count matches the spec.
+    fresh = (st.get("observedGeneration", 0) >= md.get("generation", 0)
+             or int(st.get("replicas") or 0) == int(spec.get("replicas", 1)))
     return ReplicaSetObs(
         hash=md["labels"][HASH], name=md["name"], replicas=int(spec.get("replicas", 1)),
         ready=int(st.get("readyReplicas") or 0) if fresh else 0,
@@ -394,8 +397,14 @@ class Reconciler:
             prev = json.loads((rs["metadata"].get("annotations") or {}).get(EPHEMERAL_ANNOTATION) or "{}")
         except ValueError:
             prev = {}
-        own_labels = ((template.get("metadata") or {}).get("labels") or {})
-        own_annotations = ((template.get("metadata") or {}).get("annotations") or {})
+        # the keys this revision's own template sets are never removed
+        recorded = (rs["metadata"].get("annotations") or {}).get(TEMPLATE_ANNOTATION)
+        try:
+            own = json.loads(recorded) if recorded else template
+        except ValueError:
+            own = template
+        own_labels = ((own.get("metadata") or {}).get("labels") or {})
+        own_annotations = ((own.get("metadata") or {}).get("annotations") or {})
         meta: JSON = {"labels": {**{k: None for k in (prev.get("labels") or {})
                                     if k not in action.labels and k not in own_labels},
                                  **action.labels},
@@ -406,7 +415,10 @@ class Reconciler:
         if meta:
             await self.kube.merge_patch(REPLICASETS.path(ns, name),
                                         {"spec": {"template": {"metadata": meta}}})
-            pods = await self.kube.get_list(PODS.path(ns), labelSelector=f"{HASH}={action.hash}")
+            selector = dict((rs.get("spec") or {}).get("selector", {}).get("matchLabels") or {})
+            selector[HASH] = action.hash  # this revision's pods of this Rollout only
+            pods = await self.kube.get_list(PODS.path(ns), labelSelector=",".join(
+                f"{k}={v}" for k, v in sorted(selector.items())))
             for pod in pods.get("items") or []:
                 try:
                     await self.kube.merge_patch(PODS.path(ns, pod["metadata"]["name"]),

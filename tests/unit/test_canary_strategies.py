@@ -318,3 +318,24 @@ def test_basic_canary_superseded_by_a_new_revision_leaves_only_as_fast_as_pods_c
         c.advance(1)
     assert c.replicas(h("shop:2")) == 0
     assert lowest >= 5
+
+
+def test_dynamic_stable_scale_without_a_router_is_refused_as_in_argo() -> None:
+    from rollouts.api.spec import parse_spec
+    _, errors = parse_spec(basic([{"setWeight": 20}], dynamicStableScale=True))
+    assert any("dynamicStableScale needs trafficRouting" in e for e in errors), errors
+
+
+def test_a_pod_template_change_alone_does_not_hide_available_pods() -> None:
+    # SetPodMetadata patches the ReplicaSet's template: its generation moves ahead of
+    # observedGeneration, but its pods (and counts) are unchanged. Reading them as 0
+    # available made a Healthy rollout flap to Progressing and dropped header routes.
+    from rollouts.controller.reconciler import rs_observation
+    rs = {"metadata": {"name": "shop-abc", "labels": {"rollouts-pod-template-hash": "abc"},
+                       "generation": 3},
+          "spec": {"replicas": 4},
+          "status": {"observedGeneration": 2, "replicas": 4, "readyReplicas": 4,
+                     "availableReplicas": 4}}
+    assert rs_observation(rs).available == 4
+    rs["spec"]["replicas"] = 6  # a scale not seen yet: its counts are stale
+    assert rs_observation(rs).available == 0
