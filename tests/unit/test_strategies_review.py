@@ -14,7 +14,7 @@ from tests.unit.test_canary_strategies import (
     basic,
     counts,
 )
-from tests.unit.test_decide import ANALYSIS, Cluster, _analysis_cluster, _run_named, _set_run, h, rollout_spec
+from tests.unit.test_decide import ANALYSIS, Cluster, _analysis_cluster, _run_named, _set_run, h, rollout_spec, template
 
 
 def _total_pods(c: BasicCluster) -> int:
@@ -47,19 +47,23 @@ def test_basic_canary_undo_to_the_stable_mid_step_stays_within_max_surge() -> No
 
 
 def test_basic_canary_with_dynamic_stable_scale_superseded_mid_step_stays_within_max_surge() -> None:
-    # dynamicStableScale needs a router (Argo rejects it without one): here it must not turn
-    # a new template mid-step into the router's drain, which scaled the stable to 5 at once
-    # beside 3 canary pods (8 > 5 + 1) and held 60 % on the superseded canary in status.
-    c = BasicCluster(basic([{"setWeight": 60}, {"pause": {}}], maxSurge=1, maxUnavailable=0,
-                           dynamicStableScale=True), pod_delay=3)
+    # dynamicStableScale needs a router (Argo rejects it without one, and so does the spec
+    # check now). Set mid-step together with a new template, it used to turn into the
+    # router's drain, which scaled the stable to 5 at once beside 3 canary pods (8 > 5 + 1)
+    # and held 60 % on the superseded canary in status: now it is an InvalidSpec that
+    # changes nothing.
+    c = BasicCluster(basic([{"setWeight": 60}, {"pause": {}}], maxSurge=1, maxUnavailable=0),
+                     pod_delay=3)
     v1 = c.deploy_stable()
     c.set_image("shop:2")
     v2 = h("shop:2")
     c.run_until(lambda: c.status.get("phase") == "Paused")
-    c.set_image("shop:3")
-    v3 = h("shop:3")
-    c.run_until(lambda: c.status.get("phase") == "Paused" and c.status["currentPodHash"] == v3)
-    assert counts(c, v3, v2, v1) == (3, 0, 2)
+    before = counts(c, v2, v1)
+    c.edit(lambda s: (s["strategy"]["canary"].update(dynamicStableScale=True),
+                      s.update(template=template("shop:3"))))
+    c.run(20)
+    assert "dynamicStableScale needs trafficRouting" in c.status["message"]
+    assert counts(c, v2, v1) == before and h("shop:3") not in c.rss
 
 
 def test_an_inconclusive_experiment_pauses_with_argos_experiment_reason() -> None:
