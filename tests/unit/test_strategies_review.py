@@ -14,7 +14,16 @@ from tests.unit.test_canary_strategies import (
     basic,
     counts,
 )
-from tests.unit.test_decide import ANALYSIS, Cluster, _analysis_cluster, _run_named, _set_run, h, rollout_spec, template
+from tests.unit.test_decide import (
+    ANALYSIS,
+    Cluster,
+    _analysis_cluster,
+    _run_named,
+    _set_run,
+    h,
+    rollout_spec,
+    template,
+)
 
 
 def _total_pods(c: BasicCluster) -> int:
