@@ -37,7 +37,7 @@ test-e2e: setup
 	$(VENV)/bin/pytest tests/e2e -q
 
 test: setup lint
-	$(VENV)/bin/pytest tests -q
+	$(PY) -m testbed.run_tests
 
 testbed: setup
 	$(PY) -m testbed up
