@@ -21,10 +21,9 @@ Counters: ``requests`` = sum(istio_requests_total) of the arm, ``bad`` = its 5xx
 ``math.inf`` for ``+Inf``), and (recommended, both arms) ``pods`` = {pod: (requests, bad)}
 from ``sum by (pod) (istio_requests_total{...})`` and its 5xx part. Per-pod counters make
 counter resets per series (a restarted pod never brings the other pods' history into an
-interval), enable the new-pod policy (pods younger than ``new_pod_warmup_s`` are left out of
-the main test on both arms on every scale-up, while a catastrophe test keeps the canary's
-young pods at an allowance of ``new_pod_r0`` x; ``warm_pods`` names pods known to be older
-at the first scrape), and on the baseline switch the error test to the adaptive margin: the null allows
+interval), enable the new-pod policy (pods younger than ``new_pod_warmup_s`` are left out on
+both arms on every scale-up; ``warm_pods`` names pods known to be older at the first
+scrape), and on the baseline switch the error test to the adaptive margin: the null allows
 the canary to differ from stable as much as the stable pods differ from each other, so
 harmless pod-to-pod variation does not roll back while a homogeneous fleet is judged
 almost as strictly as ratio <= 1. Without them the fixed margin ``error_r0`` applies, and

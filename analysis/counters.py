@@ -87,7 +87,6 @@ class ArmIncrement:
     pods: tuple[tuple[str, int, int], ...] | None = None  # (pod, requests, bad) increments
     # (requests, bad) of young pods left out of ``requests``/``bad`` (new-pod policy)
     young: tuple[int, int] = (0, 0)
-    young_pods: tuple[tuple[str, int, int], ...] = ()  # their (pod, requests, bad)
 
     def slower_than(self) -> tuple[int, ...]:
         """Requests slower than each bound (the exceedance counts the latency test uses)."""
@@ -344,27 +343,16 @@ class CounterTracker:
             sum(r for _, r, _ in pods.pods) - req,
             sum(b for _, _, b in pods.pods) - bad,
         )
-        young_pods = tuple(x for x in pods.pods if x[0] not in warm_names)
         if new.le != old.le:
             raise ValueError(f"{name} histogram bucket bounds changed between scrapes")
         # The histogram is summed over pods: a restarted or vanished pod corrupts its
         # increment, and young pods cannot be taken out of it.
         if _arm_reset(old, new) or pods.restarted or pods.vanished or young:
-            return (
-                ArmIncrement(req, bad, new.le, (), 0, tuple(warm), young_counts, young_pods),
-                False,
-            )
+            return ArmIncrement(req, bad, new.le, (), 0, tuple(warm), young_counts), False
         agg = _arm_increment(old, new, name)
         return (
             ArmIncrement(
-                req,
-                bad,
-                agg.le,
-                agg.le_counts,
-                agg.hist_count,
-                tuple(warm),
-                young_counts,
-                young_pods,
+                req, bad, agg.le, agg.le_counts, agg.hist_count, tuple(warm), young_counts
             ),
             True,
         )

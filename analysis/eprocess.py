@@ -149,14 +149,6 @@ def log_evalue_paths(
     return out
 
 
-def _check_counts(n_c: int, n_b: int, y_c: int, y_b: int) -> None:
-    for v, what in ((n_c, "n_c"), (n_b, "n_b"), (y_c, "y_c"), (y_b, "y_b")):
-        if v < 0:
-            raise ValueError(f"{what} must be nonnegative, got {v}")
-    if y_c > n_c or y_b > n_b:
-        raise ValueError("bad events exceed requests")
-
-
 def _weights(weights: ArrayLike | None, n: int) -> FloatArray:
     if weights is None:
         return np.full(n, 1.0 / n)
@@ -208,51 +200,23 @@ class RatioEProcess:
         self._cum = np.zeros(self._grid.size)
         self._max_log_e = 0.0
         self.n_c = self.n_b = self.y_c = self.y_b = 0
-        self.n_young = self.y_young = 0  # canary requests/errors of warming pods
 
-    def update(
-        self,
-        n_c: int,
-        n_b: int,
-        y_c: int,
-        y_b: int,
-        *,
-        young: tuple[int, int] = (0, 0),
-        young_factor: float = 1.0,
-    ) -> float:
-        """Add one interval's counts; return the new e-value.
-
-        young: (requests, bad) of canary pods still warming up. They count in the rollback
-        test with exposure ``young_factor`` per request (the null allows a warming pod
-        ``young_factor`` times the error rate of a warm one), never in the confidence
-        sequence, estimate or promotion test (those use the warm counts only).
-        """
-        _check_counts(n_c, n_b, y_c, y_b)
-        n_y, y_y = young
-        _check_counts(n_y, 0, y_y, 0)
-        if not (young_factor >= 1.0 and math.isfinite(young_factor)):
-            raise ValueError(f"young_factor must be a finite number >= 1, got {young_factor}")
+    def update(self, n_c: int, n_b: int, y_c: int, y_b: int) -> float:
+        """Add one interval's counts; return the new e-value."""
+        for v, what in ((n_c, "n_c"), (n_b, "n_b"), (y_c, "y_c"), (y_b, "y_b")):
+            if v < 0:
+                raise ValueError(f"{what} must be nonnegative, got {v}")
+        if y_c > n_c or y_b > n_b:
+            raise ValueError("bad events exceed requests")
         self.n_c += n_c
         self.n_b += n_b
         self.y_c += y_c
         self.y_b += y_b
-        self.n_young += n_y
-        self.y_young += y_y
-        k = 1 + self.alternatives.size
         n = n_c + n_b
         e = y_c + y_b
         if n > 0 and e > 0:  # otherwise the interval carries no information
             rho = n_c / n
-            self._cum[k:] += y_c * self._grid[k:] - e * np.log1p(rho * self._expm1[k:])
-        # The rollback test: warm requests at exposure 1, young ones at young_factor.
-        m_c = n_c + young_factor * n_y
-        m = m_c + n_b
-        e_t = e + y_y
-        if m > 0 and e_t > 0:
-            rho_t = m_c / m
-            self._cum[:k] += (y_c + y_y) * self._grid[:k] - e_t * np.log1p(
-                rho_t * self._expm1[:k]
-            )
+            self._cum += y_c * self._grid - e * np.log1p(rho * self._expm1)
         le = self.log_e_value
         self._max_log_e = max(self._max_log_e, le)
         return math.exp(min(le, 700.0))

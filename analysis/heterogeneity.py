@@ -56,7 +56,7 @@ from collections.abc import Mapping
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from .eprocess import RatioEProcess, _check_counts, _weights
+from .eprocess import RatioEProcess, _weights
 
 __all__ = [
     "SD_GRID",
@@ -288,7 +288,7 @@ class PodAdaptiveEProcess(RatioEProcess):
         self._cum_u = np.zeros(U_GRID.size)
         self._expm1_u = np.expm1(U_GRID)
         self._pods: dict[str, list[int]] = {}
-        self._canary_req: dict[str, float] = {}
+        self._canary_req: dict[str, int] = {}
         self._tau_idx = 0
         self._prior_key: tuple[float, int] | None = None
         self._prior = np.zeros(0)
@@ -301,25 +301,18 @@ class PodAdaptiveEProcess(RatioEProcess):
         y_b: int,
         baseline_pods: Mapping[str, tuple[int, int]] | None = None,
         canary_pods: int | None = None,
-        canary_pod_requests: Mapping[str, float] | None = None,
-        *,
-        young: tuple[int, int] = (0, 0),
-        young_factor: float = 1.0,
+        canary_pod_requests: Mapping[str, int] | None = None,
     ) -> float:
         """Add one interval: both arms' totals and the stable pods' (requests, bad).
 
-        canary_pod_requests: the canary pods' exposure in this interval (requests, a
-        warming pod's times ``young_factor``); from them the null's canary spread uses the
-        effective pod count (see :func:`effective_pods`). Without them ``canary_pods`` (the
-        largest seen) is used. young: (requests, bad) of warming canary pods, in the
-        rollback test at exposure ``young_factor`` (see :meth:`RatioEProcess.update`).
+        canary_pod_requests: the canary pods' counted requests in this interval; from
+        them the null's canary spread uses the effective pod count (see
+        :func:`effective_pods`). Without them ``canary_pods`` (the largest seen) is used.
         """
-        _check_counts(n_c, n_b, y_c, y_b)
-        _check_counts(young[0], 0, young[1], 0)
         for name, cn in (canary_pod_requests or {}).items():
-            if not cn >= 0:
+            if cn < 0:
                 raise ValueError(f"canary pod {name}: invalid request count {cn}")
-            self._canary_req[name] = self._canary_req.get(name, 0.0) + cn
+            self._canary_req[name] = self._canary_req.get(name, 0) + cn
         for name, (pn, py) in (baseline_pods or {}).items():
             if pn < 0 or py < 0 or py > pn:
                 raise ValueError(f"stable pod {name}: invalid counts ({pn} requests, {py} bad)")
@@ -328,26 +321,15 @@ class PodAdaptiveEProcess(RatioEProcess):
             acc[1] += py
         if canary_pods is not None and canary_pods > 0:
             self.canary_pods = max(self.canary_pods, canary_pods)
-        n_y, y_y = young
-        m_c = n_c + young_factor * n_y
-        m = m_c + n_b
-        e = y_c + y_b + y_y
-        if m > 0 and e > 0:
-            rho = m_c / m
-            self._cum_u += (y_c + y_y) * U_GRID - e * np.log1p(rho * self._expm1_u)
-        return super().update(n_c, n_b, y_c, y_b, young=young, young_factor=young_factor)
+        n = n_c + n_b
+        e = y_c + y_b
+        if n > 0 and e > 0:
+            rho = n_c / n
+            self._cum_u += y_c * U_GRID - e * np.log1p(rho * self._expm1_u)
+        return super().update(n_c, n_b, y_c, y_b)
 
-    def update(
-        self,
-        n_c: int,
-        n_b: int,
-        y_c: int,
-        y_b: int,
-        *,
-        young: tuple[int, int] = (0, 0),
-        young_factor: float = 1.0,
-    ) -> float:
-        return self.update_pods(n_c, n_b, y_c, y_b, young=young, young_factor=young_factor)
+    def update(self, n_c: int, n_b: int, y_c: int, y_b: int) -> float:
+        return self.update_pods(n_c, n_b, y_c, y_b)
 
     @property
     def stable_pods(self) -> int:

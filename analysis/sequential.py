@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
-
-import numpy as np
-from numpy.typing import NDArray
+from dataclasses import dataclass
 
 from .counters import CounterTracker, Increment, Snapshot
 from .eprocess import RatioEProcess, default_alternatives, mixture_alternatives
@@ -14,7 +11,7 @@ from .heterogeneity import PodAdaptiveEProcess, sd_grid
 from .latency import LatencyEProcess
 from .verdict import Decision, MetricVerdict, Phase, Verdict, fmt_ratio
 
-__all__ = ["SequentialConfig", "SequentialJudge", "catastrophe_alternatives"]
+__all__ = ["SequentialConfig", "SequentialJudge"]
 
 
 NEW_POD_POLICIES = ("exclude", "include")
@@ -36,24 +33,19 @@ class SequentialConfig:
         heterogeneity the design assumes, 0.2; raise it for pods known to differ more).
     error_grid: (lo, hi, n) log grid of alternative ratios for the error mixture, sharing
         weight 1 - error_tail_weight; error_tail: (lo, hi, n) grid of large ratios (up to a
-        canary failing every request) sharing error_tail_weight. With young canary pods to
-        judge (canary per-pod counters, new-pod policy on) the tail is the catastrophe test
-        below, of weight error_tail_weight, instead of part of the main mixture.
+        canary failing every request) sharing error_tail_weight.
     latency_r0 / latency_grid: the same for "slower than bucket bound" shares.
     alpha_cs: level of the reported confidence sequences (95 % by default).
     early_promotion: promote once every metric's ratio is shown below its tolerance
         (r_tol / latency_r_tol) at level alpha_promote, after min_dwell_s seconds.
     latency_min_baseline: requests (both arms) used to choose the histogram bounds.
-    new_pods: "exclude" (default): pods younger than new_pod_warmup_s (since their series
-        first appeared or restarted) are left out of the main error test on both arms, of
-        the stable-pod dispersion, of the confidence sequence and promotion test, and
-        latency is not judged while such pods serve. A canary's young pods stay in the
-        catastrophe test: the same test (same margin) on every canary request, where a young
-        pod's request counts as new_pod_r0 requests of exposure (the null allows a warming
-        pod new_pod_r0 times a warm pod's error rate), with the tail alternatives extended
-        down to error_tail's lo / new_pod_r0 (see catastrophe_alternatives). A canary failing
-        every request is thus caught during the warm-up too. "include": every request counts
-        at once as a warm one. Needs per-pod counters of the arm.
+    new_pods: "exclude" (default): requests of pods younger than new_pod_warmup_s (since
+        their series first appeared or restarted) are left out of the main tests on both
+        arms, and latency is not judged while such pods serve; a canary's young pods are
+        every canary request, young pods' included, is also tested against the loose margin
+        new_pod_r0 (weight new_pod_weight of the error e-value), so a canary failing every
+        request is caught during warm-up.
+        "include": every request counts at once. Needs per-pod counters of the arm.
     min_requests: no rollback or promotion before the canary served this many requests.
     """
 
@@ -77,6 +69,7 @@ class SequentialConfig:
     new_pods: str = "exclude"
     new_pod_warmup_s: float = 120.0
     new_pod_r0: float = 5.0
+    new_pod_weight: float = 0.1
     min_requests: int = 0
     latency_unit: str = ""  # only for the explanation, e.g. "ms" for Istio's histogram
 
@@ -85,11 +78,11 @@ class SequentialConfig:
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and 0 < v < 1):
                 raise ValueError(f"{name} must be a number in (0, 1), got {v!r}")
-        for name in ("error_tail_weight",):
+        for name in ("error_tail_weight", "new_pod_weight"):
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and 0 <= v < 1):
                 raise ValueError(f"{name} must be a number in [0, 1), got {v!r}")
-        for name in ("error_r0", "latency_r0", "r_tol", "latency_r_tol"):
+        for name in ("error_r0", "latency_r0", "r_tol", "latency_r_tol", "new_pod_r0"):
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and 0 < v < math.inf):
                 raise ValueError(f"{name} must be a positive number, got {v!r}")
@@ -101,10 +94,6 @@ class SequentialConfig:
             v = getattr(self, name)
             if not (isinstance(v, int) and v >= 0):
                 raise ValueError(f"{name} must be a nonnegative integer, got {v!r}")
-        if not (
-            isinstance(self.new_pod_r0, (int, float)) and 1 <= self.new_pod_r0 < math.inf
-        ):
-            raise ValueError(f"new_pod_r0 must be a number >= 1, got {self.new_pod_r0!r}")
         if self.new_pods not in NEW_POD_POLICIES:
             raise ValueError(f"new_pods must be one of {', '.join(NEW_POD_POLICIES)}, got {self.new_pods!r}")
         _check_grid("error_grid", self.error_grid, 1.0)
@@ -118,6 +107,7 @@ class SequentialConfig:
         for margin, grid, what in (
             (self.error_r0, self.error_tail, "error_r0 must lie below error_tail's max"),
             (self.latency_r0, self.latency_grid, "latency_r0 must lie below latency_grid's max"),
+            (self.new_pod_r0, self.error_tail, "new_pod_r0 must lie below error_tail's max"),
         ):
             if margin >= grid[1]:
                 raise ValueError(f"{what} (got {margin:g} and {grid[1]:g})")
@@ -126,18 +116,6 @@ class SequentialConfig:
     @property
     def warmup_s(self) -> float:
         return self.new_pod_warmup_s if self.new_pods == "exclude" else 0.0
-
-
-def catastrophe_alternatives(cfg: SequentialConfig, r0: float) -> NDArray[np.float64]:
-    """Alternatives of the catastrophe test: the tail grid extended down to
-    tail_lo / new_pod_r0 at the same log density, since a tail-sized harm on a warming pod
-    (exposure new_pod_r0) looks new_pod_r0 times smaller; only ratios above r0."""
-    lo, hi, n = cfg.error_tail
-    lo_ext = min(lo, max(lo / cfg.new_pod_r0, r0 * 1.05))
-    if lo_ext < lo:
-        # one point per the tail's log step (two for a one-point tail)
-        n = max(n + 1, round(n * math.log(hi / lo_ext) / math.log(hi / lo))) if hi > lo else 2
-    return default_alternatives(r0, lo_ext, hi, n)
 
 
 def _check_grid(name: str, g: object, above: float) -> None:
@@ -188,9 +166,9 @@ class SequentialJudge:
             cfg.error_r0, cfg.error_grid, cfg.error_tail, cfg.error_tail_weight
         )
         self.errors: RatioEProcess | None = RatioEProcess(cfg.error_r0, alts, w) if errors else None
-        # The same test with the canary's young pods in it (new-pod policy): see _feed.
-        self.full = RatioEProcess(cfg.error_r0, alts, w)
-        self._full_on = False
+        # Every canary request (young pods' too) against the loose margin new_pod_r0.
+        self.young = RatioEProcess(cfg.new_pod_r0, default_alternatives(cfg.new_pod_r0, *cfg.error_tail))
+        self._young_on = False
         self._mode_chosen = False
         self.latency = (
             LatencyEProcess(
@@ -227,20 +205,46 @@ class SequentialJudge:
             self._start = inc.start
         self._elapsed = inc.end - self._start
         c, b = inc.canary, inc.baseline
-        cfg = self.config
         if self.errors is not None:
             if not self._mode_chosen:
-                # The margin's kind and the catastrophe test are fixed by the first
-                # interval, before any evidence.
+                # The margin's kind is fixed by the first interval, before any evidence.
                 self._mode_chosen = True
-                self._choose_tests(adaptive=cfg.adaptive_margin and b.pods is not None,
-                                   catastrophe=(cfg.warmup_s > 0 and c.pods is not None
-                                                and cfg.error_tail_weight > 0))
-            self._feed(self.errors, inc, young=False)
-            if self._full_on:
-                self._feed(self.full, inc, young=True)
+                cfg = self.config
+                self._young_on = cfg.warmup_s > 0 and c.pods is not None and cfg.new_pod_weight > 0
+                if cfg.adaptive_margin and b.pods is not None:
+                    alts, w = mixture_alternatives(
+                        1.0, cfg.error_grid, cfg.error_tail, cfg.error_tail_weight
+                    )
+                    self.errors = PodAdaptiveEProcess(alts, cfg.pod_sd_max, weights=w)
+            if isinstance(self.errors, PodAdaptiveEProcess):
+                self.errors.update_pods(
+                    c.requests,
+                    b.requests,
+                    c.bad,
+                    b.bad,
+                    {name: (n, y) for name, n, y in b.pods or ()},
+                    None,
+                    # The canary's pooled rate averages its pods' (weighted by the
+                    # requests counted): the null's canary spread shrinks with the
+                    # effective pod count. Without canary per-pod counters K_c stays 1.
+                    {name: n for name, n, _ in c.pods or ()},
+                )
+            else:
+                self.errors.update(c.requests, b.requests, c.bad, b.bad)
             self._young_n += c.young[0]
             self._young_y += c.young[1]
+            if self._young_on:
+                # Every canary request, young pods' included, against the loose margin
+                # new_pod_r0 (a catastrophe is no warm-up): one pool of evidence, so a
+                # canary failing every request is caught during the warm-up too. The
+                # baseline's young pods count as well (if they err more, that only makes
+                # this test more cautious).
+                self.young.update(
+                    c.requests + c.young[0],
+                    b.requests + b.young[0],
+                    c.bad + c.young[1],
+                    b.bad + b.young[1],
+                )
         if self.latency is not None and inc.latency_valid:
             if not c.le:
                 raise ValueError("latency analysis is enabled but the increment has no histogram")
@@ -251,70 +255,19 @@ class SequentialJudge:
             self._final = verdict
         return verdict
 
-    def _choose_tests(self, *, adaptive: bool, catastrophe: bool) -> None:
-        """Main test (margin fixed or adaptive) and, with young canary pods to judge, the
-        catastrophe test: the tail alternatives move out of the main test into a test on
-        every canary request (young pods at exposure new_pod_r0), with the same weight."""
-        cfg = self.config
-        self._full_on = catastrophe
-        tw = 0.0 if catastrophe else cfg.error_tail_weight
-        r0 = 1.0 if adaptive else cfg.error_r0
-        alts, w = mixture_alternatives(r0, cfg.error_grid, cfg.error_tail, tw)
-        tail = catastrophe_alternatives(cfg, r0)
-        if adaptive:
-            self.errors = PodAdaptiveEProcess(alts, cfg.pod_sd_max, weights=w)
-            self.full = PodAdaptiveEProcess(tail, cfg.pod_sd_max)
-        else:
-            self.errors = RatioEProcess(r0, alts, w)
-            self.full = RatioEProcess(r0, tail)
-
-    def _feed(self, p: RatioEProcess, inc: Increment, *, young: bool) -> None:
-        """One interval into an error e-process: warm pods only, or (young=True) also the
-        canary's young pods at exposure new_pod_r0 per request (the null lets a warming
-        pod err that much more than a warm one). The catastrophe test also counts the
-        baseline's young pods: young pods err at least as much as warm ones, so this only
-        makes the null easier to keep, and it keeps the test alive when every stable pod
-        is young (a rollout minutes after the last one), where warm pods alone give 0/0."""
-        c, b = inc.canary, inc.baseline
-        f = self.config.new_pod_r0
-        yc = c.young if young else (0, 0)
-        if young and b.young[0] > 0:
-            b = replace(b, requests=b.requests + b.young[0], bad=b.bad + b.young[1],
-                        pods=(*(b.pods or ()), *b.young_pods) if b.pods is not None else None,
-                        young=(0, 0), young_pods=())
-        if isinstance(p, PodAdaptiveEProcess):
-            # The canary's pooled rate averages its pods' (weighted by exposure): the null's
-            # canary spread shrinks with the effective pod count. Without canary per-pod
-            # counters K_c stays 1.
-            exposure = {name: float(n) for name, n, _ in c.pods or ()}
-            if young:
-                exposure.update({name: f * n for name, n, _ in c.young_pods})
-            p.update_pods(
-                c.requests,
-                b.requests,
-                c.bad,
-                b.bad,
-                {name: (n, y) for name, n, y in b.pods or ()},
-                None,
-                exposure,
-                young=yc,
-                young_factor=f,
-            )
-        else:
-            p.update(c.requests, b.requests, c.bad, b.bad, young=yc, young_factor=f)
-
     def error_log_e(self) -> float:
-        """log E of the error test: (1 - w) E_main + w E_catastrophe (w = error_tail_weight),
-        an e-process because both are; E_main alone when there is no catastrophe test."""
+        """log E of the error test: the main e-process, mixed with the young-pod one."""
         assert self.errors is not None
         main = self.errors.log_e_value
-        if not self._full_on:
+        if not self._young_on:
             return main
-        w = self.config.error_tail_weight
+        w = self.config.new_pod_weight
         a = math.log1p(-w) + main
-        y = math.log(w) + self.full.log_e_value
+        y = math.log(w) + self.young.log_e_value
         m = max(a, y)
-        if math.isinf(m):
+        if m == -math.inf:
+            return m
+        if m == math.inf:
             return m
         return m + math.log(math.exp(a - m) + math.exp(y - m))
 
@@ -400,10 +353,13 @@ class SequentialJudge:
                 else f">= {thr:g} but fewer than {cfg.min_requests} canary requests: continue"
             )
             allowance = (
-                f"tested allowing a warming pod up to {cfg.new_pod_r0:g} x stable's error rate"
+                f"tested only against {cfg.new_pod_r0:g} x stable's error rate (a warming pod "
+                "may err that much more)"
+                if self._young_on
+                else "not judged"
             )
             if s.n_c == 0:
-                # All evidence so far comes from warming pods: say so, not "0/0".
+                # All evidence so far comes from warming pods: say so, not "0/0 vs".
                 text = (
                     f"canary pods are warming up (younger than {cfg.new_pod_warmup_s:g} s): "
                     f"{yb}/{yn} canary requests failed vs {s.y_b}/{s.n_b} on stable, "
@@ -451,9 +407,9 @@ class SequentialJudge:
                 "canary_pods": p.canary_pods,
                 "binding_pod_sd": p.binding_sd,
                 "pod_sd_max": float(p.taus[-1]),
-                "young_pod_factor": self.config.new_pod_r0,
+                "young_pods_test": self._young_on,
             }
-        return {"margin": "fixed", "r0": p.r0, "young_pod_factor": self.config.new_pod_r0}
+        return {"margin": "fixed", "r0": p.r0, "young_pods_test": self._young_on}
 
     def _latency_verdict(self, p: LatencyEProcess) -> MetricVerdict:
         thr = self.latency_threshold

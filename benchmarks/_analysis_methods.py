@@ -20,7 +20,6 @@ from analysis import (
 from analysis.eprocess import CS_GRID, mixture_alternatives
 from analysis.heterogeneity import effective_pods
 from analysis.histogram import histogram_quantiles
-from analysis.sequential import catastrophe_alternatives
 
 from ._analysis_sim import LE, Batch, Scenario, merge_missing
 
@@ -43,7 +42,7 @@ def combine(*idx: IntA) -> IntA:
 
 
 def _log_e(
-    nc: NDArray[np.int64] | NDArray[np.float64],
+    nc: IntA,
     nb: IntA,
     yc: IntA,
     yb: IntA,
@@ -127,67 +126,43 @@ def error_log_e(b: Batch, cfg: SequentialConfig, pods: bool = True) -> NDArray[n
     return out
 
 
-def canary_effective_pods(
-    b: Batch, counted: NDArray[np.int64], young: NDArray[np.float64] | None = None
-) -> NDArray[np.float64]:
+def canary_effective_pods(b: Batch, counted: NDArray[np.int64]) -> NDArray[np.float64]:
     """Effective canary pods at each interval, as the judge computes them from the canary
-    pods' exposure: the warm pods share the counted requests equally, the young ones
-    (new-pod policy) the young exposure (requests x new_pod_r0)."""
+    pods' counted requests (the warm pods share the counted requests equally)."""
     m = b.canary_warm_pods
-    n_y = np.maximum(b.canary_pods_now - m, 1) if young is not None else np.zeros_like(m)
-    k = np.arange(max(int((m + n_y).max()), 1))
+    k = np.arange(max(int(m.max()), 1))
     share = np.where(k[None, :] < m[:, None], 1.0 / np.maximum(m, 1)[:, None], 0.0)  # (T, K)
-    per: NDArray[np.float64] = np.asarray(counted[..., None] * share[None, :, :], dtype=np.float64)
-    if young is not None:
-        ysh = np.where(
-            (k[None, :] >= m[:, None]) & (k[None, :] < (m + n_y)[:, None]),
-            1.0 / n_y[:, None],
-            0.0,
-        )
-        per = per + young[..., None] * ysh[None, :, :]
-    return effective_pods(np.cumsum(per, axis=1))
+    per_pod = np.cumsum(counted[..., None] * share[None, :, :], axis=1)
+    return effective_pods(per_pod)
 
 
 def _error_log_e(b: Batch, cfg: SequentialConfig, pods: bool) -> NDArray[np.float64]:
     v = _views(b, pods)
-    main = _margin_log_e(b, cfg, v, pods, young=False)
-    if not catastrophe_test_on(cfg, pods):
-        return main
-    # the tail alternatives on every canary request, young pods at exposure new_pod_r0
-    full = _margin_log_e(b, cfg, v, pods, young=True)
-    wy = cfg.error_tail_weight
-    return np.logaddexp(math.log1p(-wy) + main, math.log(wy) + full)
-
-
-def catastrophe_test_on(cfg: SequentialConfig, pods: bool) -> bool:
-    return pods and cfg.warmup_s > 0 and cfg.error_tail_weight > 0
-
-
-def _margin_log_e(
-    b: Batch, cfg: SequentialConfig, v: dict[str, NDArray[np.int64]], pods: bool, young: bool
-) -> NDArray[np.float64]:
-    """The main test (counted requests; young=False) or the catastrophe test (tail
-    alternatives only, on every canary request, young pods at exposure new_pod_r0)."""
-    adaptive = cfg.adaptive_margin and pods
-    r0 = 1.0 if adaptive else cfg.error_r0
-    young_exp: NDArray[np.float64] = cfg.new_pod_r0 * v["nc_young"].astype(np.float64)
-    if not young:
-        young_exp = np.zeros(young_exp.shape)
-    nc = v["nc"] + young_exp
-    yc = v["yc"] + (v["yc_young"] if young else 0)
-    w: NDArray[np.float64] | None
-    if young:
-        alts, w = catastrophe_alternatives(cfg, r0), None
-    else:  # with the catastrophe test on, the tail moves out of the main test
-        tw = 0.0 if catastrophe_test_on(cfg, pods) else cfg.error_tail_weight
-        alts, w = mixture_alternatives(r0, cfg.error_grid, cfg.error_tail, tw)
-    if adaptive:
-        return adaptive_log_evalue_paths(
-            nc, v["nb"], yc, v["yb"], v["pn"], v["py"], alts, cfg.pod_sd_max,
-            canary_pods=canary_effective_pods(b, v["nc"], young_exp if young else None),
-            weights=w,
+    if cfg.adaptive_margin and pods:
+        alts, w = mixture_alternatives(1.0, cfg.error_grid, cfg.error_tail, cfg.error_tail_weight)
+        main = adaptive_log_evalue_paths(
+            v["nc"], v["nb"], v["yc"], v["yb"], v["pn"], v["py"], alts, cfg.pod_sd_max,
+            canary_pods=canary_effective_pods(b, v["nc"]), weights=w,
         )
-    return _log_e(nc, v["nb"], yc, v["yb"], r0, alts, w)
+    else:
+        alts, w = mixture_alternatives(
+            cfg.error_r0, cfg.error_grid, cfg.error_tail, cfg.error_tail_weight
+        )
+        main = _log_e(v["nc"], v["nb"], v["yc"], v["yb"], cfg.error_r0, alts, w)
+    if not (pods and cfg.warmup_s > 0 and cfg.new_pod_weight > 0):
+        return main
+    y_alts = default_alternatives(cfg.new_pod_r0, *cfg.error_tail)
+    # every canary request (young pods' included) against the loose margin new_pod_r0
+    young = _log_e(
+        v["nc"] + v["nc_young"],
+        v["nb_all"],
+        v["yc"] + v["yc_young"],
+        v["yb_all"],
+        cfg.new_pod_r0,
+        y_alts,
+    )
+    wy = cfg.new_pod_weight
+    return np.logaddexp(math.log1p(-wy) + main, math.log(wy) + young)
 
 
 def m6(

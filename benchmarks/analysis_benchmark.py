@@ -384,7 +384,6 @@ def render(
     goals = goal_lines(results, nulls, errs, lats)
     L += ["## Goals (shipped default)", "", "| goal | status | evidence |", "|---|---|---|"]
     L += [f"| {g} | {st} | {ev} |" for g, st, ev in goals]
-    L += ["", *MISSED_NOTES]
     L += ["", "## Null scenarios: false rollback rate (Clopper–Pearson 95 %)", ""]
     hdr = ["scenario", *METHOD_ORDER]
     L += ["| " + " | ".join(hdr) + " |", "|" + "---|" * len(hdr)]
@@ -449,46 +448,6 @@ def render(
     return "\n".join(L) + "\n"
 
 
-MISSED_NOTES = [
-    "### Why goals are missed (read with the figures above)",
-    "",
-    "- **G1 is claimed for the shipped default with per-pod input** (both arms' "
-    "`requestsByPod`/`errorsByPod`). Without them the judge falls back to the fixed margin "
-    "1.2 with no new-pod policy and no per-pod reset handling: pod heterogeneity beyond 1.2, "
-    "slow-starting pods and pod restarts then roll back harmless canaries (the G1 line lists "
-    "those scenarios). The fallback's G3 figure cannot be raised without making that worse: "
-    "margin 1.15 or a narrower grid (1.5-3 x) catch 2 x at 0.1 % 85-88 % of the time but "
-    "roll back 5.8-8 % of harmless canaries at heterogeneity sd 0.2 (targeted simulations).",
-    "- **G8, per-pod input vs none**: with per-pod input a canary pod younger than 120 s may "
-    "err up to 5 x stable (the new-pod policy; without it slow-starting pods are rolled back "
-    "100 % of the time, see the fallback's column). A regression up to ~5 x is not evidence "
-    "on a warming pod and a larger one is weaker evidence there (a 20 x canary looks 4 x "
-    "against its allowance), so detection at low traffic or for 5-20 x waits for the first "
-    "pod's warm-up (135 s including one scrape) while the fallback, which has no warm-up "
-    "protection, counts those requests at once. This is the policy's cost ('median req' vs "
-    "'median judged req'), not a loss of evidence from the adaptive margin; parity would "
-    "need giving up the warm-up protection.",
-    "- **G8, all-failing canary at 0.5-2 rps**: the test conditions on each 15 s interval's "
-    "bad events (so common trends cancel); at 0.5 rps an interval carries ~7 requests, and "
-    "an interval in which stable fails once next to a canary failure is evidence against "
-    "the catastrophic alternatives. Such runs can need more than 3 intervals after the 10th "
-    "failure (the G8 line gives the worst).",
-    "- **G2 and G7**: at the design effect a sequential mixture needs ~30-40 % more requests "
-    "than a fixed test tuned to the effect (the design's honest cost); the adaptive margin "
-    "takes the minimum over pod spreads up to 0.2, and the stable pods' per-pod counts need "
-    "time to rule out sd 0.2, so the early evidence is judged against a spread null; "
-    "during step 1 the canary has one pod (K_c = 1, the widest null). G7's target (1.1k) is "
-    "about the oracle fixed test's n80 at margin 1, which no sequential test reaches at the "
-    "effect it was not tuned to know.",
-    "- **G5**: the cases are (a) null scenarios at a 0.1-0.5 % base rate where M1's absolute "
-    "1 % threshold or M2's relative one never fires (0.0 %) while ours uses part of its "
-    "5 % budget; (b) low traffic (10 rps), where M1/M2 act on per-minute thresholds after "
-    "a fixed number of failed checks and ours waits for the first pod's warm-up and for "
-    "enough bad events to overcome its mixture over 9+ alternatives; (c) end-of-rollout power "
-    "against M5, a single test at the end with all 40 minutes of data.",
-]
-
-
 def _cfg_text(c: SequentialConfig) -> str:
     return (
         f"alpha {c.alpha:g} split over errors and latency (roll back at E >= "
@@ -497,9 +456,8 @@ def _cfg_text(c: SequentialConfig) -> str:
         f"with grid {c.error_grid[0]:g}–"
         f"{c.error_grid[1]:g} ({c.error_grid[2]} points, weight {1 - c.error_tail_weight:g}) and "
         f"tail {c.error_tail[0]:g}–{c.error_tail[1]:g} ({c.error_tail[2]} points, weight "
-        f"{c.error_tail_weight:g}; with per-pod canary counters the tail is a catastrophe test "
-        "on every canary request, young pods' included at exposure "
-        f"{c.new_pod_r0:g} per request), new pods {c.new_pods} for {c.new_pod_warmup_s:g} s, "
+        f"{c.error_tail_weight:g}), new pods {c.new_pods} for {c.new_pod_warmup_s:g} s (young "
+        f"and all canary requests tested against {c.new_pod_r0:g} x, weight {c.new_pod_weight:g}), "
         "latency margin "
         f"{c.latency_r0:g} with grid {c.latency_grid[0]:g}–{c.latency_grid[1]:g} on the "
         "bucket bounds carrying 1–99 % of the pooled requests (chosen after the first "
@@ -566,25 +524,11 @@ def goal_lines(
     worst = max(nulls, key=lambda s: results[s.name][1][m6].ci()[1])
     wo = results[worst.name][1][m6]
     ok1 = all(results[s.name][1][m6].ci()[1] <= 0.05 for s in nulls)
-    nopod = "M6 without per-pod input"
-    over = [s for s in nulls if results[s.name][1][nopod].ci()[1] > 0.05]
     g.append(
         (
-            "G1 validity (claimed with per-pod input)",
+            "G1 validity",
             "met" if ok1 else "MISSED",
-            f"shipped default with per-pod input: worst null scenario '{worst.name}': "
-            f"{pct(wo.rate)}, CP upper {pct(wo.ci()[1])} (bound 5 %). Without per-pod input "
-            "(fixed margin 1.2, no new-pod policy) G1 is not claimed: "
-            + (
-                f"{len(over)} null scenario(s) exceed it: "
-                + "; ".join(
-                    f"'{s.name}' {pct(results[s.name][1][nopod].rate)} (CP upper "
-                    f"{pct(results[s.name][1][nopod].ci()[1])})"
-                    for s in over
-                )
-                if over
-                else "it holds in every null scenario here"
-            ),
+            f"worst null scenario '{worst.name}': {pct(wo.rate)}, CP upper {pct(wo.ci()[1])} (bound 5 %)",
         )
     )
 
@@ -615,16 +559,13 @@ def goal_lines(
         s = results[name][0]
         orc = oracle_requests(s, 2.0, CFG.error_r0, CFG.alpha / 2)
         ok3 = o.rate >= 0.8 and o.req_med <= 1.3 * orc
-        o_np = results[name][1]["M6 without per-pod input"]
         g.append(
             (
                 "G3 low base rate",
                 "met" if ok3 else "MISSED",
-                f"2 x at 0.1 %, 100 rps: detected {pct(o.rate)} with per-pod input (need 80 %), "
-                f"median {fmt(o.req_med)} req vs oracle n80 {fmt(orc)} (ratio "
-                f"{o.req_med / orc:.2f}); without per-pod input {pct(o_np.rate)} "
-                + ("(also met)" if o_np.rate >= 0.8 else "(missed: see docs/analysis.md, "
-                   "'Without per-pod counters')"),
+                f"2 x at 0.1 %, 100 rps: detected {pct(o.rate)} (need 80 %), median "
+                f"{fmt(o.req_med)} req vs oracle n80 {fmt(orc)} (ratio "
+                f"{o.req_med / orc:.2f})",
             )
         )
     else:

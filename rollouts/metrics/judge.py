@@ -97,7 +97,7 @@ PARAMETERS: dict[str, tuple[str, Callable[[str, Any], Any]]] = {
     "minRequests": ("min_requests", _integer),
 }
 NEW_PODS = {"policy": "new_pods", "warmupSeconds": "new_pod_warmup_s",
-            "tolerance": "new_pod_r0"}
+            "tolerance": "new_pod_r0", "weight": "new_pod_weight"}
 
 
 def _templated(v: Any) -> bool:

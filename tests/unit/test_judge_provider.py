@@ -65,14 +65,15 @@ def test_every_parameter_reaches_the_judge() -> None:
                    "confidenceAlpha": 0.1, "earlyPromotion": True, "promotionTolerance": 1.4,
                    "latencyPromotionTolerance": 1.2, "promotionAlpha": 0.02,
                    "minDwellSeconds": 60, "latencyMinRequests": 50, "minRequests": 30,
-                   "newPods": {"policy": "include", "warmupSeconds": 30, "tolerance": 8}})
+                   "newPods": {"policy": "include", "warmupSeconds": 30, "tolerance": 8,
+                               "weight": 0.2}})
     assert (cfg.alpha, cfg.error_alpha_share, cfg.error_r0, cfg.adaptive_margin) == (0.01, 0.6, 1.1, False)
     assert cfg.pod_sd_max == 0.3 and cfg.error_grid == (1.3, 4.0, 6)
     assert cfg.error_tail == (8.0, 500.0, 4) and cfg.error_tail_weight == 0.1
     assert (cfg.latency_r0, cfg.latency_grid, cfg.alpha_cs) == (1.05, (1.1, 2.0, 3), 0.1)
     assert (cfg.early_promotion, cfg.r_tol, cfg.latency_r_tol, cfg.alpha_promote) == (True, 1.4, 1.2, 0.02)
     assert (cfg.min_dwell_s, cfg.latency_min_baseline, cfg.min_requests) == (60, 50, 30)
-    assert (cfg.new_pods, cfg.new_pod_warmup_s, cfg.new_pod_r0) == ("include", 30, 8)
+    assert (cfg.new_pods, cfg.new_pod_warmup_s, cfg.new_pod_r0, cfg.new_pod_weight) == ("include", 30, 8, 0.2)
 
 
 @pytest.mark.parametrize("extra, message", [
