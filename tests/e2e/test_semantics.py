@@ -352,11 +352,16 @@ async def test_abort_works_while_a_later_steps_template_is_missing(
     await eventually(invalid, 30, "InvalidSpec")
     await request_action(rkube, ns, "demo", "abort", user="e2e-user")
     await eventually(lambda: _weight_is(rkube, ns, 0), 30, "traffic back on the stable")
-    ro = await get_rollout(rkube, ns)
+
+    async def status_says_so() -> JSON | None:
+        # status is written right after the traffic change: wait for it, not race it
+        r = await get_rollout(rkube, ns)
+        return r if r["status"]["canary"]["weights"]["canary"]["weight"] == 0 else None
+
+    ro = await eventually(status_says_so, 10, "status naming the traffic back on the stable")
     st = ro["status"]
     assert st["abort"] is True and st["lastAction"]["result"] == "Applied"
     assert st["message"].startswith("InvalidSpec: ") and "RolloutAborted" in st["message"]
-    assert st["canary"]["weights"]["canary"]["weight"] == 0
 
 
 async def test_the_background_run_of_a_superseded_revision_stops_measuring(
