@@ -179,7 +179,11 @@ class Kube:
                 data = json.loads(raw) if raw else {}
                 raise KubeError(resp.status, data.get("message", ""), data)
             while True:
-                line = await asyncio.wait_for(resp.content.readline(), timeout_seconds + 30)
+                # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a
+                # cancellation that arrives as the line does, and a stopped informer (or a
+                # controller shutting down) then watches on forever
+                async with asyncio.timeout(timeout_seconds + 30):
+                    line = await resp.content.readline()
                 if not line:
                     return
                 event = json.loads(line)

@@ -236,8 +236,9 @@ class WeightRecorder:
     async def stop(self) -> None:
         if self._task:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            # never wait forever for the watch to notice (a test must fail, not hang)
+            _, pending = await asyncio.wait({self._task}, timeout=10)
+            assert not pending, "the weight recorder's watch ignored cancellation"
 
     def sequence(self) -> list[int]:
         return [w for _, w in self.samples]

@@ -46,6 +46,7 @@ class Timeline:
         self.versions: list[tuple[int, str, JSON]] = []  # (resourceVersion, kind, object)
         self._tasks: list[asyncio.Task[None]] = []
         self._ready = 0
+        self._stopping = False
 
     async def _watch(self, kind: str, res: Resource) -> None:
         data = await self.kube.get_list(res.path(self.ns))
@@ -53,7 +54,7 @@ class Timeline:
             self.initial[(kind, o["metadata"]["name"])] = o
         self._ready += 1
         rv = data["metadata"]["resourceVersion"]
-        while True:
+        while not self._stopping:
             with contextlib.suppress(Exception):
                 async for ev in self.kube.watch(res.path(self.ns), rv, 120):
                     o = ev["object"]
@@ -68,9 +69,12 @@ class Timeline:
         return self
 
     async def stop(self) -> None:
+        self._stopping = True
         for t in self._tasks:
             t.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        # never wait forever for a watch to notice (a test must fail, not hang)
+        _, pending = await asyncio.wait(self._tasks, timeout=10) if self._tasks else (set(), set())
+        assert not pending, f"{len(pending)} watch task(s) ignored cancellation"
 
     def states(self) -> list[tuple[int, dict[tuple[str, str], JSON]]]:
         """The objects as stored after each write, in the API server's order (from the
