@@ -119,8 +119,13 @@ class LeaderElector:
         while True:
             started = self.clock()
             budget = self.attempt_deadline(last_renew, started)
+            ok = False
             try:
-                ok = budget > 0 and await asyncio.wait_for(self.try_acquire_or_renew(), budget)
+                if budget > 0:
+                    # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a
+                    # cancellation (shutdown) that arrives as the answer does
+                    async with asyncio.timeout(budget):
+                        ok = await self.try_acquire_or_renew()
             except TimeoutError:
                 ok = False
                 log.warning("lease %s/%s: no answer within %.1f s", self.namespace, self.name,
@@ -150,10 +155,12 @@ class LeaderElector:
             return
         try:
             path = LEASES.path(self.namespace, self.name)
-            lease = await asyncio.wait_for(self.kube.get(path), self.renew_deadline)
+            async with asyncio.timeout(self.renew_deadline):
+                lease = await self.kube.get(path)
             if (lease.get("spec") or {}).get("holderIdentity") == self.identity:
                 lease["spec"]["holderIdentity"] = None
                 lease["spec"]["renewTime"] = None
-                await asyncio.wait_for(self.kube.replace(path, lease), self.renew_deadline)
+                async with asyncio.timeout(self.renew_deadline):
+                    await self.kube.replace(path, lease)
         except Exception as e:
             log.warning("could not release the lease: %s", e)
