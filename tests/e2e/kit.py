@@ -294,3 +294,16 @@ class DemoRun:
         except subprocess.TimeoutExpired:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(10)
+
+
+async def event_where(kube: Kube, ns: str, name: str, pred: Callable[[JSON], bool],
+                      timeout: float = 15.0) -> JSON:
+    """The first Event of object ``name`` matching ``pred``. The controller emits a
+    decision's Events right after writing its status, so a test that has just seen the
+    status waits for them instead of racing them."""
+    async def find() -> JSON | None:
+        data = await kube.get_list(f"/api/v1/namespaces/{ns}/events",
+                                   fieldSelector=f"involvedObject.name={name}")
+        return next((e for e in data["items"] if pred(e)), None)
+
+    return await eventually(find, timeout, f"an Event of {name}")

@@ -19,10 +19,10 @@ from rollouts.kube.client import JSON, Kube
 from testbed.cluster import TestBed
 from tests.e2e.judgekit import at_step, cli, deploy
 from tests.e2e.kit import (
-    EVENTS,
     REPO,
     ControllerProcess,
     canary_weight,
+    event_where,
     eventually,
     get_rollout,
     phase_is,
@@ -55,8 +55,7 @@ async def test_promote_full_abort_retry_and_status_exit_codes(
     st = (await get_rollout(rkube, ns))["status"]
     user = st["lastAction"]["user"]
     assert user and user != "unknown" and st["lastAction"]["result"] == "Applied"
-    events = await rkube.get_list(EVENTS.path(ns), fieldSelector="involvedObject.name=demo")
-    assert any(e["reason"] == "RolloutPromoted" and user in e["message"] for e in events["items"])
+    await event_where(rkube, ns, "demo", lambda e: e["reason"] == "RolloutPromoted" and user in e["message"])
 
     # --full skips the remaining steps (setWeight 80 is never set)
     r = await cli("promote", "demo", "--full", "-o", "json", kubeconfig=kc, namespace=ns)

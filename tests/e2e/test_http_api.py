@@ -22,9 +22,9 @@ from rollouts.kube.client import Kube
 from testbed.cluster import TestBed
 from tests.e2e.judgekit import at_step, deploy, free_port, service_account_token
 from tests.e2e.kit import (
-    EVENTS,
     ControllerProcess,
     canary_weight,
+    event_where,
     eventually,
     get_rollout,
     phase_is,
@@ -122,9 +122,8 @@ async def test_promote_and_abort_over_http_with_rbac(
         assert await canary_weight(rkube, ns) == 50
         st = (await get_rollout(rkube, ns))["status"]
         assert st["lastAction"]["user"] == caller and st["lastAction"]["result"] == "Applied"
-        events = await rkube.get_list(EVENTS.path(ns), fieldSelector="involvedObject.name=demo")
-        assert any(e["reason"] == "RolloutPromoted" and caller in e["message"]
-                   for e in events["items"])
+        await event_where(rkube, ns, "demo",
+                          lambda e: e["reason"] == "RolloutPromoted" and caller in e["message"])
         view = (await http.get(url, headers=_auth(judge))).json()
         assert [s["state"] for s in view["steps"]] == ["done", "done", "done", "current", "pending"]
         assert view["weights"] == {"canary": 50, "stable": 50}

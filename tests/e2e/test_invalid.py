@@ -11,9 +11,9 @@ import pytest
 from rollouts.kube.apply import apply
 from rollouts.kube.client import Kube, KubeError
 from tests.e2e.kit import (
-    EVENTS,
     ControllerProcess,
     canary_weight,
+    event_where,
     eventually,
     get_rollout,
     phase_is,
@@ -70,8 +70,7 @@ async def test_invalid_spec_condition_changes_no_traffic_and_spares_other_rollou
     ro = await eventually(lambda: phase_is(rkube, ns, "Degraded", "bad"), 30, "bad: Degraded")
     cond = next(c for c in ro["status"]["conditions"] if c["type"] == "InvalidSpec")
     assert cond["status"] == "True" and "route 'nope' not found in VirtualService bad" in cond["message"]
-    events = await rkube.get_list(EVENTS.path(ns), fieldSelector="involvedObject.name=bad")
-    assert any(e["type"] == "Warning" and e["reason"] == "InvalidSpec" for e in events["items"])
+    await event_where(rkube, ns, "bad", lambda e: e["type"] == "Warning" and e["reason"] == "InvalidSpec")
     # Nothing was created or shifted for it.
     assert await canary_weight(rkube, ns, "bad") == 0
     rss = await rkube.get_list("/apis/apps/v1/namespaces/" + ns + "/replicasets",
