@@ -43,7 +43,7 @@ from rollouts.controller.lifecycle import (
     set_healthy,
     set_pause_condition,
 )
-from rollouts.controller.pod_metadata import metadata_actions
+from rollouts.controller.pod_metadata import born_with_role, metadata_actions
 from rollouts.controller.replicas import (
     available,
     emit_replica_actions,
@@ -576,10 +576,12 @@ def decide_blue_green(d: Decision, spec: RolloutSpec, obs: Observations, now: da
     desired = _desired(d, spec, rss, h, u.target)
     restart_pods(d, spec, obs, rss, desired, now)
     scale_old(d, rss, desired, now, delay=bgs.scale_down_delay_seconds)
-    metadata_actions(d, rss, {k: v for k, v in (
+    roles = {k: v for k, v in (
         (bg.preview_selector, bgs.preview_metadata), (bg.active_selector, bgs.active_metadata))
-        if k is not None})
+        if k is not None}
+    metadata_actions(d, rss, roles)
     emit_replica_actions(d, rss, desired, h)
+    born_with_role(d, roles)
     # Argo: the new revision's pods avoid the nodes of the revision users are served by
     with_anti_affinity(d, h, st.stable_rs, bgs.anti_affinity)
     replica_counts(st, rss, h)

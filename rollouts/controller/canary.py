@@ -47,7 +47,7 @@ from rollouts.controller.lifecycle import (
     set_pause_condition,
 )
 from rollouts.controller.managed_routes import attach_routes
-from rollouts.controller.pod_metadata import metadata_actions
+from rollouts.controller.pod_metadata import born_with_role, metadata_actions
 from rollouts.controller.replicas import (
     available,
     emit_replica_actions,
@@ -719,16 +719,17 @@ def decide_canary(d: Decision, spec: RolloutSpec, obs: Observations, now: dateti
 
     c = spec.canary_strategy
     _sweep_experiments(d, spec, h)
+    roles = {st.stable_rs: c.stable_metadata}
+    if h != st.stable_rs:
+        roles[h] = c.canary_metadata
     if c.canary_metadata or c.stable_metadata or any(r.ephemeral for r in rss.values()):
-        roles = {st.stable_rs: c.stable_metadata}
-        if h != st.stable_rs:
-            roles[h] = c.canary_metadata
         metadata_actions(d, rss, roles)
     restart_pods(d, spec, obs, rss, desired, now)
     scale_old(d, rss, desired, now, delay=spec.canary_strategy.scale_down_delay_seconds)
     if not c.traffic_routed:
         _keep_available_while_old_pods_leave(spec, rss, desired, {st.stable_rs, h})
     emit_replica_actions(d, rss, desired, h)
+    born_with_role(d, roles)
     attach_routes(d, spec, h, available(rss, h))
     with_anti_affinity(d, h, st.stable_rs, c.anti_affinity)
     replica_counts(st, rss, h)

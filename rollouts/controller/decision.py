@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from rollouts.api.routing import HeaderRoute, MirrorRoute
-from rollouts.api.spec import AntiAffinity, RolloutSpec
+from rollouts.api.spec import AntiAffinity, PodMetadata, RolloutSpec
 from rollouts.api.status import RolloutStatus
 from rollouts.controller.experiment_step import OwnedExperiment
 
@@ -81,6 +81,9 @@ class CreateReplicaSet:
     # Argo's antiAffinity: the new pods avoid the nodes of revision ``avoid_hash``'s pods
     anti_affinity: AntiAffinity | None = None
     avoid_hash: str | None = None
+    # the ephemeral metadata of the role the new pods play (canaryMetadata, ...): pods are
+    # born with it rather than waiting for a later reconcile to label them
+    metadata: PodMetadata | None = None
 
 @dataclass(frozen=True)
 class ScaleReplicaSet:

@@ -9,9 +9,10 @@ actions for the ReplicaSets that differ, so a steady rollout sends nothing.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 from rollouts.api.spec import PodMetadata
-from rollouts.controller.decision import Decision, ReplicaSetObs, SetPodMetadata
+from rollouts.controller.decision import CreateReplicaSet, Decision, ReplicaSetObs, SetPodMetadata
 
 
 def canonical_metadata(labels: dict[str, str], annotations: dict[str, str]) -> str:
@@ -42,3 +43,12 @@ def metadata_actions(d: Decision, rss: dict[str, ReplicaSetObs],
             d.actions.append(SetPodMetadata(
                 hash=h, labels=dict(want.labels) if want else {},
                 annotations=dict(want.annotations) if want else {}))
+
+
+def born_with_role(d: Decision, roles: dict[str, PodMetadata | None]) -> None:
+    """A ReplicaSet this decision creates carries its role's metadata from the start (as in
+    Argo): a steady rollout may not be reconciled again soon after, and its pods would
+    otherwise wait unlabelled for ``metadata_actions``. Call after the replica actions."""
+    d.actions[:] = [replace(a, metadata=roles[a.hash])
+                    if isinstance(a, CreateReplicaSet) and roles.get(a.hash) is not None else a
+                    for a in d.actions]

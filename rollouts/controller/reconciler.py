@@ -101,7 +101,7 @@ from rollouts.controller.failures import (
     recovered,
     replica_failure,
 )
-from rollouts.controller.pod_metadata import canonical_metadata
+from rollouts.controller.pod_metadata import canonical, canonical_metadata
 from rollouts.kube.client import DEPLOYMENTS, JSON, PODS, REPLICASETS, Kube, KubeError, Resource
 from rollouts.kube.events import EventRecorder
 from rollouts.kube.informer import Informer
@@ -560,7 +560,13 @@ def build_replica_set(rollout: JSON, spec: RolloutSpec, template: JSON,
     md = rollout["metadata"]
     tmpl = copy.deepcopy(template)
     tmeta = tmpl.setdefault("metadata", {})
-    tmeta["labels"] = {**(tmeta.get("labels") or {}), HASH: action.hash}
+    role = action.metadata
+    # the ReplicaSet's own labels leave the role out: roles move, these labels do not
+    rs_labels = {**(tmeta.get("labels") or {}), HASH: action.hash}
+    tmeta["labels"] = {**(tmeta.get("labels") or {}), **(role.labels if role else {}),
+                       HASH: action.hash}
+    if role is not None and role.annotations:
+        tmeta["annotations"] = {**(tmeta.get("annotations") or {}), **role.annotations}
     if action.anti_affinity is not None and action.avoid_hash:
         add_anti_affinity(tmpl, action.anti_affinity, avoid_hash=action.avoid_hash)
     return {
@@ -569,12 +575,13 @@ def build_replica_set(rollout: JSON, spec: RolloutSpec, template: JSON,
         "metadata": {
             "name": f"{md['name']}-{action.hash}",
             "namespace": md["namespace"],
-            "labels": {**(tmeta.get("labels") or {})},
+            "labels": rs_labels,
             "annotations": {
                 REVISION_ANNOTATION: str(action.revision),
                 # The template as the user wrote it (the ReplicaSet's own copy gets the API
                 # server's defaults): `rollouts undo` restores exactly this revision's hash.
                 TEMPLATE_ANNOTATION: json.dumps(template, sort_keys=True, separators=(",", ":")),
+                **({EPHEMERAL_ANNOTATION: canonical(role)} if canonical(role) else {}),
             },
             "ownerReferences": [{
                 "apiVersion": API_VERSION, "kind": "Rollout", "name": md["name"],

@@ -702,6 +702,10 @@ def test_ephemeral_metadata_follows_the_roles() -> None:
                         previewMetadata={"labels": {"role": "preview"}}))
     c.deploy()
     assert json.loads(c.rss[V1].ephemeral)["labels"] == {"role": "active"}
+    # born with the role it had then (only the preview selected it until its pods were
+    # available); regression: it waited for a later reconcile, which may not come soon
+    created = [a for _, a in c.log if isinstance(a, CreateReplicaSet)]
+    assert created[0].metadata is not None and created[0].metadata.labels == {"role": "preview"}
     c.set_image("shop:2")
     c.run_until(lambda: c.phase() == "Paused")
     c.reconcile()

@@ -339,3 +339,33 @@ def test_a_pod_template_change_alone_does_not_hide_available_pods() -> None:
     assert rs_observation(rs).available == 4
     rs["spec"]["replicas"] = 6  # a scale not seen yet: its counts are stale
     assert rs_observation(rs).available == 0
+
+
+def test_a_new_revision_is_born_with_its_roles_metadata() -> None:
+    # Regression: role metadata reached only ReplicaSets that existed before the decision, so
+    # a first deploy's pods waited unlabelled for a reconcile that a Healthy rollout may not
+    # get soon (seen in a sharded make test: stable pods never labelled within 30 s).
+    from rollouts.api.spec import PodMetadata
+    from rollouts.controller.reconciler import EPHEMERAL_ANNOTATION, build_replica_set, parse_spec
+    meta = {"canaryMetadata": {"labels": {"role": "canary"}, "annotations": {"team": "shop"}},
+            "stableMetadata": {"labels": {"role": "stable"}}}
+    c = Cluster(rollout_spec(steps=[{"setWeight": 20}, {"pause": {}}], **meta))
+    c.deploy_stable()
+    first = [a for _, a in c.log if isinstance(a, CreateReplicaSet)]
+    assert first[0].metadata == PodMetadata(labels={"role": "stable"}, annotations={})
+    c.set_image("shop:2")
+    c.reconcile()
+    created = [a for _, a in c.log if isinstance(a, CreateReplicaSet)][-1]
+    assert created.metadata == PodMetadata(labels={"role": "canary"}, annotations={"team": "shop"})
+
+    spec, _ = parse_spec(c.spec)
+    assert spec is not None
+    rollout = {"metadata": {"name": "shop", "namespace": "ns", "uid": "u"}}
+    tmpl = {"metadata": {"labels": {"app": "shop"}}, "spec": {"containers": []}}
+    rs = build_replica_set(rollout, spec, tmpl, created)
+    pod_md = rs["spec"]["template"]["metadata"]
+    assert pod_md["labels"]["role"] == "canary" and pod_md["annotations"] == {"team": "shop"}
+    assert "role" not in rs["metadata"]["labels"], "the ReplicaSet's own labels hold no role"
+    # recorded as carried, so the next decision sends no SetPodMetadata for it
+    assert rs["metadata"]["annotations"][EPHEMERAL_ANNOTATION] == canonical_metadata(
+        {"role": "canary"}, {"team": "shop"})
