@@ -25,6 +25,7 @@ venv: $(STAMP)
 
 setup: venv
 	./testbed/setup.sh >/dev/null
+	@for f in testbed/setup.d/*.sh; do [ -e "$$f" ] || continue; bash "$$f" || exit 1; done
 
 lint: venv
 	$(VENV)/bin/ruff check rollouts analysis testbed tests benchmarks
