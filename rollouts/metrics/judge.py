@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from rollouts.metrics.providers import ProviderError, Reading, prometheus_query
@@ -261,6 +261,13 @@ async def measure(spec: dict[str, Any], now: float, at: float | None = None,
 
 def verdict(spec: dict[str, Any], snapshots: list[dict[str, Any]]) -> Any:
     """Replay every stored snapshot through a fresh judge; returns analysis.Verdict."""
+    *_, last = replay(spec, snapshots)
+    return last
+
+
+def replay(spec: dict[str, Any], snapshots: list[dict[str, Any]]) -> Iterator[Any]:
+    """The verdict after each stored snapshot in order (the evidence over time, which the
+    dashboard charts); with no snapshot, the fresh judge's verdict once."""
     from analysis import ArmSnapshot, SequentialJudge, Snapshot
 
     latency = all(isinstance((spec.get(a) or {}).get("latencyBuckets"), str) for a in ARMS)
@@ -268,7 +275,6 @@ def verdict(spec: dict[str, Any], snapshots: list[dict[str, Any]]) -> Any:
     if not (errors or latency):
         raise ProviderError("judge needs errors and/or latencyBuckets queries for both arms")
     judge = SequentialJudge(_config(spec), errors=errors, latency=latency)
-    v = None
     seen_errors = {arm: False for arm in ARMS}
     for s in snapshots:
         arms: list[Any] = []
@@ -287,8 +293,9 @@ def verdict(spec: dict[str, Any], snapshots: list[dict[str, Any]]) -> Any:
             arms.append(ArmSnapshot(requests=a.get("requests"), bad=bad if errors else 0.0,
                                     buckets=buckets, pods=_pods(a),
                                     warm_pods=tuple(a.get("warmPods") or ())))
-        v = judge.observe(Snapshot(timestamp=float(s["t"]), canary=arms[0], baseline=arms[1]))
-    return v if v is not None else judge.verdict
+        yield judge.observe(Snapshot(timestamp=float(s["t"]), canary=arms[0], baseline=arms[1]))
+    if not snapshots:
+        yield judge.verdict
 
 
 def compact_snapshots(snapshots: list[Any], cap: int = 200) -> list[Any]:
