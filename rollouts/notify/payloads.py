@@ -12,7 +12,9 @@ WEBHOOK_VERSION = "rollouts.dev/v1"
 
 
 def webhook_payload(n: Notification) -> dict[str, Any]:
-    return {
+    """``canaryWeight`` stays on every payload (fields are only ever added); a blue-green
+    rollout's also name the revisions its active and preview Services select."""
+    body: dict[str, Any] = {
         "version": WEBHOOK_VERSION,
         "trigger": n.trigger,
         "event": {"type": n.type, "reason": n.reason, "message": n.message},
@@ -28,8 +30,24 @@ def webhook_payload(n: Notification) -> dict[str, Any]:
             "currentStepIndex": n.step,
             "steps": n.steps,
             "canaryWeight": n.canary_weight,
+            "strategy": n.strategy,
         },
     }
+    if n.strategy == "blueGreen":
+        body["rollout"]["activeRevision"] = n.active_revision
+        body["rollout"]["previewRevision"] = n.preview_revision
+    return body
+
+
+def _progress_fields(n: Notification) -> list[dict[str, Any]]:
+    """Where the update stands: a canary's step and weight, a blue-green rollout's active and
+    preview revisions (it has no steps and no weight)."""
+    if n.strategy == "blueGreen":
+        return [{"title": "Active", "value": n.active_revision or "-", "short": True},
+                {"title": "Preview", "value": n.preview_revision or "-", "short": True}]
+    step = f"{n.step}/{n.steps}" if n.step is not None and n.steps is not None else "-"
+    return [{"title": "Step", "value": step, "short": True},
+            {"title": "Canary weight", "value": f"{n.canary_weight}%", "short": True}]
 
 
 _COLOURS = {"Healthy": "good", "Degraded": "danger", "Paused": "warning"}
@@ -38,7 +56,6 @@ _COLOURS = {"Healthy": "good", "Degraded": "danger", "Paused": "warning"}
 def slack_payload(n: Notification, channel: str | None = None) -> dict[str, Any]:
     """Slack incoming-webhook body: ``text`` for notifications, one attachment with fields."""
     icon = ":red_circle:" if n.type == "Warning" else ":large_blue_circle:"
-    step = f"{n.step}/{n.steps}" if n.step is not None and n.steps is not None else "-"
     body: dict[str, Any] = {
         "text": f"{icon} *{n.namespace}/{n.rollout}* {n.trigger}: {n.message}",
         "attachments": [{
@@ -46,8 +63,7 @@ def slack_payload(n: Notification, channel: str | None = None) -> dict[str, Any]
             "fallback": f"{n.namespace}/{n.rollout} {n.reason}: {n.message}",
             "fields": [
                 {"title": "Phase", "value": n.phase or "-", "short": True},
-                {"title": "Step", "value": step, "short": True},
-                {"title": "Canary weight", "value": f"{n.canary_weight}%", "short": True},
+                *_progress_fields(n),
                 {"title": "Revision", "value": n.revision or "-", "short": True},
             ],
             "ts": int(datetime.fromisoformat(n.time.replace("Z", "+00:00")).timestamp())

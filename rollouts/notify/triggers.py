@@ -86,11 +86,21 @@ class Notification:
     steps: int | None
     canary_weight: int
     time: str
+    # "canary" or "blueGreen": a blue-green rollout has no weight, its Services select
+    # whole revisions (status.blueGreen), and its payloads say which
+    strategy: str = "canary"
+    active_revision: str = ""
+    preview_revision: str = ""
 
 
 def _steps_count(obj: dict[str, Any]) -> int | None:
     steps = (((obj.get("spec") or {}).get("strategy") or {}).get("canary") or {}).get("steps")
     return len(steps) if isinstance(steps, list) else None
+
+
+def _strategy(obj: dict[str, Any]) -> str:
+    strategy = (obj.get("spec") or {}).get("strategy") or {}
+    return "blueGreen" if isinstance(strategy, dict) and "blueGreen" in strategy else "canary"
 
 
 def notifications_for(obj: dict[str, Any], status: Any, events: Sequence[Any],
@@ -102,6 +112,8 @@ def notifications_for(obj: dict[str, Any], status: Any, events: Sequence[Any],
     """
     md = obj.get("metadata") or {}
     old_phase = (obj.get("status") or {}).get("phase")
+    strategy = _strategy(obj)
+    bg = getattr(status, "blue_green", None)
 
     def note(trigger: str, etype: str, reason: str, message: str) -> Notification:
         return Notification(
@@ -110,7 +122,9 @@ def notifications_for(obj: dict[str, Any], status: Any, events: Sequence[Any],
             uid=str(md.get("uid", "")), phase=status.phase or "", status_message=status.message,
             revision=status.current_pod_hash or "", stable_revision=status.stable_rs or "",
             step=status.current_step_index, steps=_steps_count(obj),
-            canary_weight=status.canary_weight, time=now)
+            canary_weight=status.canary_weight, time=now, strategy=strategy,
+            active_revision=(bg.active_selector or "") if bg is not None else "",
+            preview_revision=(bg.preview_selector or "") if bg is not None else "")
 
     out = [note(trigger_for(e.reason), e.type, e.reason, e.message) for e in events]
     if status.phase == "Degraded" and old_phase != "Degraded":
