@@ -11,6 +11,9 @@ their URLs from Secrets.
         type: slack
         url: {secretKeyRef: {name: rollouts-notifications, key: slack-url}}
         channel: "#deploys"                # optional
+      receiver.oncall: |                   # also teams, teams-workflows, email, opsgenie:
+        type: pagerdutyv2                  # see their modules and docs/alerting.md
+        routingKey: {secretKeyRef: {name: rollouts-notifications, key: pd-key}}
       subscriptions: |
         - triggers: [on-rollout-aborted, on-analysis-run-failed]
           receivers: [team-slack]
@@ -31,27 +34,30 @@ from typing import Any, Final
 
 import yaml
 
+from rollouts.notify.refs import SecretRef, secret_ref
+from rollouts.notify.services import RECEIVER_TYPES, SETTINGS
 from rollouts.notify.triggers import ALL
 
 RECEIVER_PREFIX: Final = "receiver."
 ANNOTATION_PREFIX: Final = "notifications.rollouts.dev/"
 SUBSCRIBE_PREFIX: Final = f"{ANNOTATION_PREFIX}subscribe."
 ALERTMANAGER_URL_ANNOTATION: Final = f"{ANNOTATION_PREFIX}alertmanager-url"
-RECEIVER_TYPES: Final = ("webhook", "slack")
-
-
-@dataclass(frozen=True)
-class SecretRef:
-    name: str
-    key: str
+__all__ = ["RECEIVER_TYPES", "NotifyConfig", "ReceiverSpec", "SecretRef", "Subscription",
+           "parse_config", "receivers_for", "rollout_alertmanager_urls"]
 
 
 @dataclass(frozen=True)
 class ReceiverSpec:
     name: str
     type: str
-    url: SecretRef
+    url: SecretRef | None  # webhook, slack, teams, teams-workflows: the URL is the secret
     channel: str | None = None
+    secret_refs: tuple[tuple[str, SecretRef], ...] = ()  # the other types' credentials, by field
+    settings: Any = None  # the type's own settings (email.EmailSettings, ...)
+
+    def refs(self) -> dict[str, SecretRef]:
+        """Every Secret value this receiver needs, by field name."""
+        return {**({"url": self.url} if self.url is not None else {}), **dict(self.secret_refs)}
 
 
 @dataclass(frozen=True)
@@ -95,19 +101,18 @@ def _receiver(name: str, raw: str, errors: list[str]) -> ReceiverSpec | None:
     if rtype not in RECEIVER_TYPES:
         errors.append(f"{where}: type must be one of {', '.join(RECEIVER_TYPES)}")
         return None
-    url = d.get("url")
-    if isinstance(url, str):
-        errors.append(f"{where}: url must come from a Secret (url: {{secretKeyRef: {{name, key}}}}), "
-                      "never inline")
-        return None
-    ref = url.get("secretKeyRef") if isinstance(url, dict) else None
-    if not (isinstance(ref, dict) and isinstance(ref.get("name"), str) and ref["name"]
-            and isinstance(ref.get("key"), str) and ref["key"]):
-        errors.append(f"{where}: url.secretKeyRef needs name and key")
+    parse = SETTINGS.get(rtype)
+    if parse is not None:
+        parsed = parse(d, where, errors)
+        if parsed is None:
+            return None
+        refs, settings = parsed
+        return ReceiverSpec(name, rtype, None, secret_refs=tuple(refs.items()), settings=settings)
+    ok, ref = secret_ref(d, "url", where, errors)
+    if not ok or ref is None:
         return None
     channel = d.get("channel")
-    return ReceiverSpec(name, rtype, SecretRef(ref["name"], ref["key"]),
-                        channel if isinstance(channel, str) and channel else None)
+    return ReceiverSpec(name, rtype, ref, channel if isinstance(channel, str) and channel else None)
 
 
 def _subscriptions(raw: str, receivers: dict[str, ReceiverSpec],

@@ -1,14 +1,20 @@
 """Delivery: one bounded FIFO queue and one task per destination, so notifications reach
 each receiver in order, a slow or dead receiver delays only itself, and a reconcile never
 waits. Retries with exponential backoff on 429 and 5xx (and on network errors, which are
-what a 502/503 from a proxy would be); other 4xx are final. Every loss is counted."""
+what a 502/503 from a proxy would be); other 4xx are final. Every loss is counted.
+
+A job is an HTTP POST of JSON by default; a service whose API answers differently reads
+the answer itself (``Job.judge``), and one that is not HTTP at all (email) brings its own
+attempt (``Job.send``), both returning an ``Outcome`` that says whether to retry."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
@@ -43,6 +49,12 @@ def retry_delay(attempt: int, status: int | None, retry_after: str | None = None
     """
     if not retryable(status):
         return None
+    return backoff(attempt, retry_after, base, cap)
+
+
+def backoff(attempt: int, retry_after: str | None = None, base: float = 0.5,
+            cap: float = 30.0) -> float:
+    """The wait before attempt ``attempt + 1``: ``Retry-After`` seconds if given, else exponential."""
     if retry_after:
         with contextlib.suppress(ValueError):
             return min(cap, max(0.0, float(retry_after)))
@@ -50,10 +62,50 @@ def retry_delay(attempt: int, status: int | None, retry_after: str | None = None
 
 
 @dataclass(frozen=True)
+class Outcome:
+    """One delivery attempt: delivered, or why not and whether trying again may help."""
+
+    ok: bool
+    retry: bool = False
+    retry_after: str | None = None
+    problem: str = ""
+
+
+def _server_message(resp: httpx.Response) -> str:
+    """The server's own explanation from an error body (JSON ``message``/``errors`` as
+    PagerDuty and Opsgenie send them, else the start of the text), kept short for logs."""
+    text = resp.text.strip()
+    try:
+        body = json.loads(text) if text else None
+    except ValueError:
+        body = None
+    if isinstance(body, dict) and ("message" in body or "errors" in body):
+        parts = [str(body.get("message", ""))]
+        if body.get("errors"):
+            parts.append(json.dumps(body["errors"], separators=(",", ":")))
+        text = " ".join(p for p in parts if p)
+    return text[:300]
+
+
+def http_outcome(resp: httpx.Response) -> Outcome:
+    """Any 2xx is delivered; 429 and 5xx are retried (honouring ``Retry-After``); other
+    answers are final. The problem carries the server's message."""
+    status = resp.status_code
+    if 200 <= status < 300:
+        return Outcome(True)
+    msg = _server_message(resp)
+    return Outcome(False, retryable(status), resp.headers.get("retry-after"),
+                   f"HTTP {status}" + (f": {msg}" if msg else ""))
+
+
+@dataclass(frozen=True)
 class Job:
-    url: str
+    url: str  # where to (for logs only its host); for non-HTTP jobs a scheme://host:port
     body: Any
     what: str  # for logs: trigger or "alerts"
+    headers: Mapping[str, str] = field(default_factory=dict)
+    judge: Callable[[httpx.Response], Outcome] = http_outcome
+    send: Callable[[], Awaitable[Outcome]] | None = None  # replaces the HTTP POST
 
 
 @dataclass
@@ -101,20 +153,13 @@ class Sender:
         attempt = 0
         while True:
             attempt += 1
-            status: int | None = None
-            retry_after: str | None = None
-            try:
-                resp = await self.client.post(job.url, json=job.body, timeout=self.policy.timeout)
-                status = resp.status_code
-                retry_after = resp.headers.get("retry-after")
-                if 200 <= status < 300:
-                    self.observer.sent(self.kind, self.name)
-                    return True
-                problem = f"HTTP {status}"
-            except httpx.HTTPError as e:
-                problem = f"{type(e).__name__}: {e}"
-            delay = retry_delay(attempt, status, retry_after, self.policy.base_delay,
-                                self.policy.max_delay)
+            out = await self.attempt(job)
+            if out.ok:
+                self.observer.sent(self.kind, self.name)
+                return True
+            problem = out.problem
+            delay = (backoff(attempt, out.retry_after, self.policy.base_delay, self.policy.max_delay)
+                     if out.retry else None)
             if delay is None or attempt >= self.policy.attempts:
                 reason = "rejected" if delay is None else "retries_exhausted"
                 self.observer.failed(self.kind, self.name, reason)
@@ -124,6 +169,16 @@ class Sender:
             log.info("%s receiver %s (%s): %s, retrying in %.1fs", self.kind, self.name, host,
                      problem, delay)
             await asyncio.sleep(delay)
+
+    async def attempt(self, job: Job) -> Outcome:
+        if job.send is not None:
+            return await job.send()
+        try:
+            resp = await self.client.post(job.url, json=job.body, headers=dict(job.headers),
+                                          timeout=self.policy.timeout)
+        except httpx.HTTPError as e:  # network error or timeout: worth another try
+            return Outcome(False, True, None, f"{type(e).__name__}: {e}")
+        return job.judge(resp)
 
 
 class Deliveries:

@@ -1,4 +1,5 @@
-"""The decision listener: notifications to webhook/Slack receivers and Alertmanager alerts.
+"""The decision listener: trigger messages to webhook, Slack, Teams and email receivers;
+alerts to Alertmanager and, as incidents, to PagerDuty and Opsgenie receivers.
 
 ``Notifier.__call__`` runs inside a reconcile, so it only computes and enqueues; delivery,
 re-sending active alerts and reloading the configuration run in ``Notifier.run``.
@@ -15,7 +16,9 @@ from typing import Any
 from rollouts.notify.alerts import Alert, AlertTracker
 from rollouts.notify.config import receivers_for, rollout_alertmanager_urls
 from rollouts.notify.delivery import Deliveries, Job
-from rollouts.notify.payloads import slack_payload, webhook_payload
+from rollouts.notify.incidents import IncidentBook
+from rollouts.notify.payloads import rfc3339
+from rollouts.notify.services import INCIDENT_TYPES, alert_trigger, incident_job, notification_job
 from rollouts.notify.source import ConfigSource, Loaded
 from rollouts.notify.triggers import EventLike, notifications_for
 
@@ -43,6 +46,7 @@ class Notifier:
         self.clock = clock or (lambda: datetime.now(UTC))
         self.loaded = Loaded()
         self.tracker = AlertTracker()
+        self.incidents = IncidentBook()
 
     @property
     def active_for(self) -> timedelta:
@@ -63,18 +67,51 @@ class Notifier:
         for n in notifications_for(obj, status, events, _fmt(now)):
             for rname in receivers_for(cfg.config, n.trigger, ns, annotations):
                 spec = cfg.config.receivers[rname]
-                url = cfg.urls.get(rname)
-                if url is None:
-                    self.deliveries.observer.failed(spec.type, rname, "no_url")
+                if spec.type in INCIDENT_TYPES:
+                    continue  # they get alerts (below), not trigger messages
+                secrets = self._secrets(cfg, rname)
+                if secrets is None:
+                    self.deliveries.observer.failed(spec.type, rname,
+                                                    "no_url" if spec.url is not None else "no_secret")
                     continue
-                body = webhook_payload(n) if spec.type == "webhook" else slack_payload(n, spec.channel)
-                self.deliveries.offer(spec.type, rname, Job(url, body, n.trigger))
+                job = notification_job(spec.type, spec.settings, spec.channel, secrets, n)
+                if job is not None:
+                    self.deliveries.offer(spec.type, rname, job)
         urls = self.global_urls | set(cfg.config.alertmanager_urls)
         if self.allow_rollout_urls:
             urls |= set(rollout_alertmanager_urls(annotations))
         changed, resolved = self.tracker.observe(f"{ns}/{name}", ns, name, status.to_dict(), events,
                                                  urls, now)
         self._post(changed + resolved, now)
+
+        def wanted(a: Alert) -> list[str]:
+            return [r for r in receivers_for(cfg.config, alert_trigger(a), ns, annotations)
+                    if cfg.config.receivers[r].type in INCIDENT_TYPES]
+
+        active = self.tracker.active.get(f"{ns}/{name}", {}).values()
+        self._incidents(self.incidents.to_open(active, changed, wanted), resolve=False)
+        self._incidents(self.incidents.to_close(resolved), resolve=True)
+
+    @staticmethod
+    def _secrets(cfg: Loaded, rname: str) -> dict[str, str] | None:
+        found = cfg.secrets.get(rname)
+        if found is None and rname in cfg.urls:
+            return {"url": cfg.urls[rname]}
+        return found
+
+    def _incidents(self, pairs: list[tuple[Alert, str]], *, resolve: bool) -> None:
+        cfg = self.loaded
+        for a, rname in pairs:
+            spec = cfg.config.receivers.get(rname)
+            secrets = self._secrets(cfg, rname) if spec is not None else None
+            if spec is None or secrets is None:
+                rtype = spec.type if spec is not None else "unknown"
+                self.deliveries.observer.failed(rtype, rname, "no_secret")
+                log.warning("notifications: receiver %s: no credentials, %s of %s not sent", rname,
+                            "resolve" if resolve else "trigger", a.alertname)
+                continue
+            self.deliveries.offer(spec.type, rname, incident_job(
+                spec.type, spec.settings, secrets, a, resolve=resolve, timestamp=rfc3339(a.starts_at)))
 
     def _post(self, alerts: list[Alert], now: datetime) -> None:
         batches: dict[str, list[dict[str, Any]]] = {}
@@ -94,6 +131,7 @@ class Notifier:
             for key in [k for k in self.tracker.active if not self.exists(k)]:
                 gone += self.tracker.forget(key, now)
         self._post(self.tracker.firing() + gone, now)
+        self._incidents(self.incidents.to_close(gone), resolve=True)
 
     async def _every(self, seconds: float, what: str, fn: Callable[[], Any]) -> None:
         while True:

@@ -1,5 +1,9 @@
 """Loads the notification ConfigMap and the Secrets its receivers name (the controller's
-own namespace; RBAC: get on configmaps and secrets there)."""
+own namespace; RBAC: get on configmaps and secrets there).
+
+A receiver whose Secret or key is missing (or holds no usable value) is left out of
+``Loaded.secrets`` with an error that is logged once; sending to it is then counted as a
+failure (reason ``no_url``/``no_secret``) instead of raising anywhere."""
 
 from __future__ import annotations
 
@@ -20,6 +24,8 @@ class Loaded:
     config: NotifyConfig = field(default_factory=NotifyConfig)
     urls: dict[str, str] = field(default_factory=dict)  # receiver name -> URL from its Secret
     errors: tuple[str, ...] = ()
+    # receiver name -> field -> value, for receivers whose every Secret value was found
+    secrets: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
 class ConfigSource:
@@ -43,28 +49,38 @@ class ConfigSource:
 
     async def _resolve(self, cfg: NotifyConfig) -> Loaded:
         errors = list(cfg.errors)
-        urls: dict[str, str] = {}
+        found: dict[str, dict[str, str]] = {}
         secrets: dict[str, dict[str, str] | None] = {}
         for r in cfg.receivers.values():
-            ref = r.url
-            if ref.name not in secrets:
+            values: dict[str, str] = {}
+            for fieldname, ref in r.refs().items():
+                if ref.name not in secrets:
+                    try:
+                        s = await self.kube.get_or_none(SECRETS.path(self.namespace, ref.name))
+                        secrets[ref.name] = (s or {}).get("data") or {} if s is not None else None
+                    except KubeError as e:
+                        errors.append(f"receiver.{r.name}: Secret {ref.name}: {e}")
+                        secrets[ref.name] = {}
+                        break
+                data = secrets[ref.name]
+                if data is None:
+                    errors.append(f"receiver.{r.name}: Secret {self.namespace}/{ref.name} not found")
+                    break
+                if ref.key not in data:
+                    errors.append(f"receiver.{r.name}: Secret {ref.name} has no key {ref.key}")
+                    break
                 try:
-                    s = await self.kube.get_or_none(SECRETS.path(self.namespace, ref.name))
-                    secrets[ref.name] = (s or {}).get("data") or {} if s is not None else None
-                except KubeError as e:
-                    errors.append(f"receiver.{r.name}: Secret {ref.name}: {e}")
-                    secrets[ref.name] = {}
-                    continue
-            data = secrets[ref.name]
-            if data is None:
-                errors.append(f"receiver.{r.name}: Secret {self.namespace}/{ref.name} not found")
-                continue
-            try:
-                url = base64.b64decode(data.get(ref.key, ""), validate=True).decode().strip()
-            except (binascii.Error, UnicodeDecodeError):
-                url = ""
-            if not url.startswith(("http://", "https://")):
-                errors.append(f"receiver.{r.name}: Secret {ref.name} key {ref.key} holds no http(s) URL")
-                continue
-            urls[r.name] = url
-        return Loaded(cfg, urls, tuple(errors))
+                    value = base64.b64decode(data[ref.key], validate=True).decode().strip()
+                except (binascii.Error, UnicodeDecodeError):
+                    value = ""
+                if fieldname == "url" and not value.startswith(("http://", "https://")):
+                    errors.append(f"receiver.{r.name}: Secret {ref.name} key {ref.key} holds no http(s) URL")
+                    break
+                if not value:
+                    errors.append(f"receiver.{r.name}: Secret {ref.name} key {ref.key} is empty")
+                    break
+                values[fieldname] = value
+            else:
+                found[r.name] = values
+        urls = {name: v["url"] for name, v in found.items() if "url" in v}
+        return Loaded(cfg, urls, tuple(errors), found)
