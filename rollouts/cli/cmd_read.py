@@ -86,9 +86,7 @@ def get_rollout(name: NameArg, kubeconfig: KubeconfigOpt = None, context: Contex
             return
         from rich.console import Console
 
-        from rollouts.cli.render import detail
-
-        Console().print(detail(view.summary, view.replica_sets, view.events))
+        Console().print(view.renderable())
 
     async def watching(s: Session) -> None:
         from rollouts.cli.watch import watch_rollout

@@ -6,12 +6,15 @@ Colour appears only when the console is a terminal; rich decides that from the s
 from __future__ import annotations
 
 import io
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from rich.console import Console, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
+
+from rollouts.cli import timefmt
+from rollouts.cli.tree import RunInfo, build_tree, render_tree, rollout_icon, status_run_infos
 
 HASH_LABEL = "rollouts-pod-template-hash"
 REVISION_ANNOTATION = "rollouts.dev/revision"
@@ -23,19 +26,7 @@ STEP_MARK = {"done": "✓", "current": "▶", "pending": "·"}
 
 
 def age(ts: Any, now: datetime | None = None) -> str:
-    if not isinstance(ts, str):
-        return "-"
-    try:
-        t = datetime.fromisoformat(ts.replace("Z", "+00:00"))
-    except ValueError:
-        return "-"
-    secs = int(((now or datetime.now(UTC)) - t).total_seconds())
-    if secs < 0:
-        return "0s"
-    for unit, n in (("d", 86400), ("h", 3600), ("m", 60)):
-        if secs >= n:
-            return f"{secs // n}{unit}"
-    return f"{secs}s"
+    return timefmt.age(ts, now)
 
 
 def step_text(s: dict[str, Any]) -> str:
@@ -116,15 +107,52 @@ def _action_line(a: dict[str, Any] | None, pending: bool) -> str:
     return f"{what} by {a.get('user', '?')} -> {a.get('result', '?')}{msg}{earlier}"
 
 
+def set_weight(s: dict[str, Any]) -> int:
+    """The weight the steps ask for now (Argo's SetWeight): the last setWeight at or before
+    the current step; 100 once the steps are done; 0 when aborted."""
+    if s.get("aborted"):
+        return 0
+    idx, steps = s.get("currentStepIndex"), s.get("steps") or []
+    if idx is None or idx >= len(steps):
+        return 100
+    return next((int(st["weight"]) for st in reversed(steps[: idx + 1]) if "weight" in st), 0)
+
+
+def step_description(st: dict[str, Any]) -> str:
+    if st.get("kind") == "pause" and st.get("pauseSeconds") is not None:
+        return f"pause {timefmt.fmt_duration(float(st['pauseSeconds']))}"
+    return str(st.get("description") or "")
+
+
+def _images(s: dict[str, Any], rows: list[dict[str, Any]]) -> list[str]:
+    """Images that run, each with the roles of the ReplicaSets running it (Argo's Images)."""
+    tags: dict[str, list[str]] = {}
+    for r in rows:
+        if r["desired"] > 0:
+            for img in r["images"]:
+                roles = tags.setdefault(img, [])
+                if r["role"] != "old" and r["role"] not in roles:
+                    roles.append(r["role"])
+    if not tags:  # no ReplicaSet read (yet): the spec's images
+        return [c["image"] for c in s["containers"]]
+    return [img + (f" ({', '.join(roles)})" if roles else "") for img, roles in sorted(tags.items())]
+
+
 def detail(summary: dict[str, Any], rss: list[dict[str, Any]], events: list[dict[str, Any]],
-           now: datetime | None = None) -> RenderableType:
+           now: datetime | None = None, *, pods: list[dict[str, Any]] | None = None,
+           runs: list[RunInfo] | None = None) -> RenderableType:
+    """The header, the tree (revisions, ReplicaSets, pods, AnalysisRuns), the steps and the
+    last events. ``runs`` None: the AnalysisRuns could not be read; the tree then shows
+    the runs the rollout's status records."""
     s = summary
+    rows = replica_set_rows(s, rss)
     head = Table.grid(padding=(0, 2))
     head.add_column(style="bold")
     head.add_column()
     head.add_row("Name:", s["name"])
     head.add_row("Namespace:", s["namespace"])
-    status = phase_text(s["phase"])
+    status = Text(rollout_icon(s["phase"]) + " ")
+    status.append(phase_text(s["phase"]))
     if not s["upToDate"]:
         status.append(" (spec change not yet observed)", style="dim")
     if s["aborted"]:
@@ -134,21 +162,20 @@ def detail(summary: dict[str, Any], rss: list[dict[str, Any]], events: list[dict
     head.add_row("Status:", status)
     if s["message"]:
         head.add_row("Message:", s["message"])
-    rev = s["revisions"]
     bg = s.get("blueGreen")
     if bg:
-        head.add_row("Strategy:", "blueGreen")
+        head.add_row("Strategy:", "BlueGreen")
         head.add_row("Active:", f"{bg.get('activeService') or '-'} -> {bg.get('activeSelector') or '-'}")
         if bg.get("previewService"):
             head.add_row("Preview:",
                          f"{bg['previewService']} -> {bg.get('previewSelector') or '-'}")
-        head.add_row("Revisions:", f"new {rev['canary'] or '-'}  stable {rev['stable'] or '-'}")
     else:
-        head.add_row("Step:", step_text(s))
-        head.add_row("Weights:", f"canary {s['weights']['canary']}%  stable {s['weights']['stable']}%")
-        head.add_row("Revisions:", f"canary {rev['canary'] or '-'}  stable {rev['stable'] or '-'}")
-    for c in s["containers"]:
-        head.add_row("Image:", f"{c['name']}={c['image']}")
+        head.add_row("Strategy:", "Canary")
+        head.add_row("  Step:", step_text(s))
+        head.add_row("  SetWeight:", str(set_weight(s)))
+        head.add_row("  ActualWeight:", str(s["weights"]["canary"]))
+    for i, img in enumerate(_images(s, rows)):
+        head.add_row("Images:" if i == 0 else "", img)
     rep = s["replicas"]
     head.add_row("Replicas:", f"desired {rep['desired'] if rep['desired'] is not None else '?'}  "
                               f"current {rep['current']}  updated {rep['updated']}  "
@@ -159,7 +186,10 @@ def detail(summary: dict[str, Any], rss: list[dict[str, Any]], events: list[dict
         head.add_row("Last action:", _action_line(s["lastAction"], False))
     for err in s.get("specErrors") or []:
         head.add_row(Text("Spec error:", style="red"), err)
-    parts: list[RenderableType] = [head]
+    parts: list[RenderableType] = [head, Text("")]
+
+    shown_runs = runs if runs is not None else status_run_infos(s)
+    parts.append(render_tree(build_tree(s, rows, rss, pods or [], shown_runs, now)))
 
     if s["steps"]:
         steps = Table(title="Steps", title_justify="left", box=None, header_style="bold")
@@ -167,32 +197,8 @@ def detail(summary: dict[str, Any], rss: list[dict[str, Any]], events: list[dict
             steps.add_column(c)
         for st in s["steps"]:
             style = "bold" if st["state"] == "current" else "dim" if st["state"] == "done" else ""
-            steps.add_row(STEP_MARK[st["state"]], str(st["index"]), st["description"], style=style)
+            steps.add_row(STEP_MARK[st["state"]], str(st["index"]), step_description(st), style=style)
         parts.append(steps)
-
-    rows = replica_set_rows(s, rss)
-    if rows:
-        rt = Table(title="ReplicaSets", title_justify="left", box=None, header_style="bold")
-        for c in ("ROLE", "REVISION", "NAME", "DESIRED", "READY", "AVAILABLE", "IMAGES"):
-            rt.add_column(c)
-        for r in rows:
-            rt.add_row(r["role"], str(r["revision"]), r["name"], str(r["desired"]), str(r["ready"]),
-                       str(r["available"]), ", ".join(r["images"]),
-                       style="dim" if r["role"] == "old" else "")
-        parts.append(rt)
-
-    runs = (s.get("analysis") or {}).get("runs") or []
-    if runs:
-        at = Table(title="Analysis", title_justify="left", box=None, header_style="bold")
-        for c in ("KIND", "RUN", "PHASE", "MESSAGE"):
-            at.add_column(c, overflow="fold" if c == "MESSAGE" else "ellipsis")
-        for r in runs:
-            # a run of a replaced revision (or an earlier attempt) is history, not a verdict
-            old = "" if r.get("current") else " (earlier revision or attempt)"
-            at.add_row(str(r.get("kind", "")), str(r.get("name", "")),
-                       phase_text(str(r.get("phase") or "Pending")), str(r.get("message") or "") + old,
-                       style="" if r.get("current") else "dim")
-        parts.append(at)
 
     evs = event_rows(events)
     if evs:
@@ -212,4 +218,5 @@ def to_text(renderable: RenderableType, width: int = 120) -> str:
     console = Console(width=width, record=True, color_system=None, force_terminal=False,
                       file=io.StringIO())
     console.print(renderable)
-    return console.export_text()
+    # rich pads table cells to the column width: no trailing blanks on a pipe
+    return "".join(line.rstrip() + "\n" for line in console.export_text().splitlines())

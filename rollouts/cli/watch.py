@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 
 from rollouts.cli.common import Output, dump, is_tty
 from rollouts.cli.fetch import fetch_view
-from rollouts.cli.render import detail, to_text
+from rollouts.cli.render import to_text
 from rollouts.cli.session import Session
 
 
@@ -34,7 +34,7 @@ async def watch_rollout(s: Session, name: str, output: Output, limit: float,
             else:
                 stamp = datetime.now(UTC).strftime("%H:%M:%SZ")
                 sys.stdout.write(f"--- {name} at {stamp}\n"
-                                 + to_text(detail(view.summary, view.replica_sets, view.events)))
+                                 + to_text(view.renderable()))
             sys.stdout.flush()
         await asyncio.sleep(interval)
 
@@ -43,9 +43,9 @@ async def _live(s: Session, name: str, deadline: float | None, interval: float) 
     from rich.live import Live
 
     view = await fetch_view(s.kube, s.namespace, name)
-    with Live(detail(view.summary, view.replica_sets, view.events), auto_refresh=False,
+    with Live(view.renderable(), auto_refresh=False,
               screen=False) as live:
         while deadline is None or time.monotonic() < deadline:
             await asyncio.sleep(interval)
             view = await fetch_view(s.kube, s.namespace, name)
-            live.update(detail(view.summary, view.replica_sets, view.events), refresh=True)
+            live.update(view.renderable(), refresh=True)

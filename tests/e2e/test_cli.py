@@ -130,7 +130,8 @@ async def test_pause_resume_undo_restart_list_and_get(
     assert r.code == 0 and f"namespace: {ns}" in r.out, r
     r = got
     assert r.code == 0, r
-    assert re.search(r"▶\s+3\s+pause \(until promoted\)", r.out) and "canary 60%" in r.out, r.out
+    assert re.search(r"▶\s+3\s+pause \(until promoted\)", r.out), r.out
+    assert re.search(r"ActualWeight:\s+60\n", r.out), r.out
     assert "\x1b[" not in r.out  # no colour on a pipe
     r = got_json
     assert '"replicaSets"' in r.out and '"events"' in r.out
@@ -203,14 +204,21 @@ async def test_get_watch_shows_progress_on_a_pipe_and_live_on_a_tty(
     snapshots = text.split("--- demo at ")
     assert len(snapshots) >= 4, text[-3000:]
     assert "\x1b[" not in text  # a pipe gets plain text
-    for expected in (r"▶\s+1\s+pause \(until promoted\)", "canary 20%",
-                     r"▶\s+3\s+pause \(until promoted\)", "canary 50%", "Healthy", "RolloutPromoted"):
+    w20, w50 = r"ActualWeight:\s+20\n", r"ActualWeight:\s+50\n"
+    for expected in (r"▶\s+1\s+pause \(until promoted\)", w20,
+                     r"▶\s+3\s+pause \(until promoted\)", w50, "Healthy", "RolloutPromoted"):
         assert re.search(expected, text), expected
     # the order a user sees: step 1, then step 3, then Healthy
-    assert text.index("canary 20%") < text.index("canary 50%") < text.rindex("Healthy")
+    assert _at(w20, text) < _at(w50, text) < text.rindex("Healthy")
     reader.join(10)
     tty = b"".join(tty_chunks).decode(errors="replace")
     assert "\x1b[" in tty and "pause (until promoted)" in tty and "Healthy" in tty, tty[-2000:]
+
+
+def _at(pattern: str, text: str) -> int:
+    m = re.search(pattern, text)
+    assert m, pattern
+    return m.start()
 
 
 def _drain(fd: int, into: list[bytes]) -> None:
@@ -276,7 +284,7 @@ async def test_get_shows_the_running_analysis_and_dates_the_last_action(
     assert run["revision"] == st["currentPodHash"]
     assert view["lastAction"]["action"] == "promote" and view["lastAction"]["current"] is True
     r = await cli("get", "rollout", "demo", kubeconfig=kc, namespace=ns)
-    assert re.search(rf"step\s+{run['name']}\s+Running", r.out), r.out
+    assert re.search(rf"α {run['name']} \(step\)\s+AnalysisRun\s+◌ Running", r.out), r.out
     assert "earlier revision" not in r.out
 
     # a new revision replaces the canary: the promote and the run belong to the old one

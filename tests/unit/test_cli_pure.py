@@ -86,13 +86,15 @@ def test_detail_view_text() -> None:
     text = to_text(detail(summarize(rollout()), [rs("aaa", 1, "demo:1", 4), rs("bbb", 2, "demo:2", 1)],
                           [{"type": "Normal", "reason": "RolloutPaused", "message": "paused",
                             "lastTimestamp": "2024-05-01T11:59:50Z", "count": 2}], now=NOW))
-    assert re.search(r"^Status:\s+Paused", text, re.M)
-    assert "canary 20%  stable 80%" in text
+    assert re.search(r"^Status:\s+॥ Paused", text, re.M)
+    assert re.search(r"^  SetWeight:\s+20$", text, re.M)
+    assert re.search(r"^  ActualWeight:\s+20$", text, re.M)
     lines = text.splitlines()
     current = next(ln for ln in lines if "▶" in ln)
     assert "pause (until promoted)" in current and " 1 " in current
-    assert any(ln.split()[:2] == ["stable", "1"] for ln in lines)
-    assert any(ln.split()[:2] == ["canary", "2"] for ln in lines)
+    assert "pause 30s" in text
+    assert re.search(r"# revision:1\n.*⧉ demo-aaa\s+ReplicaSet\s+✔ Healthy\s+-\s+stable", text)
+    assert re.search(r"# revision:2\n.*⧉ demo-bbb\s+ReplicaSet\s+✔ Healthy\s+-\s+canary", text)
     assert "10s" in text and "(x2)" in text
 
 

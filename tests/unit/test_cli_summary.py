@@ -69,7 +69,7 @@ def test_runs_and_action_of_a_replaced_revision_are_not_current() -> None:
     assert s["lastAction"]["current"] is False
     text = to_text(detail(s, [], []))
     assert "retry by alice -> Applied (on earlier revision 7f9c)" in text
-    assert "(earlier revision or attempt)" in text
+    assert "earlier revision or attempt)" in text
 
 
 def test_runs_of_an_earlier_attempt_are_not_current() -> None:
