@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import copy
 import logging
+import os
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -55,10 +56,22 @@ async def resolve_args(kube: Kube, ns: str, raw: Any) -> dict[str, str | None]:
 
 
 class AnalysisRunReconciler:
-    def __init__(self, kube: Kube, runs: Informer, clock: Callable[[], datetime] | None = None) -> None:
+    def __init__(self, kube: Kube, runs: Informer, clock: Callable[[], datetime] | None = None,
+                 controller_namespace: str | None = None) -> None:
         self.kube = kube
         self.runs = runs
         self.clock = clock or (lambda: datetime.now(UTC))
+        # Providers' credentials Secrets live here by default, as in Argo.
+        # (the manager's default: $POD_NAMESPACE, else rollouts-system)
+        self.controller_namespace = (controller_namespace or os.environ.get("POD_NAMESPACE")
+                                     or "rollouts-system")
+
+    async def _secret(self, ns: str, name: str) -> dict[str, str] | None:
+        try:
+            s = await self.kube.get_or_none(SECRETS.path(ns, name))
+        except KubeError as e:
+            raise providers.ProviderError(f"Secret {ns}/{name} could not be read: {e.message}") from e
+        return None if s is None else providers.decode_secret_data(s.get("data"))
 
     async def reconcile(self, key: str) -> float | None:
         obj = self.runs.get(key)
@@ -110,6 +123,7 @@ class AnalysisRunReconciler:
             str(r.get("name")): r for r in status.get("metricResults") or [] if isinstance(r, dict)}
         terminated = spec.get("terminate") is True
         waits: list[float] = []
+        ns = str(((spec_owner or {}).get("metadata") or {}).get("namespace") or "")
         for metric, prov in zip(metrics, resolved, strict=True):
             r = dict(results.get(metric.name) or {"name": metric.name})
             r["dryRun"] = metric.dry_run or None
@@ -119,7 +133,11 @@ class AnalysisRunReconciler:
                     r, pending = await self._job(spec_owner, metric, prov, r)
                     wait = 1.0 if pending else ar.next_due(metric, r, started, self.clock())
                 else:
-                    r = await take_measurement(metric, prov, r, now, self.clock)
+                    ctx = providers.Context(secrets=self._secret, namespace=ns,
+                                            controller_namespace=self.controller_namespace,
+                                            now=now.timestamp(), run_started=started.timestamp(),
+                                            interval=metric.interval)
+                    r = await take_measurement(metric, prov, r, now, self.clock, ctx=ctx)
                     wait = ar.next_due(metric, r, started, self.clock())
             r["phase"] = ar.assess(metric, r, terminated)
             if r["phase"] not in ar.TERMINAL and wait is not None:
@@ -173,7 +191,8 @@ class AnalysisRunReconciler:
 
 async def take_measurement(metric: ar.MetricSpec, prov: dict[str, Any], r: dict[str, Any],
                            now: datetime, clock: Callable[[], datetime],
-                           at: float | None = None) -> dict[str, Any]:
+                           at: float | None = None,
+                           ctx: providers.Context | None = None) -> dict[str, Any]:
     """The metric result after one more measurement from its provider (prometheus, web,
     judge); ``at`` evaluates Prometheus queries at a past time (replay). A provider
     failure is an Error measurement, never an exception."""
@@ -187,6 +206,8 @@ async def take_measurement(metric: ar.MetricSpec, prov: dict[str, Any], r: dict[
         elif metric.provider_kind == "judge":
             reading = await judge.judge_reading(prov, list(r.get("judgeSnapshots") or []),
                                                 now.timestamp(), at=at)
+        elif metric.provider_kind in providers.REGISTRY and at is None:
+            reading = await providers.measure(metric.provider_kind, prov, ctx or providers.Context())
         else:
             raise providers.ProviderError(f"the {metric.provider_kind} provider cannot be "
                                           f"{'replayed' if at is not None else 'measured here'}")

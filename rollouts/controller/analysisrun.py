@@ -24,7 +24,8 @@ SUCCESSFUL, FAILED, INCONCLUSIVE, ERROR, RUNNING, PENDING = (
     "Successful", "Failed", "Inconclusive", "Error", "Running", "Pending")
 TERMINAL = {SUCCESSFUL, FAILED, INCONCLUSIVE, ERROR}
 ERROR_RETRY_S = 10.0
-PROVIDERS = ("prometheus", "web", "job", "judge")
+PROVIDERS = ("prometheus", "web", "job", "judge", "influxdb", "graphite", "datadog", "newRelic",
+             "wavefront", "cloudWatch", "kayenta")  # Argo's keys (rollouts.metrics.providers)
 
 
 @dataclass(frozen=True)

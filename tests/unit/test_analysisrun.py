@@ -87,7 +87,7 @@ def test_run_phase_worst_metric_decides_and_dry_run_is_ignored() -> None:
 
 @pytest.mark.parametrize("spec, fragment", [
     ({"metrics": []}, "non-empty"),
-    ({"metrics": [{"name": "m", "provider": {"datadog": {}}, "successCondition": "true"}]}, "exactly one"),
+    ({"metrics": [{"name": "m", "provider": {"skywalking": {}}, "successCondition": "true"}]}, "exactly one"),
     ({"metrics": [{"name": "m", "provider": {"web": {"url": "x"}}}]}, "successCondition"),
     ({"metrics": [{"name": "m", "count": 3, "successCondition": "true",
                    "provider": {"web": {"url": "x"}}}]}, "needs an interval"),

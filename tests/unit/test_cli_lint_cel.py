@@ -37,7 +37,7 @@ def test_unknown_analysis_provider_is_refused_like_the_server_does() -> None:
     bad = TEMPLATE.replace("PROVIDER", "nosuch: {address: 'http://p:9090'}")
     (msg,) = server_errors(bad)
     assert msg == ("spec.metrics[0].provider: provider must set exactly one of prometheus, web, "
-                   "job, judge")
+                   "job, judge, influxdb, graphite, datadog, newRelic, wavefront, cloudWatch, kayenta")
     two = TEMPLATE.replace("PROVIDER", "prometheus: {query: up}\n        web: {url: 'http://x'}")
     assert len(server_errors(two)) == 1
 
