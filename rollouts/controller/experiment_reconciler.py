@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from rollouts.api import experiment as model
-from rollouts.api.constants import API_VERSION, GROUP, POD_TEMPLATE_HASH_LABEL, VERSION
+from rollouts.api.constants import API_VERSION, GROUP, INSTANCE_ID_LABEL, POD_TEMPLATE_HASH_LABEL, VERSION
 from rollouts.api.status import parse_time
 from rollouts.controller import experiment as ex
 from rollouts.controller.analysis_builder import CLUSTER_TEMPLATES, TEMPLATES
@@ -114,7 +114,10 @@ def experiment_run(experiment: JSON, spec: model.ExperimentSpec, analysis: model
         run_spec["measurementRetention"] = keep
     meta: JSON = {"name": name, "namespace": md["namespace"],
                   "labels": {**spec.run_labels, model.EXPERIMENT_LABEL: md["name"],
-                             f"{GROUP}/analysis": analysis.name},
+                             f"{GROUP}/analysis": analysis.name,
+                             # the controller instance the Experiment belongs to
+                             **{k: v for k, v in (md.get("labels") or {}).items()
+                                if k == INSTANCE_ID_LABEL}},
                   "ownerReferences": [owner_ref(experiment)]}
     if spec.run_annotations:
         meta["annotations"] = dict(spec.run_annotations)
