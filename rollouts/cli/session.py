@@ -60,6 +60,11 @@ def _context_defaults(kubeconfig: str | None, context: str | None) -> tuple[str 
 @asynccontextmanager
 async def open_session(kubeconfig: str | None, context: str | None,
                        namespace: str | None) -> AsyncIterator[Session]:
+    from rollouts.cli.kubeconfig import kubeconfig_problem
+
+    problem = kubeconfig_problem(kubeconfig, context)
+    if problem is not None:
+        raise fail(problem, exitcodes.KUBE_ERROR)
     ns, user = _context_defaults(kubeconfig, context)
     try:
         api = await make_api_client(kubeconfig, context)
