@@ -23,6 +23,7 @@ from rollouts.kube.events import EventRecorder
 from rollouts.kube.informer import Informer, key_of
 from rollouts.kube.leader import LeaderElector
 from rollouts.kube.workqueue import WorkQueue
+from rollouts.observability.health import Health
 from rollouts.server.app import create_app, create_plain_metrics_app
 from rollouts.server.tls import ServingCert, load_serving_cert
 
@@ -69,7 +70,8 @@ class Controller:
         self.opts = opts
         self.queue = WorkQueue()
         self.telemetry = Telemetry(self.queue)
-        self.ready = False
+        # ready while serving, leader or standby; leadership reported apart (metric, /readyz)
+        self.health = Health(self.telemetry.metrics, leader_election=opts.leader_elect)
         self.analysis_reconciler: AnalysisRunReconciler | None = None
         self.experiment_reconciler: ExperimentReconciler | None = None
         self.experiments: Informer | None = None  # also read by the Rollout reconciler
@@ -133,8 +135,9 @@ class Controller:
 
     def http_app(self, kube: Kube) -> FastAPI:
         """The app of --listen: the HTTP API, /metrics (authenticated), health."""
-        return create_app(kube, ready=lambda: self.ready, metrics=self.telemetry.metrics,
-                          namespace=self.opts.namespace, audiences=self.opts.audiences)
+        return create_app(kube, ready=self.health.ready, metrics=self.telemetry.metrics,
+                          namespace=self.opts.namespace, audiences=self.opts.audiences,
+                          details=self.health.details)
 
     def _servers(self, kube: Kube) -> list[_QuietServer]:
         host, _, port = self.opts.listen.rpartition(":")
@@ -156,7 +159,8 @@ class Controller:
         if self.opts.metrics_listen:
             mhost, _, mport = self.opts.metrics_listen.rpartition(":")
             servers.append(_QuietServer(uvicorn.Config(
-                create_plain_metrics_app(self.telemetry.metrics, ready=lambda: self.ready),
+                create_plain_metrics_app(self.telemetry.metrics, ready=self.health.ready,
+                                         details=self.health.details),
                 host=mhost or "127.0.0.1", port=int(mport), log_level="warning", lifespan="off")))
         return servers
 
@@ -182,6 +186,7 @@ class Controller:
         try:
             if self.opts.leader_elect:
                 elector = LeaderElector(kube, self.opts.lease_namespace, self.opts.lease_name)
+                self.health.elector = elector
                 tasks.append(asyncio.create_task(elector.run()))
                 log.info("waiting to become leader (%s/%s)", self.opts.lease_namespace,
                          self.opts.lease_name)
@@ -217,7 +222,7 @@ class Controller:
             tasks += [asyncio.create_task(self._worker(reconciler)) for _ in range(self.opts.workers)]
             tasks.append(asyncio.create_task(self._resync(rollouts)))
             tasks.append(asyncio.create_task(self._resync(experiments, EX_PREFIX)))
-            self.ready = True
+            self.health.synced = True
             log.info("controller started (namespace: %s)", self.opts.namespace or "all")
             waiters: list[asyncio.Task[object]] = [asyncio.create_task(stop.wait())]
             if elector is not None:
@@ -234,7 +239,7 @@ class Controller:
                 if w not in tasks:
                     w.cancel()
         finally:
-            self.ready = False
+            self.health.stopping = True
             self.queue.shutdown()
             for s in servers:
                 s.should_exit = True

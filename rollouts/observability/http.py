@@ -1,11 +1,12 @@
-"""``GET /metrics`` on the controller's FastAPI app."""
+"""``GET /metrics`` and the probes (``/healthz``, ``/readyz``) on the controller's FastAPI apps."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from fastapi import FastAPI, Response
+from fastapi.responses import JSONResponse, PlainTextResponse
 
 from rollouts.observability.metrics import ControllerMetrics
 
@@ -19,3 +20,21 @@ def add_metrics_route(app: FastAPI, metrics: ControllerMetrics,
         # which only the loop mutates
         body, ctype = metrics.render()
         return Response(body, media_type=ctype)
+
+
+def add_health_routes(app: FastAPI, ready: Callable[[], bool],
+                      details: Callable[[], dict[str, object]] | None = None) -> None:
+    """``/healthz`` and ``/readyz`` (kube-style: ``ok``, or 503 ``not ready``);
+    ``/readyz?verbose`` answers JSON with the details (leadership among them), same status."""
+    @app.get("/healthz", response_class=PlainTextResponse, include_in_schema=False)
+    async def healthz() -> str:
+        return "ok"
+
+    @app.get("/readyz", include_in_schema=False)
+    async def readyz(verbose: str | None = None) -> Response:
+        ok = ready()
+        code = 200 if ok else 503
+        if verbose is not None:
+            body = details() if details is not None else {}
+            return JSONResponse({**body, "ready": ok}, status_code=code)
+        return PlainTextResponse("ok" if ok else "not ready", status_code=code)
