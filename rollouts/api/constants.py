@@ -11,6 +11,8 @@ ROLLOUT_PLURAL: Final = "rollouts"
 POD_TEMPLATE_HASH_LABEL: Final = "rollouts-pod-template-hash"
 REVISION_ANNOTATION: Final = f"{GROUP}/revision"
 FIELD_MANAGER: Final = "rollouts-controller"
+# Argo's controller-instance-id label: which controller (--instance-id) acts on the object
+INSTANCE_ID_LABEL: Final = f"{GROUP}/controller-instance-id"
 
 # Argo's defaults
 DEFAULT_SCALE_DOWN_DELAY_S: Final = 30

@@ -10,8 +10,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from rollouts.api.constants import API_VERSION, GROUP, POD_TEMPLATE_HASH_LABEL, VERSION
-from rollouts.kube.client import JSON, Kube, Resource
+from rollouts.api.constants import API_VERSION, GROUP, INSTANCE_ID_LABEL, POD_TEMPLATE_HASH_LABEL, VERSION
+from rollouts.kube.cache import Reader
+from rollouts.kube.client import JSON, Resource
 
 TEMPLATES = Resource(GROUP, VERSION, "analysistemplates")
 CLUSTER_TEMPLATES = Resource(GROUP, VERSION, "clusteranalysistemplates", namespaced=False)
@@ -36,7 +37,7 @@ def template_refs(analysis: Any) -> list[tuple[str, bool]]:
     return out
 
 
-async def load_templates(kube: Kube, ns: str, analysis: Any) -> list[JSON]:
+async def load_templates(kube: Reader, ns: str, analysis: Any) -> list[JSON]:
     out = []
     for name, cluster in template_refs(analysis):
         path = CLUSTER_TEMPLATES.path(None, name) if cluster else TEMPLATES.path(ns, name)
@@ -104,6 +105,9 @@ def build_run(rollout: JSON, templates: list[JSON], analysis: dict[str, Any], na
         run_spec["measurementRetention"] = retention
     labels = {ROLLOUT_LABEL: md["name"], POD_TEMPLATE_HASH_LABEL: canary_hash,
               f"{GROUP}/analysis": kind}
+    instance = (md.get("labels") or {}).get(INSTANCE_ID_LABEL)
+    if instance:  # the run belongs to the controller instance the Rollout names
+        labels[INSTANCE_ID_LABEL] = instance
     if step_index is not None:
         labels[f"{GROUP}/step"] = str(step_index)
     return {

@@ -39,6 +39,7 @@ import copy
 import json
 import logging
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, NoReturn
 
@@ -102,6 +103,7 @@ from rollouts.controller.failures import (
     replica_failure,
 )
 from rollouts.controller.pod_metadata import canonical, canonical_metadata
+from rollouts.kube.cache import Reader, SharedCache, reading_for
 from rollouts.kube.client import DEPLOYMENTS, JSON, PODS, REPLICASETS, Kube, KubeError, Resource
 from rollouts.kube.events import EventRecorder
 from rollouts.kube.informer import Informer
@@ -175,12 +177,24 @@ def run_observation(run: JSON) -> AnalysisRunObs:
                           terminated=(run.get("spec") or {}).get("terminate") is True)
 
 
+def _settled(ro: RolloutInput, decided: RolloutStatus, obs: Observations, now: datetime) -> bool:
+    """Whether a decision on the status just decided would change nothing more: then the
+    status write's echo through the watch is no reason to reconcile again (a decision that
+    acted is always looked at again: its actions change what the next one observes)."""
+    again = decide(replace(ro, status=copy.deepcopy(decided)), obs, now)
+    return not again.actions and again.status == decided
+
+
 class Reconciler:
     def __init__(self, kube: Kube, rollouts: Informer, replicasets: Informer,
                  recorder: EventRecorder, clock: Callable[[], datetime] | None = None,
                  listeners: list[DecisionListener] | None = None,
                  analysis_runs: Informer | None = None,
-                 experiments: Informer | None = None) -> None:
+                 experiments: Informer | None = None,
+                 shared: SharedCache | None = None) -> None:
+        # reads by name (Services, router objects, templates, Deployments) from informers
+        self.shared = shared
+        self.reader: Reader = shared if shared is not None else kube
         self.listeners = listeners or []
         self.analysis_runs = analysis_runs
         self.experiments = experiments
@@ -198,9 +212,13 @@ class Reconciler:
         if md.get("deletionTimestamp"):
             return None  # ReplicaSets go with it through ownerReferences
         ns, name = md["namespace"], md["name"]
+        if self.shared is not None:
+            self.shared.begin(key)  # what this reconcile reads is recorded anew
+        reading_for.set(key)
         spec, spec_errors = parse_spec(obj.get("spec"))
         status = RolloutStatus.from_dict(obj.get("status"))
-        router = TrafficRouter(self.kube, rollout=name, uid=str(md.get("uid") or ""))
+        router = TrafficRouter(self.kube, rollout=name, uid=str(md.get("uid") or ""),
+                               shared=self.shared)
         loaded_templates: dict[str, list[JSON]] = {}
         try:
             template, owned, obs = await self._observe(obj, spec, status, router, loaded_templates)
@@ -244,7 +262,8 @@ class Reconciler:
             decision.events.append(Event("Warning", "TrafficRoutingRestored", note))
         replica_failure(decision.status, rs_conditions(owned), decision.status.current_pod_hash)
         recovered(status, decision.status, self.clock())
-        if not await self._write_status(obj, decision.status):
+        settled = not decision.actions and _settled(ro, decision.status, obs, self.clock())
+        if not await self._write_status(obj, decision.status, echo_is_news=not settled):
             return 0.2  # someone wrote since we read: recompute from the new version
         await self._emit(obj, decision.status, decision.events)
         return decision.requeue_after
@@ -266,16 +285,14 @@ class Reconciler:
                     env_errors.append("spec.selector does not match the pod template labels")
                 else:
                     env_errors += await router.check(ns, spec, labels)
-        owned = owned_replica_sets(
-            [r for r in self.replicasets.values() if r["metadata"].get("namespace") == ns],
-            md.get("uid", ""))
+        owned = owned_replica_sets(self.replicasets.owned_by(md.get("uid", "")), md.get("uid", ""))
         runs = {r["metadata"]["name"]: run_observation(r)
                 for r in self._owned_runs(ns, md.get("uid", ""))}
         pods: tuple[PodObs, ...] = ()
         if spec is not None and owned and restart_pending(spec, status, self.clock()):
             pods = await self._pods(ns, list(owned))
-        exps = owned_experiments((e for e in (self.experiments.values() if self.experiments else [])
-                                  if e["metadata"].get("namespace") == ns), md.get("uid", ""))
+        exps = owned_experiments(self.experiments.owned_by(md.get("uid", "")) if self.experiments else [],
+                                 md.get("uid", ""))
         obs = Observations(template, {h: rs_observation(r) for h, r in owned.items()},
                            tuple(env_errors), runs, pods, exps)
         return template, owned, obs
@@ -305,8 +322,10 @@ class Reconciler:
         await self._emit(obj, new_status, [*decision_events(decided_events, failure), *events])
         raise ActionFailed(failure, due)
 
-    async def _write_status(self, obj: JSON, status: RolloutStatus) -> bool:
-        """Write ``status`` unless unchanged; False on a conflict (someone wrote since we read)."""
+    async def _write_status(self, obj: JSON, status: RolloutStatus, *,
+                            echo_is_news: bool = True) -> bool:
+        """Write ``status`` unless unchanged; False on a conflict (someone wrote since we read).
+        ``echo_is_news=False``: the write coming back through the watch needs no reconcile."""
         new_status = status.to_dict()
         if new_status == (obj.get("status") or {}):
             return True
@@ -321,7 +340,7 @@ class Reconciler:
             if e.not_found:
                 return True  # deleted meanwhile: nothing left to describe
             raise
-        self.rollouts.store[f"{md['namespace']}/{md['name']}"] = updated  # read-your-writes
+        self.rollouts.wrote(updated, own=not echo_is_news)  # read-your-writes
         return True
 
     async def _emit(self, obj: JSON, status: RolloutStatus, events: list[Event]) -> None:
@@ -427,8 +446,8 @@ class Reconciler:
                     if not e.not_found:
                         raise
         record = canonical_metadata(action.labels, action.annotations)
-        await self.kube.merge_patch(REPLICASETS.path(ns, name),
-                                    {"metadata": {"annotations": {EPHEMERAL_ANNOTATION: record or None}}})
+        self.replicasets.wrote(await self.kube.merge_patch(REPLICASETS.path(ns, name), {
+            "metadata": {"annotations": {EPHEMERAL_ANNOTATION: record or None}}}))
 
     async def _pods(self, ns: str, hashes: list[str]) -> tuple[PodObs, ...]:
         data = await self.kube.get_list(PODS.path(ns), labelSelector=f"{HASH} in ({','.join(hashes)})")
@@ -443,9 +462,7 @@ class Reconciler:
     def _owned_runs(self, ns: str, uid: str) -> list[JSON]:
         if self.analysis_runs is None:
             return []
-        return [r for r in self.analysis_runs.values()
-                if r["metadata"].get("namespace") == ns
-                and any(o.get("uid") == uid for o in r["metadata"].get("ownerReferences") or [])]
+        return [r for r in self.analysis_runs.owned_by(uid) if r["metadata"].get("namespace") == ns]
 
     async def _check_analysis(self, ns: str, spec: RolloutSpec,
                               loaded: dict[str, list[JSON]]) -> list[str]:
@@ -455,7 +472,7 @@ class Reconciler:
         errors = []
         for path, block in blocks:
             try:
-                loaded[_refs_key(block)] = await load_templates(self.kube, ns, block)
+                loaded[_refs_key(block)] = await load_templates(self.reader, ns, block)
             except AnalysisSpecError as e:
                 errors.append(f"{path}: {e}")
         return errors
@@ -464,7 +481,7 @@ class Reconciler:
         if spec.template is not None:
             return spec.template
         assert spec.workload_ref is not None
-        dep = await self.kube.get_or_none(DEPLOYMENTS.path(ns, spec.workload_ref.name))
+        dep = await self.reader.get_or_none(DEPLOYMENTS.path(ns, spec.workload_ref.name))
         if dep is None:
             errors.append(f"spec.workloadRef: Deployment {spec.workload_ref.name} not found")
             return None
@@ -482,7 +499,7 @@ class Reconciler:
         if isinstance(action, CreateReplicaSet):
             body = build_replica_set(obj, spec, template, action)
             try:
-                await self.kube.create(REPLICASETS.path(ns), body)
+                self.replicasets.wrote(await self.kube.create(REPLICASETS.path(ns), body))
             except KubeError as e:
                 if not e.conflict:
                     raise
@@ -493,20 +510,24 @@ class Reconciler:
         elif isinstance(action, ScaleReplicaSet):
             rs = owned.get(action.hash)
             if rs is not None:
-                await self.kube.merge_patch(REPLICASETS.path(ns, rs["metadata"]["name"]),
-                                            {"spec": {"replicas": action.replicas}})
+                self.replicasets.wrote(await self.kube.merge_patch(
+                    REPLICASETS.path(ns, rs["metadata"]["name"]), {"spec": {"replicas": action.replicas}}))
         elif isinstance(action, DeleteReplicaSet):
             rs = owned.get(action.hash)
             if rs is not None:
                 await self.kube.delete(REPLICASETS.path(ns, rs["metadata"]["name"]))
         elif isinstance(action, CreateAnalysisRun):
             templates = (loaded_templates.get(_refs_key(action.analysis))
-                         or await load_templates(self.kube, ns, action.analysis))
+                         or await load_templates(self.reader, ns, action.analysis))
             # the hashes of this decision: the status read may predate a new revision
             run = build_run(obj, templates, action.analysis, action.name, action.kind,
                             action.step_index, action.stable_hash, action.canary_hash)
             try:
-                await self.kube.create(ANALYSIS_RUNS.path(ns), run)
+                created = await self.kube.create(ANALYSIS_RUNS.path(ns), run)
+                if self.analysis_runs is not None:
+                    # seen by the next decision at once; its echo is still the AnalysisRun
+                    # reconciler's cue to start measuring
+                    self.analysis_runs.wrote(created, own=False)
             except KubeError as e:
                 if not e.conflict:
                     raise

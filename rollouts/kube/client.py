@@ -10,13 +10,17 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-from collections.abc import AsyncIterator
+import urllib.parse
+import urllib.request
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
 import aiohttp
 from kubernetes_asyncio import client, config
+
+from rollouts.kube.ratelimit import TokenBucket
 
 JSON = dict[str, Any]
 
@@ -61,6 +65,15 @@ class Resource:
         return base
 
 
+def plural_of(path: str) -> str:
+    """The resource plural a request path names (``.../services/web/status`` -> services)."""
+    parts = [p for p in path.split("?")[0].split("/") if p]
+    parts = parts[2:] if parts[:1] == ["api"] else parts[3:]
+    if len(parts) >= 2 and parts[0] == "namespaces":
+        parts = parts[2:] or ["namespaces"]
+    return parts[0] if parts else ""
+
+
 NAMESPACES = Resource("", "v1", "namespaces", namespaced=False)
 SERVICES = Resource("", "v1", "services")
 PODS = Resource("", "v1", "pods")
@@ -81,17 +94,56 @@ async def make_api_client(kubeconfig: str | None = None, context: str | None = N
     else:
         await config.load_kube_config(config_file=kubeconfig, context=context,
                                       client_configuration=cfg)
-    return client.ApiClient(cfg)
+    if cfg.proxy is None:
+        cfg.proxy = env_proxy_for(cfg.host or "")
+    api = client.ApiClient(cfg)
+    await _without_env_lookups(api)
+    return api
+
+
+def env_proxy_for(url: str) -> str | None:
+    """The proxy the environment names for ``url`` (HTTPS_PROXY/HTTP_PROXY, NO_PROXY), looked
+    up once: the HTTP client would otherwise read the environment and ~/.netrc per request."""
+    host = urllib.parse.urlsplit(url).hostname or ""
+    if not host or urllib.request.proxy_bypass(host):
+        return None
+    proxies = urllib.request.getproxies()
+    return proxies.get(urllib.parse.urlsplit(url).scheme or "https")
+
+
+async def _without_env_lookups(api: client.ApiClient) -> None:
+    """kubernetes_asyncio's session has ``trust_env=True``: every request then looks up
+    proxies and ~/.netrc (a tenth of a busy controller's CPU in a profile). The proxy is
+    resolved once above; the session is rebuilt on the same TLS settings without it."""
+    rest = api.rest_client
+    old: aiohttp.ClientSession = rest.pool_manager
+    connector = old.connector
+    assert connector is not None
+    ssl_ctx = getattr(connector, "_ssl", True)  # the context built from the kubeconfig
+    limit = connector.limit
+    await old.close()
+    rest.pool_manager = aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=limit, ssl=ssl_ctx, keepalive_timeout=60),
+        trust_env=False, read_bufsize=2**21)
 
 
 class Kube:
-    def __init__(self, api: client.ApiClient, timeout: float = 30.0) -> None:
+    """``qps``/``burst``: client-side throttling (client-go's flags; None: none). ``on_request``
+    is told each request's verb, resource plural and status code (metrics, benchmarks)."""
+
+    def __init__(self, api: client.ApiClient, timeout: float = 30.0, *,
+                 qps: float | None = None, burst: int = 1,
+                 on_request: Callable[[str, str, int], None] | None = None) -> None:
         self.api = api
         self.timeout = timeout
+        self.limiter = TokenBucket(qps, max(burst, 1)) if qps else None
+        self.on_request = on_request
 
     async def request(self, method: str, path: str, *, query: dict[str, Any] | None = None,
                       body: Any = None, content_type: str = "application/json",
                       timeout: float | None = None) -> Any:
+        if self.limiter is not None:
+            await self.limiter.acquire()
         try:
             resp = await self._send(method, path, query, body, content_type, timeout or self.timeout)
         except aiohttp.ServerDisconnectedError:
@@ -105,6 +157,8 @@ class Kube:
         finally:
             resp.release()
         data = json.loads(raw) if raw else None
+        if self.on_request is not None:
+            self.on_request(method, plural_of(path), resp.status)
         if not 200 <= resp.status <= 299:
             msg = data.get("message", "") if isinstance(data, dict) else raw[:300].decode(errors="replace")
             raise KubeError(resp.status, msg or resp.reason or "", data)
@@ -173,6 +227,8 @@ class Kube:
         q = {**query, "watch": "true", "resourceVersion": resource_version,
              "timeoutSeconds": timeout_seconds, "allowWatchBookmarks": "true"}
         resp = await self._send("GET", path, q, None, "application/json", timeout_seconds + 30)
+        if self.on_request is not None:
+            self.on_request("WATCH", plural_of(path), resp.status)
         try:
             if resp.status != 200:
                 raw = await resp.read()

@@ -22,6 +22,41 @@ def key_of(obj: JSON) -> str:
     return f"{ns}/{md.get('name')}" if ns else str(md.get("name"))
 
 
+# never read by the controller and often most of an object's bytes
+_UNREAD_ANNOTATION = "kubectl.kubernetes.io/last-applied-configuration"
+
+
+def lean(obj: JSON) -> JSON:
+    """The object as kept in a store: without managedFields and kubectl's copy of the last
+    applied object (at thousands of objects they are most of the cache's memory)."""
+    md = obj.get("metadata")
+    if isinstance(md, dict) and ("managedFields" in md
+                                 or _UNREAD_ANNOTATION in (md.get("annotations") or {})):
+        md = {k: v for k, v in md.items() if k != "managedFields"}
+        ann = md.get("annotations")
+        if isinstance(ann, dict) and _UNREAD_ANNOTATION in ann:
+            md["annotations"] = {k: v for k, v in ann.items() if k != _UNREAD_ANNOTATION}
+        obj = {**obj, "metadata": md}
+    return obj
+
+
+def owner_uids(obj: JSON) -> list[str]:
+    return [str(o.get("uid")) for o in (obj.get("metadata") or {}).get("ownerReferences") or []
+            if isinstance(o, dict) and o.get("uid")]
+
+
+def newer_or_same(a: JSON, b: JSON | None) -> bool:
+    """Whether ``a`` is at least as recent as ``b`` by resourceVersion. Versions are opaque
+    to clients, but etcd's are integers: compared as such when both are, else ``a`` wins."""
+    if b is None:
+        return True
+    ra = str((a.get("metadata") or {}).get("resourceVersion") or "")
+    rb = str((b.get("metadata") or {}).get("resourceVersion") or "")
+    if ra.isdigit() and rb.isdigit():
+        return int(ra) >= int(rb)
+    return True
+
+
 class ReconnectBackoff:
     """How long to wait before the next list/watch attempt after a failure.
 
@@ -71,32 +106,89 @@ class Informer:
         self._sleep = sleep
         self.store: dict[str, JSON] = {}
         self.synced = asyncio.Event()
-        self._handlers: list[Handler] = []
+        # the first list's failure (a resource the API server does not serve, a verb RBAC
+        # forbids), so a caller waiting for ``synced`` can give up at once
+        self.first_list_error: Exception | None = None
+        self.first_list_done = asyncio.Event()
+        self._handlers: list[tuple[Handler, bool]] = []
+        self._owned: dict[str, set[str]] = {}  # owner uid -> keys of the objects it owns
+        # key -> resourceVersion this process wrote: its echo through the watch is not news
+        self._own_writes: dict[str, str] = {}
 
-    def add_handler(self, handler: Handler) -> None:
-        self._handlers.append(handler)
+    def add_handler(self, handler: Handler, *, skip_own_writes: bool = False) -> None:
+        """``skip_own_writes``: the handler is not called for the watch's echo of a write
+        this process recorded with ``wrote`` (nothing changed that it does not know)."""
+        self._handlers.append((handler, skip_own_writes))
 
-    def _fire(self, kind: str, obj: JSON) -> None:
-        for h in self._handlers:
+    def _fire(self, kind: str, obj: JSON, own: bool = False) -> None:
+        for h, skip_own in self._handlers:
+            if own and skip_own:
+                continue
             try:
                 h(kind, obj)
             except Exception:  # a handler bug must not stop the watch
                 log.exception("informer handler failed for %s", key_of(obj))
 
+    def _put(self, k: str, obj: JSON) -> None:
+        prev = self.store.get(k)
+        if prev is not None:
+            for uid in owner_uids(prev):
+                self._owned.get(uid, set()).discard(k)
+        self.store[k] = obj
+        for uid in owner_uids(obj):
+            self._owned.setdefault(uid, set()).add(k)
+
+    def _drop(self, k: str) -> None:
+        prev = self.store.pop(k, None)
+        self._own_writes.pop(k, None)
+        if prev is not None:
+            for uid in owner_uids(prev):
+                keys = self._owned.get(uid)
+                if keys is not None:
+                    keys.discard(k)
+                    if not keys:
+                        del self._owned[uid]
+
+    def wrote(self, obj: JSON, *, own: bool = True) -> None:
+        """Read-your-writes: ``obj`` as a write of this process returned it goes into the
+        store now, and its echo through the watch fires only the handlers that want it.
+        ``own=False``: an object read directly, newer than the store; its event is news."""
+        obj = lean(obj)
+        k = key_of(obj)
+        if not newer_or_same(obj, self.store.get(k)):
+            return
+        self._put(k, obj)
+        rv = (obj.get("metadata") or {}).get("resourceVersion")
+        if rv and own:
+            self._own_writes[k] = str(rv)
+
+    def owned_by(self, uid: str) -> list[JSON]:
+        """The objects with an ownerReference to ``uid`` (indexed, not a scan)."""
+        return [self.store[k] for k in self._owned.get(uid, ()) if k in self.store]
+
     async def _relist(self) -> str:
         path = self.resource.path(self.namespace)
-        data = await self.kube.get_list(path, labelSelector=self.label_selector)
-        fresh = {key_of(o): o for o in data.get("items") or []}
+        try:
+            data = await self.kube.get_list(path, labelSelector=self.label_selector)
+        except Exception as e:
+            if not self.first_list_done.is_set():
+                self.first_list_error = e
+                self.first_list_done.set()
+            raise
+        fresh = {key_of(o): lean(o) for o in data.get("items") or []}
         for k, old in list(self.store.items()):
             if k not in fresh:
-                del self.store[k]
+                self._drop(k)
                 self._fire("DELETED", old)
         for k, o in fresh.items():
             prev = self.store.get(k)
-            self.store[k] = o
+            self._put(k, o)
             if prev is None or prev.get("metadata", {}).get("resourceVersion") != \
                     o.get("metadata", {}).get("resourceVersion"):
                 self._fire("ADDED" if prev is None else "MODIFIED", o)
+        self._own_writes.clear()
+        self.first_list_error = None
+        self.first_list_done.set()
         self.synced.set()
         return str(data.get("metadata", {}).get("resourceVersion", ""))
 
@@ -124,12 +216,17 @@ class Informer:
                     kind = ev.get("type")
                     if kind == "BOOKMARK":
                         continue
+                    obj = lean(obj)
                     k = key_of(obj)
+                    own = False
                     if kind == "DELETED":
-                        self.store.pop(k, None)
+                        self._drop(k)
                     else:
-                        self.store[k] = obj
-                    self._fire(str(kind), obj)
+                        own = new_rv is not None and self._own_writes.get(k) == str(new_rv)
+                        if own:
+                            del self._own_writes[k]
+                        self._put(k, obj)
+                    self._fire(str(kind), obj, own)
                 if not events and time.monotonic() - started < 1:
                     # ended at once without a line (a server shutting down): never spin
                     await self._sleep(self.backoff.failed(time.monotonic()))

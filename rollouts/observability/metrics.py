@@ -56,10 +56,17 @@ class ControllerMetrics:
             "rollouts_notifications_failed_total",
             "Notifications and alert batches lost (rejected, retries exhausted, queue full, ...).",
             ["type", "receiver", "reason"], registry=r)
+        self.api_requests = Counter(
+            "rollouts_kube_api_requests_total",
+            "Requests this controller sent to the Kubernetes API server (WATCH: a watch opened).",
+            ["verb", "resource", "code"], registry=r)
         for res in RESULTS:  # present from the start, so rate() works after the first error
             self.reconcile_total.labels(CONTROLLER, res)
         self.reconcile_errors.labels(CONTROLLER)
         self.in_flight: dict[str, float] = {}
+
+    def api_request(self, verb: str, resource: str, code: int) -> None:
+        self.api_requests.labels(verb, resource, str(code)).inc()
 
     def register(self, collector: Collector) -> None:
         self.registry.register(collector)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from rollouts.api.constants import API_VERSION, FIELD_MANAGER
+from rollouts.api.constants import API_VERSION
 from rollouts.kube.client import JSON, KubeError, Resource
 from rollouts.traffic.objects import ObjectCache
 
@@ -68,11 +68,12 @@ def escape(key: str) -> str:
 async def create(objects: ObjectCache, collection: str, path: str, body: JSON) -> JSON:
     """Create ``body``; when it appeared meanwhile (409), the caller gets the existing one."""
     try:
-        await objects.kube.create(collection, body, fieldManager=FIELD_MANAGER)
+        await objects.create(collection, path, body)
     except KubeError as e:
         if e.status != 409:
             raise
-    return await objects.must(path, fresh=True)
+        return await objects.must(path, fresh=True)
+    return await objects.must(path)
 
 
 async def delete(objects: ObjectCache, path: str, *, uid: str) -> bool:
@@ -83,6 +84,5 @@ async def delete(objects: ObjectCache, path: str, *, uid: str) -> bool:
         return False
     if controller_uid(obj) != uid:
         return False  # not ours (check() reports it): never deleted
-    await objects.kube.delete(path)  # a 404 (gone meanwhile) is no error
-    await objects.get(path, fresh=True)
+    await objects.delete(path)
     return True

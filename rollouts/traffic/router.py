@@ -11,6 +11,7 @@ from dataclasses import replace
 
 from rollouts.api.routing import HeaderRoute, MirrorRoute
 from rollouts.api.spec import RolloutSpec
+from rollouts.kube.cache import SharedCache
 from rollouts.kube.client import Kube
 from rollouts.traffic import weighted
 from rollouts.traffic.istio import IstioRouter
@@ -26,8 +27,9 @@ class TrafficRouter:
     """One per reconcile: every object is read once and reused. ``rollout`` and ``uid``
     name the Rollout the routers beyond Istio write for (their objects are owned by it)."""
 
-    def __init__(self, kube: Kube, *, rollout: str = "", uid: str = "") -> None:
-        self.objects = ObjectCache(kube)
+    def __init__(self, kube: Kube, *, rollout: str = "", uid: str = "",
+                 shared: SharedCache | None = None) -> None:
+        self.objects = ObjectCache(kube, shared)
         self.services = ServiceSelectors(self.objects)
         self.istio = IstioRouter(self.objects)
         self.rollout, self.uid = rollout, uid
