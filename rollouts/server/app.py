@@ -17,31 +17,20 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from fastapi import Depends, FastAPI
-from fastapi.responses import PlainTextResponse
 
 from rollouts.kube.auth import Authorizer
 from rollouts.kube.client import Kube
-from rollouts.observability.http import add_metrics_route
+from rollouts.observability.http import add_health_routes, add_metrics_route
 from rollouts.observability.metrics import ControllerMetrics
 from rollouts.server.api import install
 from rollouts.server.auth import path_guard
 from rollouts.server.dashboard import install_dashboard
 
 
-def _health(app: FastAPI, ready: Callable[[], bool]) -> None:
-    @app.get("/healthz", response_class=PlainTextResponse, include_in_schema=False)
-    async def healthz() -> str:
-        return "ok"
-
-    @app.get("/readyz", response_class=PlainTextResponse, include_in_schema=False)
-    async def readyz() -> PlainTextResponse:
-        ok = ready()
-        return PlainTextResponse("ok" if ok else "not ready", status_code=200 if ok else 503)
-
-
 def create_app(kube: Kube, *, ready: Callable[[], bool], metrics: ControllerMetrics | None = None,
                namespace: str | None = None, authorizer: Authorizer | None = None,
-               audiences: tuple[str, ...] = ()) -> FastAPI:
+               audiences: tuple[str, ...] = (),
+               details: Callable[[], dict[str, object]] | None = None) -> FastAPI:
     """The app of the main listener; ``namespace`` limits the API to the watched namespace."""
     # /docs is the dashboard's: Swagger UI from local files, not a CDN
     app = FastAPI(title="rollouts controller", docs_url=None, redoc_url=None)
@@ -50,12 +39,13 @@ def create_app(kube: Kube, *, ready: Callable[[], bool], metrics: ControllerMetr
     install_dashboard(app, kube, authz, namespace)
     if metrics is not None:
         add_metrics_route(app, metrics, dependencies=[Depends(path_guard(authz, "/metrics"))])
-    _health(app, ready)
+    add_health_routes(app, ready, details)
     return app
 
 
-def create_plain_metrics_app(metrics: ControllerMetrics, *, ready: Callable[[], bool]) -> FastAPI:
+def create_plain_metrics_app(metrics: ControllerMetrics, *, ready: Callable[[], bool],
+                             details: Callable[[], dict[str, object]] | None = None) -> FastAPI:
     app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
     add_metrics_route(app, metrics)
-    _health(app, ready)
+    add_health_routes(app, ready, details)
     return app
