@@ -8,8 +8,11 @@ import uuid
 from collections.abc import Callable
 from datetime import datetime
 
+import httpx
+
 from rollouts.kube.apply import apply
 from rollouts.kube.client import Kube
+from tests.e2e.judgekit import free_port
 from tests.e2e.kit import (
     ControllerProcess,
     WeightRecorder,
@@ -70,14 +73,30 @@ async def _weight_is(rkube: Kube, ns: str, w: int) -> bool:
     return await canary_weight(rkube, ns) == w
 
 
+async def _probe(port: int) -> tuple[int, dict[str, object], float] | None:
+    """/readyz's status, its details and the leader gauge, from --metrics-listen."""
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=3) as c:
+            r = await c.get("/readyz?verbose")
+            text = (await c.get("/metrics")).text
+    except httpx.HTTPError:
+        return None
+    gauge = next(float(x.split()[1]) for x in text.splitlines()
+                 if x.startswith("rollouts_controller_leader "))
+    return r.status_code, r.json(), gauge
+
+
 async def test_two_controllers_with_leader_election_one_acts_and_the_other_takes_over(
         rkube: Kube, namespace: str, start_controller: Callable[..., ControllerProcess]) -> None:
     ns = namespace
     lease = f"e2e-{uuid.uuid4().hex[:8]}"
     args = ("--leader-elect", "--lease-namespace=rollouts-system", f"--lease-name={lease}")
-    first = start_controller(*args)
+    ports: dict[str, int] = {}
+    ports["first"] = free_port()
+    first = start_controller(*args, f"--metrics-listen=127.0.0.1:{ports['first']}")
     await asyncio.sleep(0.5)
-    second = start_controller(*args)
+    ports["second"] = free_port()
+    second = start_controller(*args, f"--metrics-listen=127.0.0.1:{ports['second']}")
     await _setup(rkube, ns, [{"setWeight": 25}, {"pause": {}}, {"setWeight": 75}, {"pause": {}}])
     await eventually(lambda: phase_is(rkube, ns, "Healthy"), 60, "first deploy")
     await set_image(rkube, ns, "demo:2")
@@ -90,6 +109,14 @@ async def test_two_controllers_with_leader_election_one_acts_and_the_other_takes
     assert "controller started" in leader.output()
     assert "controller started" not in standby.output()  # the standby never acted
     assert "rollouts.controller.reconciler" not in standby.output()
+    # both replicas Ready (the standby serves the API and metrics); leadership told apart
+    lport, sport = ((ports["first"], ports["second"]) if leader is first
+                    else (ports["second"], ports["first"]))
+    seen = await eventually(lambda: _probe(sport), 30, "the standby's /readyz")
+    assert seen[0] == 200 and seen[1]["leader"] is False and seen[2] == 0.0, seen  # 503 before
+    seen = await eventually(lambda: _probe(lport), 30, "the leader's /readyz")
+    assert seen[0] == 200 and seen[1]["leader"] is True and seen[1]["active"] is True, seen
+    assert seen[2] == 1.0, seen
 
     leader.kill()
     from rollouts.kube.signals import request_action
@@ -102,5 +129,7 @@ async def test_two_controllers_with_leader_election_one_acts_and_the_other_takes
         st = (await get_rollout(rkube, ns)).get("status")
         raise AssertionError(f"{e}\nstatus: {st}\nstandby log:\n{standby.output()[-3000:]}") from e
     assert "controller started" in standby.output()
+    seen = await _probe(sport)
+    assert seen is not None and seen[1]["leader"] is True and seen[2] == 1.0, seen
     await request_action(rkube, ns, "demo", "promote", user="e2e-user")
     await eventually(lambda: phase_is(rkube, ns, "Healthy"), 60, "promotion by the standby")
