@@ -21,7 +21,6 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from rollouts.api.actions import Action, check_action
 from rollouts.api.constants import POD_TEMPLATE_HASH_LABEL, Cond, Phase, Reason
 from rollouts.api.spec import BlueGreenStrategy, RolloutSpec
 from rollouts.api.status import BlueGreenStatus, RolloutStatus, fmt_time, parse_time
@@ -36,13 +35,20 @@ from rollouts.controller.decision import (
 )
 from rollouts.controller.lifecycle import (
     check_deadline,
+    clear_abort,
     drop_pause_condition,
+    fresh_attempt,
+    held_by,
+    hold_inconclusive,
+    mark_aborted,
     pause_condition,
-    record_abort,
-    reject,
+    pause_start,
+    set_aborted,
     set_healthy,
     set_pause_condition,
+    settle,
 )
+from rollouts.controller.pending import apply_common, checked_action, mark_applied, start_full_promotion
 from rollouts.controller.pod_metadata import born_with_role, metadata_actions
 from rollouts.controller.replicas import (
     available,
@@ -91,22 +97,11 @@ def needs_pause(bgs: BlueGreenStrategy) -> bool:
 
 
 def _restart(st: RolloutStatus, now: datetime) -> None:
-    """A fresh start for the current revision: new run names (never an old verdict), no
-    pause, no full promotion, the preview scale-up checkpoint down again."""
+    """A fresh start for the current revision, the preview scale-up checkpoint down again."""
     bg = _bg(st)
-    st.pause_conditions = []
-    st.controller_pause = False
-    st.promote_full = False
-    st.progress_at = fmt_time(now)
-    st.remove_condition(Cond.PAUSED)
+    fresh_attempt(st, now)
     bg.scale_up_preview_check_point = False
     bg.pre_promotion_run = bg.post_promotion_run = None
-    analysis_state(st).new_attempt()
-
-
-def _clear_abort(st: RolloutStatus) -> None:
-    st.abort = False
-    st.aborted_at = st.aborted_by = st.abort_reason = None
 
 
 def _new_revision(d: Decision, rss: dict[str, ReplicaSetObs], h: str, now: datetime) -> None:
@@ -117,7 +112,7 @@ def _new_revision(d: Decision, rss: dict[str, ReplicaSetObs], h: str, now: datet
         st.scale_down_at[old] = fmt_time(now)  # a superseded preview never served users
     st.current_pod_hash = h
     _restart(st, now)
-    _clear_abort(st)
+    clear_abort(st)
     st.user_pause = None
     st.scale_down_at.pop(h, None)
     if h == st.stable_rs:
@@ -134,25 +129,17 @@ def _apply_pending_action(d: Decision, spec: RolloutSpec, h: str, now: datetime)
     the new revision is fully available, without analysis (lifting an abort); abort sends
     the active Service back to the stable revision; retry starts the update again."""
     st = d.status
-    raw = st.pending_action or {}
-    act = Action.from_dict(raw)
+    act = checked_action(d, spec, now)
     if act is None:
-        reject(d, raw, f"unknown action {raw.get('action')!r}", now)
-        return
-    why = check_action(spec, st, act)
-    if why is not None:
-        reject(d, raw, why, now)
         return
     who = act.user
     bg = _bg(st)
-    if act.action == "promote" and act.full:
+    if apply_common(d, act, now):
+        pass
+    elif act.action == "promote" and act.full:
         aborted = st.abort
-        _clear_abort(st)
-        st.promote_full = True
-        st.user_pause = None
-        st.pause_conditions = []
-        st.controller_pause = False
-        st.progress_at = fmt_time(now)
+        clear_abort(st)
+        start_full_promotion(st, now)
         st.remove_condition(Cond.PAUSED)
         d.normal(Reason.PROMOTED_FULL, f"full promotion requested by {who}: the active Service "
                  f"switches to {h} once it is fully available, without analysis"
@@ -177,23 +164,13 @@ def _apply_pending_action(d: Decision, spec: RolloutSpec, h: str, now: datetime)
         st.user_pause = None
         st.progress_at = fmt_time(now)
         d.normal(Reason.PROMOTED, f"promoted by {who}: {', '.join(what) or 'resumed'}")
-    elif act.action == "abort":
-        record_abort(d, who, now)
     elif act.action == "retry":
-        _clear_abort(st)
+        clear_abort(st)
         st.scale_down_at.pop(h, None)
         _restart(st, now)
         st.remove_condition(Cond.PROGRESSING)
         d.normal(Reason.RETRIED, f"retried by {who}: starting the blue-green update of {h} again")
-    elif act.action == "pause":
-        st.user_pause = {"user": who, "at": fmt_time(now)}
-        d.normal(Reason.PAUSED, f"paused by {who}")
-    elif act.action == "resume":
-        st.user_pause = None
-        st.progress_at = fmt_time(now)
-        d.normal(Reason.RESUMED, f"resumed by {who}")
-    st.last_action = {**act.to_dict(), "result": "Applied", "processedAt": fmt_time(now)}
-    st.pending_action = None
+    mark_applied(st, act, now)
 
 
 # --- the phases of an update ---------------------------------------------------------
@@ -258,13 +235,8 @@ class _Update:
         """spec.paused or a user's pause: the active Service does not switch (Argo halts)."""
         if self.st.user_pause is None and not self.spec.paused:
             return False
-        if self.st.user_pause is not None:
-            self.paused(Reason.PAUSED, f"paused by {self.st.user_pause.get('user') or 'a user'}")
-            return True
-        prev = self.st.condition(Cond.PAUSED)
-        if prev is None or prev.get("reason") != Reason.PAUSED_BY_SPEC:
-            self.d.normal(Reason.PAUSED_BY_SPEC, "paused by spec.paused")
-        self.paused(Reason.PAUSED_BY_SPEC, "paused by spec.paused")
+        reason, msg = held_by(self.d)
+        self.paused(reason, msg)
         return True
 
     def run_name(self, kind: str) -> str:
@@ -310,10 +282,7 @@ class _Update:
                              f"({where} the active Service switch)", clock=False)
             return False
         if run.phase == RUN_INCONCLUSIVE:
-            st = self.st
-            if pause_condition(st, Reason.INCONCLUSIVE) is None:
-                set_pause_condition(st, Reason.INCONCLUSIVE, self.now.replace(microsecond=0))
-            st.controller_pause = True
+            hold_inconclusive(self.st, Reason.INCONCLUSIVE, self.now)
             # Argo's message, which users' scripts read; the details in the condition
             self.paused(Reason.INCONCLUSIVE, Reason.INCONCLUSIVE,
                         f"{kind} analysis {run.name} inconclusive: {run.message}; promote starts "
@@ -325,14 +294,12 @@ class _Update:
                              clock=False)
             return False
         if not st.abort:
-            st.abort = True
-            st.aborted_at = fmt_time(self.now)
-            st.aborted_by = "analysis"
-            st.abort_reason = (f"{kind} analysis {run.name} {run.phase.lower()}"
-                               + (f": {run.message}" if run.message else ""))
+            why = (f"{kind} analysis {run.name} {run.phase.lower()}"
+                   + (f": {run.message}" if run.message else ""))
             back = "stays on" if kind == PRE else "goes back to"
-            self.d.warning(Reason.ABORTED, f"rollout aborted: {st.abort_reason}; the active Service "
-                           f"{back} the stable revision {st.stable_rs}")
+            mark_aborted(self.d, self.now, by="analysis", reason=why,
+                         event=f"rollout aborted: {why}; the active Service {back} the stable "
+                         f"revision {st.stable_rs}")
         self.aborted()
         return False
 
@@ -348,7 +315,7 @@ class _Update:
         st.pause_conditions = []
         st.controller_pause = False
         st.promote_full = False
-        _clear_abort(st)
+        clear_abort(st)
         self.bg.scale_up_preview_check_point = False
         self.target = self.spec.replicas
         set_healthy(st, h, self.now)
@@ -360,13 +327,8 @@ class _Update:
     def healthy(self) -> None:
         """The template is the stable revision (first deploy, done, or undo to stable)."""
         st, h = self.st, self.h
-        st.pause_conditions = []
-        st.controller_pause = False
-        st.promote_full = False
-        _clear_abort(st)
-        st.user_pause = None
+        settle(st)
         self.bg.scale_up_preview_check_point = False
-        st.remove_condition(Cond.PAUSED)
         if self.bg.active_selector != h and self.fully_available(h):
             self.switch_active(h)
         if self.bg.active_selector == h and self.fully_available(h):
@@ -379,9 +341,6 @@ class _Update:
         st, h, bg = self.st, self.h, self.bg
         stable = st.stable_rs
         assert stable is not None
-        st.pause_conditions = []
-        st.controller_pause = False
-        st.progress_at = None
         self.keep_runs.clear()
         note = ""
         if bg.active_selector != stable:
@@ -405,12 +364,7 @@ class _Update:
             if h not in st.scale_down_at:
                 st.scale_down_at[h] = fmt_time(self.now + timedelta(seconds=delay))
             self.target = None
-        st.phase = Phase.DEGRADED
-        st.message = f"{Reason.ABORTED}: {st.abort_reason or 'aborted'}{note}"
-        st.remove_condition(Cond.PAUSED)
-        reason = (Reason.PROGRESS_DEADLINE
-                  if (st.abort_reason or "").startswith(Reason.PROGRESS_DEADLINE) else Reason.ABORTED)
-        st.set_condition(Cond.PROGRESSING, False, reason, st.message, self.now)
+        set_aborted(st, self.now, note)
 
     def update(self, fast_rollback: bool) -> None:
         """The template is a revision other than the stable one."""
@@ -479,8 +433,7 @@ class _Update:
         if pc is None and st.controller_pause:
             return True
         if pc is None:
-            start = self.now if not self.now.microsecond else \
-                (self.now + timedelta(seconds=1)).replace(microsecond=0)  # never shortened
+            start = pause_start(self.now)
             set_pause_condition(st, Reason.BLUE_GREEN_PAUSE, start)
             st.controller_pause = True
             self.d.normal(Reason.PAUSED, f"paused before switching the active Service to {h}"

@@ -8,7 +8,6 @@ import math
 from datetime import datetime, timedelta
 from typing import Any
 
-from rollouts.api.actions import Action, check_action
 from rollouts.api.constants import Cond, Phase, Reason
 from rollouts.api.spec import RolloutSpec, Step
 from rollouts.api.status import RolloutStatus, fmt_time, parse_time
@@ -39,14 +38,21 @@ from rollouts.controller.experiment_step import (
 )
 from rollouts.controller.lifecycle import (
     check_deadline,
+    clear_abort,
     drop_pause_condition,
+    fresh_attempt,
+    held_by,
+    hold_inconclusive,
+    mark_aborted,
     pause_condition,
-    record_abort,
-    reject,
+    pause_start,
+    set_aborted,
     set_healthy,
     set_pause_condition,
+    settle,
 )
 from rollouts.controller.managed_routes import attach_routes
+from rollouts.controller.pending import apply_common, checked_action, mark_applied, start_full_promotion
 from rollouts.controller.pod_metadata import born_with_role, metadata_actions
 from rollouts.controller.replicas import (
     available,
@@ -104,16 +110,10 @@ def _restart_steps(st: RolloutStatus, spec: RolloutSpec, now: datetime) -> None:
         st.canary_route_hash = None
     st.current_step_index = 0
     st.current_step_hash = steps_hash(spec)
-    st.pause_conditions = []
-    st.controller_pause = False
-    st.promote_full = False
-    st.progress_at = fmt_time(now)
-    st.remove_condition(Cond.PAUSED)
-    analysis_state(st).new_attempt()  # new run names: never reuse an old verdict
+    fresh_attempt(st, now)
 
 def _clear_abort(st: RolloutStatus) -> None:
-    st.abort = False
-    st.aborted_at = st.aborted_by = st.abort_reason = None
+    clear_abort(st)
     if st.canary_route_hash == st.stable_rs:
         st.canary_route_hash = None  # the canary Service follows the canary again
     elif st.canary_route_hash is not None and st.canary_weight > 0:
@@ -147,29 +147,21 @@ def _new_revision(d: Decision, spec: RolloutSpec, h: str, now: datetime) -> None
 
 def _apply_pending_action(d: Decision, spec: RolloutSpec, now: datetime) -> None:
     st = d.status
-    raw = st.pending_action or {}
-    act = Action.from_dict(raw)
+    act = checked_action(d, spec, now)
     if act is None:
-        reject(d, raw, f"unknown action {raw.get('action')!r}", now)
-        return
-    why = check_action(spec, st, act)
-    if why is not None:
-        reject(d, raw, why, now)
         return
     n = len(spec.canary_strategy.steps)
     idx = min(max(st.current_step_index or 0, 0), n)
     who = act.user
     bg = _background_run(d, spec, st.current_pod_hash or "")
-    if act.action == "promote" and act.full:
+    if apply_common(d, act, now):
+        pass
+    elif act.action == "promote" and act.full:
         # Argo: a full promotion also ends an abort or an inconclusive pause; every run stops
         # and the canary goes to 100 % without new analysis.
         aborted = st.abort
         _clear_abort(st)
-        st.promote_full = True
-        st.user_pause = None
-        st.pause_conditions = []
-        st.controller_pause = False
-        st.progress_at = fmt_time(now)
+        start_full_promotion(st, now)
         d.normal(Reason.PROMOTED_FULL, f"full promotion requested by {who}: skipping all remaining "
                  f"steps{' (the abort is lifted)' if aborted else ''}")
     elif act.action == "promote" and bg is not None and bg.phase == RUN_INCONCLUSIVE:
@@ -194,8 +186,6 @@ def _apply_pending_action(d: Decision, spec: RolloutSpec, now: datetime) -> None
         st.progress_at = fmt_time(now)
         step = spec.canary_strategy.steps[idx].describe() if idx < n else "promotion"
         d.normal(Reason.PROMOTED, f"promoted by {who}: step {idx} ({step}) ended")
-    elif act.action == "abort":
-        record_abort(d, who, now)
     elif act.action == "retry":
         _clear_abort(st)
         if st.current_pod_hash:
@@ -203,28 +193,15 @@ def _apply_pending_action(d: Decision, spec: RolloutSpec, now: datetime) -> None
         _restart_steps(st, spec, now)
         st.remove_condition(Cond.PROGRESSING)
         d.normal(Reason.RETRIED, f"retried by {who}: restarting canary steps")
-    elif act.action == "pause":
-        st.user_pause = {"user": who, "at": fmt_time(now)}
-        d.normal(Reason.PAUSED, f"paused by {who}")
-    elif act.action == "resume":
-        st.user_pause = None
-        st.progress_at = fmt_time(now)  # time spent paused never counts towards the deadline
-        d.normal(Reason.RESUMED, f"resumed by {who}")
-    st.last_action = {**act.to_dict(), "result": "Applied", "processedAt": fmt_time(now),
-                      "stepIndex": idx}
-    st.pending_action = None
+    mark_applied(st, act, now, stepIndex=idx)
 
 def _healthy(d: Decision, spec: RolloutSpec, rss: dict[str, ReplicaSetObs], h: str,
              desired: dict[str, int], now: datetime) -> None:
     st = d.status
     st.current_step_index = len(spec.canary_strategy.steps)
     st.current_step_hash = steps_hash(spec)
-    st.pause_conditions = []
-    st.controller_pause = False
-    st.promote_full = False
     _clear_abort(st)
-    st.user_pause = None
-    st.remove_condition(Cond.PAUSED)
+    settle(st)
     sweep_runs(d, set())
     if _drain(d, spec, rss, desired, now, f"rolling back to the stable revision {h}"):
         return
@@ -404,9 +381,7 @@ def _canary(d: Decision, spec: RolloutSpec, rss: dict[str, ReplicaSetObs], h: st
             pc = pause_condition(st, Reason.CANARY_PAUSE)
             start = parse_time(pc.get("startTime")) if pc else None
             if start is None:
-                # Stored with 1 s precision: round up, so a restart never shortens the pause.
-                start = now if not now.microsecond else \
-                    (now + timedelta(seconds=1)).replace(microsecond=0)
+                start = pause_start(now)
                 set_pause_condition(st, Reason.CANARY_PAUSE, start)
                 d.normal(Reason.PAUSED, f"paused at step {idx}: {step.describe()}")
             if math.isinf(step.pause_seconds):
@@ -492,27 +467,16 @@ def _canary(d: Decision, spec: RolloutSpec, rss: dict[str, ReplicaSetObs], h: st
     for r in (Reason.INCONCLUSIVE, INCONCLUSIVE_EXPERIMENT):
         if not inconclusive or r != why:
             drop_pause_condition(st, r)
+    reason = why if inconclusive else Reason.CANARY_PAUSE
     if hold and not inconclusive:
-        if st.user_pause is not None:
-            paused_msg = f"paused by {st.user_pause.get('user') or 'a user'}"
-        else:
-            paused_msg = "paused by spec.paused"
+        reason, paused_msg = held_by(d)
     if paused_msg is not None:
-        by_spec = hold and st.user_pause is None and not inconclusive
-        reason = (why if inconclusive else Reason.PAUSED_BY_SPEC if by_spec
-                  else Reason.PAUSED if hold else Reason.CANARY_PAUSE)
-        prev = st.condition(Cond.PAUSED)
-        if by_spec and (prev is None or prev.get("reason") != Reason.PAUSED_BY_SPEC):
-            d.normal(Reason.PAUSED_BY_SPEC, "paused by spec.paused")
         st.phase = Phase.PAUSED
         if inconclusive:
             # Argo's fields, which users' scripts read: message and pause condition
             # InconclusiveAnalysisRun (InconclusiveExperiment), a controller pause; the
             # details in the condition.
-            if pause_condition(st, why) is None:
-                set_pause_condition(st, why, now.replace(microsecond=0))
-            st.message = why
-            st.controller_pause = True
+            hold_inconclusive(st, why, now)
         else:
             st.message = paused_msg
             st.controller_pause = not hold
@@ -628,17 +592,8 @@ def _aborted(d: Decision, spec: RolloutSpec, rss: dict[str, ReplicaSetObs], h: s
             desired[h] = max(rs.replicas, desired.get(h, 0))
     elif h not in st.scale_down_at:
         st.scale_down_at[h] = fmt_time(now + timedelta(seconds=delay))
-    st.pause_conditions = []
-    st.controller_pause = False
-    st.progress_at = None
-    st.phase = Phase.DEGRADED
-    st.message = f"{Reason.ABORTED}: {st.abort_reason or 'aborted'}"
-    if weight > 0:
-        st.message += f" ({weight}% still on the canary until the stable has scaled back up)"
-    st.remove_condition(Cond.PAUSED)
-    reason = (Reason.PROGRESS_DEADLINE if (st.abort_reason or "").startswith(Reason.PROGRESS_DEADLINE)
-              else Reason.ABORTED)
-    st.set_condition(Cond.PROGRESSING, False, reason, st.message, now)
+    set_aborted(st, now, f" ({weight}% still on the canary until the stable has scaled back up)"
+                if weight > 0 else "")
 
 def _step_run_name(d: Decision, h: str, idx: int) -> str:
     return run_name(d.rollout, h, attempt(d), f"step{idx}")
@@ -837,29 +792,17 @@ def _aborted_basic(d: Decision, spec: RolloutSpec, rss: dict[str, ReplicaSetObs]
         st.canary_route_hash = stable  # as with a router: the canary Service selects stable
         d.actions.append(SetTraffic(stable, stable, 0))
     st.scale_down_at.pop(h, None)
-    st.pause_conditions = []
-    st.controller_pause = False
-    st.progress_at = None
-    st.phase = Phase.DEGRADED
-    st.message = f"{Reason.ABORTED}: {st.abort_reason or 'aborted'}"
-    st.remove_condition(Cond.PAUSED)
-    reason = (Reason.PROGRESS_DEADLINE if (st.abort_reason or "").startswith(Reason.PROGRESS_DEADLINE)
-              else Reason.ABORTED)
-    st.set_condition(Cond.PROGRESSING, False, reason, st.message, now)
+    set_aborted(st, now)
 
 
 # --- experiment steps (rollouts.controller.experiment_step) ------------------------------
 
 
 def _abort_for_experiment(d: Decision, message: str, now: datetime) -> None:
-    st = d.status
-    if st.abort:
+    if d.status.abort:
         return
-    st.abort = True
-    st.aborted_at = fmt_time(now)
-    st.aborted_by = "experiment"
-    st.abort_reason = message
-    d.warning(Reason.ABORTED, f"rollout aborted: {message}; traffic back to stable")
+    mark_aborted(d, now, by="experiment", reason=message,
+                 event=f"rollout aborted: {message}; traffic back to stable")
 
 
 def _failed_while_held(d: Decision, h: str, idx: int, step: Step, now: datetime) -> None:

@@ -14,13 +14,78 @@ from rollouts.controller.decision import Decision
 from rollouts.controller.replicas import seconds_until
 
 
-def record_abort(d: Decision, who: str, now: datetime) -> None:
+def mark_aborted(d: Decision, now: datetime, *, by: str, reason: str, event: str) -> None:
+    """status.abort with who (a user, ``analysis``, ``experiment``, ``controller``) and why,
+    and the Warning Event that says so."""
     st = d.status
     st.abort = True
     st.aborted_at = fmt_time(now)
-    st.aborted_by = who
-    st.abort_reason = f"aborted by {who}"
-    d.warning(Reason.ABORTED, f"rollout aborted by {who}: traffic back to stable")
+    st.aborted_by = by
+    st.abort_reason = reason
+    d.warning(Reason.ABORTED, event)
+
+def record_abort(d: Decision, who: str, now: datetime) -> None:
+    mark_aborted(d, now, by=who, reason=f"aborted by {who}",
+                 event=f"rollout aborted by {who}: traffic back to stable")
+
+def clear_abort(st: RolloutStatus) -> None:
+    st.abort = False
+    st.aborted_at = st.aborted_by = st.abort_reason = None
+
+def set_aborted(st: RolloutStatus, now: datetime, note: str = "") -> None:
+    """Phase Degraded with the abort's reason (``note``: what is still under way); no pause
+    and no deadline clock: an aborted update waits for retry or promote --full."""
+    st.pause_conditions = []
+    st.controller_pause = False
+    st.progress_at = None
+    st.phase = Phase.DEGRADED
+    st.message = f"{Reason.ABORTED}: {st.abort_reason or 'aborted'}{note}"
+    st.remove_condition(Cond.PAUSED)
+    reason = (Reason.PROGRESS_DEADLINE if (st.abort_reason or "").startswith(Reason.PROGRESS_DEADLINE)
+              else Reason.ABORTED)
+    st.set_condition(Cond.PROGRESSING, False, reason, st.message, now)
+
+def fresh_attempt(st: RolloutStatus, now: datetime) -> None:
+    """An update starting (again): no pause, no full promotion, the deadline clock from now,
+    new AnalysisRun names (never an old verdict)."""
+    st.pause_conditions = []
+    st.controller_pause = False
+    st.promote_full = False
+    st.progress_at = fmt_time(now)
+    st.remove_condition(Cond.PAUSED)
+    st.analysis.new_attempt()
+
+def settle(st: RolloutStatus) -> None:
+    """The template is the stable revision: nothing pauses, promotes or aborts any more."""
+    st.pause_conditions = []
+    st.controller_pause = False
+    st.promote_full = False
+    clear_abort(st)
+    st.user_pause = None
+    st.remove_condition(Cond.PAUSED)
+
+def held_by(d: Decision) -> tuple[str, str]:
+    """A user's pause or spec.paused holds the update: the Paused condition's reason and the
+    message; a PausedBySpec Event when spec.paused starts holding it."""
+    st = d.status
+    if st.user_pause is not None:
+        return Reason.PAUSED, f"paused by {st.user_pause.get('user') or 'a user'}"
+    prev = st.condition(Cond.PAUSED)
+    if prev is None or prev.get("reason") != Reason.PAUSED_BY_SPEC:
+        d.normal(Reason.PAUSED_BY_SPEC, "paused by spec.paused")
+    return Reason.PAUSED_BY_SPEC, "paused by spec.paused"
+
+def hold_inconclusive(st: RolloutStatus, reason: str, now: datetime) -> None:
+    """Argo's fields for an inconclusive verdict, which users' scripts read: a controller
+    pause, the pause condition ``reason`` (kept from its first decision) as the message."""
+    if pause_condition(st, reason) is None:
+        set_pause_condition(st, reason, now.replace(microsecond=0))
+    st.controller_pause = True
+    st.message = reason
+
+def pause_start(now: datetime) -> datetime:
+    """A pause's start as stored (1 s precision): rounded up, so a restart never shortens it."""
+    return now if not now.microsecond else (now + timedelta(seconds=1)).replace(microsecond=0)
 
 def reject(d: Decision, raw: dict[str, Any], why: str, now: datetime) -> None:
     st = d.status
@@ -61,11 +126,8 @@ def check_deadline(d: Decision, spec: RolloutSpec, now: datetime) -> bool:
     st.phase = Phase.DEGRADED
     st.message = f"{Reason.PROGRESS_DEADLINE}: {msg}"
     if spec.progress_deadline_abort and st.current_pod_hash != st.stable_rs and not st.abort:
-        st.abort = True
-        st.aborted_at = fmt_time(now)
-        st.aborted_by = "controller"
-        st.abort_reason = st.message
-        d.warning(Reason.ABORTED, "rollout aborted: progress deadline exceeded")
+        mark_aborted(d, now, by="controller", reason=st.message,
+                     event="rollout aborted: progress deadline exceeded")
     return True
 
 def pause_condition(st: RolloutStatus, reason: str) -> dict[str, Any] | None:

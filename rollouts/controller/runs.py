@@ -7,14 +7,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from rollouts.api.constants import Reason
-from rollouts.api.status import AnalysisProgress, RolloutStatus, RunRecord, fmt_time
+from rollouts.api.status import AnalysisProgress, RolloutStatus, RunRecord
 from rollouts.controller.decision import (
     AnalysisRunObs,
     CreateAnalysisRun,
     Decision,
     TerminateAnalysisRun,
 )
+from rollouts.controller.lifecycle import mark_aborted
 
 RUN_SUCCESSFUL, RUN_FAILED, RUN_INCONCLUSIVE, RUN_ERROR = "Successful", "Failed", "Inconclusive", "Error"
 
@@ -53,14 +53,11 @@ def attempt(d: Decision) -> int:
     return analysis_state(d.status).attempt
 
 def abort_for_analysis(d: Decision, run: AnalysisRunObs, now: datetime) -> None:
-    st = d.status
-    if st.abort:
+    if d.status.abort:
         return
-    st.abort = True
-    st.aborted_at = fmt_time(now)
-    st.aborted_by = "analysis"
-    st.abort_reason = f"analysis {run.name} {run.phase.lower()}: {run.message}"
-    d.warning(Reason.ABORTED, f"rollout aborted: {st.abort_reason}; traffic back to stable")
+    why = f"analysis {run.name} {run.phase.lower()}: {run.message}"
+    mark_aborted(d, now, by="analysis", reason=why,
+                 event=f"rollout aborted: {why}; traffic back to stable")
 
 def sweep_runs(d: Decision, keep: set[str]) -> None:
     """Stop every run of this rollout still measuring that is not current (Argo cancels all
