@@ -19,20 +19,33 @@ Identity = tuple[str, str, str, str]
 class IncidentBook:
     def __init__(self) -> None:
         self.opened: dict[Identity, set[str]] = {}
+        # receivers an alert could not be sent to for lack of credentials: counted once, and
+        # tried again on each decision, so a Secret created later still gets the alert out
+        self.missing: dict[Identity, set[str]] = {}
 
     def to_open(self, active: Iterable[Alert], changed: Iterable[Alert],
                 wanted: Callable[[Alert], list[str]]) -> list[tuple[Alert, str]]:
         """(alert, receiver) to trigger: a changed alert at every receiver that wants it (its
         text changed), any other active alert only at receivers it was not opened at yet."""
-        out: list[tuple[Alert, str]] = []
         changed_ids = {a.identity for a in changed}
-        for a in active:
-            have = self.opened.setdefault(a.identity, set())
-            for r in wanted(a):
-                if r not in have or a.identity in changed_ids:
-                    out.append((a, r))
-                    have.add(r)
-        return out
+        return [(a, r) for a in active for r in wanted(a)
+                if a.identity in changed_ids or r not in self.opened.get(a.identity, set())]
+
+    def sent(self, a: Alert, receiver: str) -> None:
+        self.opened.setdefault(a.identity, set()).add(receiver)
+        self.missing.get(a.identity, set()).discard(receiver)
+
+    def unsent(self, a: Alert, receiver: str) -> bool:
+        """Record a trigger that could not be sent; True the first time (count it then)."""
+        seen = self.missing.setdefault(a.identity, set())
+        first = receiver not in seen
+        seen.add(receiver)
+        return first
 
     def to_close(self, resolved: Iterable[Alert]) -> list[tuple[Alert, str]]:
-        return [(a, r) for a in resolved for r in sorted(self.opened.pop(a.identity, set()))]
+        """Only where the alert was opened: there is nothing to resolve elsewhere."""
+        out: list[tuple[Alert, str]] = []
+        for a in resolved:
+            self.missing.pop(a.identity, None)
+            out += [(a, r) for r in sorted(self.opened.pop(a.identity, set()))]
+        return out

@@ -105,11 +105,14 @@ class Notifier:
             spec = cfg.config.receivers.get(rname)
             secrets = self._secrets(cfg, rname) if spec is not None else None
             if spec is None or secrets is None:
-                rtype = spec.type if spec is not None else "unknown"
-                self.deliveries.observer.failed(rtype, rname, "no_secret")
-                log.warning("notifications: receiver %s: no credentials, %s of %s not sent", rname,
-                            "resolve" if resolve else "trigger", a.alertname)
+                if resolve or self.incidents.unsent(a, rname):
+                    rtype = spec.type if spec is not None else "unknown"
+                    self.deliveries.observer.failed(rtype, rname, "no_secret")
+                    log.warning("notifications: receiver %s: no credentials, %s of %s not sent",
+                                rname, "resolve" if resolve else "trigger", a.alertname)
                 continue
+            if not resolve:
+                self.incidents.sent(a, rname)
             self.deliveries.offer(spec.type, rname, incident_job(
                 spec.type, spec.settings, secrets, a, resolve=resolve, timestamp=rfc3339(a.starts_at)))
 

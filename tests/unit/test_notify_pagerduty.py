@@ -198,3 +198,36 @@ async def test_a_dead_endpoint_never_blocks_the_decision() -> None:
     await d.drain(5)
     await d.close()
     assert obs.log == [("failed", "pagerdutyv2", "oncall", "retries_exhausted")]
+
+
+async def test_missing_key_counted_once_and_paged_once_the_secret_exists() -> None:
+    pd = FakePagerDuty()
+    async with serve(pd.app()) as api:
+        n, d, obs = _notifier(api)
+        good = n.loaded
+        n.loaded = Loaded(good.config, {}, ("receiver.oncall: Secret notif not found",), {})
+        n(rollout_obj("Paused"), status(**ABORTED), [ABORT_EVENT])
+        n(rollout_obj("Degraded"), status(**ABORTED), [])
+        assert obs.log == [("failed", "pagerdutyv2", "oncall", "no_secret")]  # once, not per reconcile
+        n.loaded = good  # the Secret was created; the next reload finds it
+        n(rollout_obj("Degraded"), status(**ABORTED), [])
+        n(rollout_obj("Degraded"), status(**ABORTED), [])
+        await d.drain(5)
+        assert [e["event_action"] for e in pd.events] == ["trigger"]
+        n(rollout_obj("Progressing"), status(phase="Healthy"), [])
+        await d.drain(5)
+        await d.close()
+    assert [e["event_action"] for e in pd.events] == ["trigger", "resolve"]
+
+
+async def test_never_opened_is_never_resolved() -> None:
+    pd = FakePagerDuty()
+    async with serve(pd.app()) as api:
+        n, d, obs = _notifier(api)
+        good = n.loaded
+        n.loaded = Loaded(good.config, {}, (), {})
+        n(rollout_obj("Paused"), status(**ABORTED), [ABORT_EVENT])
+        n(rollout_obj("Degraded"), status(phase="Healthy"), [])
+        await d.drain(5)
+        await d.close()
+    assert pd.requests == 0 and obs.log == [("failed", "pagerdutyv2", "oncall", "no_secret")]
