@@ -31,6 +31,7 @@ from html import escape
 from typing import Any, Final
 
 from rollouts.notify.delivery import Job, Outcome
+from rollouts.notify.facts import facts
 from rollouts.notify.refs import SecretRef, secret_ref
 from rollouts.notify.triggers import Notification
 
@@ -97,12 +98,7 @@ def parse_settings(d: dict[str, Any], where: str,
 
 
 def _lines(n: Notification) -> list[tuple[str, str]]:
-    rows = [("Rollout", f"{n.namespace}/{n.rollout}"), ("Trigger", n.trigger),
-            ("Event", f"{n.type} {n.reason}"), ("Phase", n.phase or "-")]
-    if n.step is not None and n.steps is not None:
-        rows += [("Step", f"{n.step}/{n.steps}"), ("Canary weight", f"{n.canary_weight}%")]
-    return [*rows, ("Revision", n.revision or "-"), ("Stable revision", n.stable_revision or "-"),
-            ("Time", n.time)]
+    return [("Rollout", f"{n.namespace}/{n.rollout}"), ("Trigger", n.trigger), *facts(n)]
 
 
 def message(s: EmailSettings, n: Notification) -> EmailMessage:

@@ -17,6 +17,7 @@ from typing import Any, Final
 import httpx
 
 from rollouts.notify.delivery import Job, Outcome, http_outcome, retryable
+from rollouts.notify.facts import facts
 from rollouts.notify.triggers import Notification
 
 ADAPTIVE_CARD: Final = "application/vnd.microsoft.card.adaptive"
@@ -26,15 +27,6 @@ _RED, _GREEN, _AMBER, _BLUE = "E81123", "2DC72D", "FFB900", "0078D7"
 
 def _title(n: Notification) -> str:
     return f"{n.namespace}/{n.rollout}: {n.trigger}"
-
-
-def _facts(n: Notification) -> list[tuple[str, str]]:
-    facts = [("Phase", n.phase or "-"), ("Event", f"{n.type} {n.reason}")]
-    if n.step is not None and n.steps is not None:
-        facts += [("Step", f"{n.step}/{n.steps}"), ("Canary weight", f"{n.canary_weight}%")]
-    facts += [("Revision", n.revision or "-"), ("Stable revision", n.stable_revision or "-"),
-              ("Time", n.time)]
-    return facts
 
 
 def _colour(n: Notification) -> str:
@@ -53,7 +45,7 @@ def message_card(n: Notification) -> dict[str, Any]:
         "themeColor": _colour(n),
         "title": _title(n),
         "text": n.message or n.status_message or n.reason,
-        "sections": [{"facts": [{"name": k, "value": v} for k, v in _facts(n)], "markdown": False}],
+        "sections": [{"facts": [{"name": k, "value": v} for k, v in facts(n)], "markdown": False}],
     }
 
 
@@ -68,7 +60,7 @@ def adaptive_card_message(n: Notification) -> dict[str, Any]:
             {"type": "TextBlock", "text": _title(n), "weight": "Bolder", "size": "Medium",
              "color": colour, "wrap": True},
             {"type": "TextBlock", "text": n.message or n.status_message or n.reason, "wrap": True},
-            {"type": "FactSet", "facts": [{"title": k, "value": v} for k, v in _facts(n)]},
+            {"type": "FactSet", "facts": [{"title": k, "value": v} for k, v in facts(n)]},
         ],
     }
     return {"type": "message",

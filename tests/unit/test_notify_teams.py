@@ -112,3 +112,20 @@ async def test_a_workflow_rejecting_the_body_is_final() -> None:
         assert r.status_code == 202
         r = await c.post(f"{base}/webhookb2/x", json={"title": "no summary"})
         assert r.status_code == 400 and r.text == "Summary or Text is required."
+
+
+def test_blue_green_cards_name_active_and_preview_never_a_weight() -> None:
+    from rollouts.notify.email import message
+    from tests.unit.test_notify_email import _settings
+
+    obj = {"metadata": {"namespace": "shop", "name": "web"},
+           "spec": {"strategy": {"blueGreen": {"activeService": "a", "previewService": "p"}}},
+           "status": {"phase": "Progressing"}}
+    st = status(phase="Paused", currentPodHash="new1", stableRS="old1",
+                blueGreen={"activeSelector": "old1", "previewSelector": "new1"})
+    n = notifications_for(obj, st, [Ev("Normal", "RolloutPaused", "paused")], "t")[0]
+    facts = {f["name"]: f["value"] for f in message_card(n)["sections"][0]["facts"]}
+    assert facts["Active revision"] == "old1" and facts["Preview revision"] == "new1"
+    assert "Canary weight" not in facts and "Step" not in facts
+    body = message(_settings(587), n).get_content()
+    assert "Preview revision: new1" in body and "Canary weight" not in body
