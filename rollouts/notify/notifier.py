@@ -159,3 +159,5 @@ class Notifier:
                                  self._every(self.reload_interval, "reloading config", self._reload))
         finally:
             await self.deliveries.close()
+            if self.source is not None:
+                await self.source.close()
