@@ -28,9 +28,8 @@ from datetime import datetime
 from rollouts.api.actions import Action, canary_in_progress, check_action
 from rollouts.api.constants import Cond, Phase, Reason
 from rollouts.api.spec import RolloutSpec
-from rollouts.api.status import fmt_time
 from rollouts.controller.bluegreen import blue_green_abort_while_invalid, decide_blue_green
-from rollouts.controller.canary import abort_while_invalid, decide_canary, steps_hash
+from rollouts.controller.canary import abort_while_invalid, decide_canary
 from rollouts.controller.decision import (
     AnalysisRunObs,
     ClusterAction,
@@ -55,9 +54,14 @@ from rollouts.controller.decision import (
     template_hash,
 )
 from rollouts.controller.lifecycle import record_abort, reject
-from rollouts.controller.replicas import replicas_for_weight, restart_pending
-from rollouts.controller.runs import run_name
+from rollouts.controller.pending import mark_applied
 
+# (the reconciler's: it belongs to rollouts.controller.replicas; kept here until the
+# reconciler imports it from there)
+from rollouts.controller.replicas import restart_pending
+
+# The import surface of a decision: ``decide`` and the model it reads and returns
+# (rollouts.controller.decision). Strategy helpers are imported from their own modules.
 __all__ = [
     "AnalysisRunObs",
     "ClusterAction",
@@ -80,10 +84,7 @@ __all__ = [
     "TerminateAnalysisRun",
     "TerminateExperiment",
     "decide",
-    "replicas_for_weight",
     "restart_pending",
-    "run_name",
-    "steps_hash",
     "template_hash",
 ]
 
@@ -152,10 +153,8 @@ def _invalid(d: Decision, ro: RolloutInput, obs: Observations, errors: list[str]
         why = check_action(ro.spec, st, act) if act is not None and act.action == "abort" else None
         if act is not None and act.action == "abort" and why is None:
             record_abort(d, act.user, now)
-            st.last_action = {**act.to_dict(), "result": "Applied", "processedAt": fmt_time(now),
-                              "stepIndex": st.current_step_index,
-                              "message": "applied while the spec is invalid"}
-            st.pending_action = None
+            mark_applied(st, act, now, stepIndex=st.current_step_index,
+                         message="applied while the spec is invalid")
             d.wake_in(0.5)  # the traffic part follows once the abort is written
         else:
             reject(d, raw, why or "the spec is invalid", now)

@@ -40,9 +40,9 @@ from rollouts.controller.decide import (
     SetTraffic,
     TerminateAnalysisRun,
     decide,
-    replicas_for_weight,
     template_hash,
 )
+from rollouts.controller.replicas import replicas_for_weight
 
 T0 = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
 NEVER = math.inf
