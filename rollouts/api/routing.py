@@ -28,6 +28,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
+from rollouts.api.readers import obj, opt_int, opt_str, required_str
+
 DEFAULT_NGINX_PREFIX = "nginx.ingress.kubernetes.io"
 DEFAULT_ALB_PREFIX = "alb.ingress.kubernetes.io"
 STICKINESS_MAX_S = 604800  # the AWS TargetGroupStickinessConfig range is 1..7 days
@@ -136,25 +138,6 @@ class MirrorRoute:
 # --- small typed readers -------------------------------------------------------------------
 
 
-def _obj(v: Any, path: str, errors: list[str]) -> dict[str, Any] | None:
-    if v is None:
-        return None
-    if not isinstance(v, dict):
-        errors.append(f"{path} must be an object, got {type(v).__name__}")
-        return None
-    return v
-
-
-def _name(d: dict[str, Any], key: str, path: str, errors: list[str]) -> str | None:
-    v = d.get(key)
-    if v is None or v == "":
-        return None
-    if not isinstance(v, str):
-        errors.append(f"{path}.{key} must be a string, got {v!r}")
-        return None
-    return v
-
-
 def _names(d: dict[str, Any], key: str, path: str, errors: list[str]) -> tuple[str, ...] | None:
     v = d.get(key)
     if v is None:
@@ -170,7 +153,7 @@ def _names(d: dict[str, Any], key: str, path: str, errors: list[str]) -> tuple[s
 
 def _one_of(d: dict[str, Any], single: str, many: str, path: str,
             errors: list[str]) -> tuple[str, ...] | None:
-    one = _name(d, single, path, errors)
+    one = opt_str(d, single, path, errors)
     lst = _names(d, many, path, errors)
     if one is not None and lst is not None:
         errors.append(f"{path}: set {single} or {many}, not both")
@@ -194,21 +177,11 @@ def _string_map(d: dict[str, Any], key: str, path: str,
 
 
 def _prefix(d: dict[str, Any], default: str, path: str, errors: list[str]) -> str:
-    p = _name(d, "annotationPrefix", path, errors) or default
+    p = opt_str(d, "annotationPrefix", path, errors) or default
     if "/" in p or " " in p:
         errors.append(f"{path}.annotationPrefix must be a DNS prefix without '/', got {p!r}")
         return default
     return p
-
-
-def _int(d: dict[str, Any], key: str, path: str, errors: list[str], lo: int, hi: int) -> int | None:
-    v = d.get(key)
-    if v is None:
-        return None
-    if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
-        errors.append(f"{path}.{key} must be an integer {lo}..{hi}, got {v!r}")
-        return None
-    return v
 
 
 # --- the routers ---------------------------------------------------------------------------
@@ -216,7 +189,7 @@ def _int(d: dict[str, Any], key: str, path: str, errors: list[str], lo: int, hi:
 
 def parse_nginx(raw: Any, errors: list[str], *, path: str) -> NginxConfig | None:
     n = len(errors)
-    d = _obj(raw, path, errors)
+    d = obj(raw, path, errors)
     if d is None:
         return None
     ingresses = _one_of(d, "stableIngress", "stableIngresses", path, errors)
@@ -230,23 +203,23 @@ def parse_nginx(raw: Any, errors: list[str], *, path: str) -> NginxConfig | None
 
 def parse_alb(raw: Any, errors: list[str], *, path: str) -> ALBConfig | None:
     n = len(errors)
-    d = _obj(raw, path, errors)
+    d = obj(raw, path, errors)
     if d is None:
         return None
     ingresses = _one_of(d, "ingress", "ingresses", path, errors)
-    port = _int(d, "servicePort", path, errors, 1, 65535)
+    port = opt_int(d, "servicePort", path, errors, 1, 65535)
     if port is None and d.get("servicePort") is None:
         errors.append(f"{path}.servicePort is required")
-    root = _name(d, "rootService", path, errors)
+    root = opt_str(d, "rootService", path, errors)
     prefix = _prefix(d, DEFAULT_ALB_PREFIX, path, errors)
     sticky = None
-    s = _obj(d.get("stickinessConfig"), f"{path}.stickinessConfig", errors)
+    s = obj(d.get("stickinessConfig"), f"{path}.stickinessConfig", errors)
     if s is not None:
         sp = f"{path}.stickinessConfig"
         enabled = s.get("enabled", False)
         if not isinstance(enabled, bool):
             errors.append(f"{sp}.enabled must be true or false, got {enabled!r}")
-        duration = _int(s, "durationSeconds", sp, errors, 1, STICKINESS_MAX_S)
+        duration = opt_int(s, "durationSeconds", sp, errors, 1, STICKINESS_MAX_S)
         if enabled is True and duration is None and s.get("durationSeconds") is None:
             errors.append(f"{sp}.durationSeconds is required when enabled "
                           f"(1..{STICKINESS_MAX_S})")
@@ -258,17 +231,17 @@ def parse_alb(raw: Any, errors: list[str], *, path: str) -> ALBConfig | None:
 
 def parse_smi(raw: Any, errors: list[str], *, path: str) -> SMIConfig | None:
     n = len(errors)
-    d = _obj(raw, path, errors)
+    d = obj(raw, path, errors)
     if d is None:
         return None
-    cfg = SMIConfig(_name(d, "rootService", path, errors),
-                    _name(d, "trafficSplitName", path, errors))
+    cfg = SMIConfig(opt_str(d, "rootService", path, errors),
+                    opt_str(d, "trafficSplitName", path, errors))
     return cfg if len(errors) == n else None
 
 
 def _route_refs(d: dict[str, Any], single: str, many: str, path: str, errors: list[str],
                 *, header_default: bool) -> tuple[GatewayRouteRef, ...]:
-    one = _name(d, single, path, errors)
+    one = opt_str(d, single, path, errors)
     lst = d.get(many)
     if one is not None and lst is not None:
         errors.append(f"{path}: set {single} or {many}, not both")
@@ -286,10 +259,8 @@ def _route_refs(d: dict[str, Any], single: str, many: str, path: str, errors: li
         if not isinstance(item, dict):
             errors.append(f"{p} must be an object with a name")
             continue
-        name = _name(item, "name", p, errors)
+        name = required_str(item, "name", p, errors)
         if name is None:
-            if item.get("name") in (None, ""):
-                errors.append(f"{p}.name is required")
             continue
         use = item.get("useHeaderRoutes", False)
         if not isinstance(use, bool):
@@ -304,14 +275,14 @@ def _route_refs(d: dict[str, Any], single: str, many: str, path: str, errors: li
 
 def parse_gateway_api(raw: Any, errors: list[str], *, path: str) -> GatewayAPIConfig | None:
     n = len(errors)
-    d = _obj(raw, path, errors)
+    d = obj(raw, path, errors)
     if d is None:
         return None
     cfg = GatewayAPIConfig(
         http_routes=_route_refs(d, "httpRoute", "httpRoutes", path, errors, header_default=True),
         grpc_routes=_route_refs(d, "grpcRoute", "grpcRoutes", path, errors, header_default=True),
         tcp_routes=_route_refs(d, "tcpRoute", "tcpRoutes", path, errors, header_default=False),
-        namespace=_name(d, "namespace", path, errors))
+        namespace=opt_str(d, "namespace", path, errors))
     if len(errors) > n:
         return None
     if not (cfg.http_routes or cfg.grpc_routes or cfg.tcp_routes):
@@ -348,7 +319,7 @@ def parse_routers(tr: dict[str, Any], errors: list[str], *, path: str) -> Router
         gateway_api=parse_gateway_api(tr.get("gatewayAPI"), errors, path=f"{path}.gatewayAPI"),
         managed_routes=parse_managed_routes(tr.get("managedRoutes"), errors,
                                             path=f"{path}.managedRoutes"),
-        max_traffic_weight=_int(tr, "maxTrafficWeight", path, errors, 1, 2**31 - 1))
+        max_traffic_weight=opt_int(tr, "maxTrafficWeight", path, errors, 1, 2**31 - 1))
     if cfg.nginx is not None and cfg.alb is not None:
         both = sorted(set(cfg.nginx.stable_ingresses) & set(cfg.alb.ingresses))
         for name in both:
@@ -362,7 +333,7 @@ def parse_routers(tr: dict[str, Any], errors: list[str], *, path: str) -> Router
 
 
 def parse_string_match(raw: Any, errors: list[str], *, path: str) -> StringMatch | None:
-    d = _obj(raw, path, errors)
+    d = obj(raw, path, errors)
     if d is None:
         if raw is None:
             errors.append(f"{path} is required (one of exact, prefix, regex)")
@@ -379,34 +350,37 @@ def parse_string_match(raw: Any, errors: list[str], *, path: str) -> StringMatch
     return StringMatch(**{key: v})
 
 
-def _managed(name: str | None, managed: tuple[str, ...], path: str, errors: list[str]) -> None:
+def _route_name(d: dict[str, Any], path: str, errors: list[str],
+                managed: tuple[str, ...]) -> str | None:
+    """A route step's name: required, and one of trafficRouting.managedRoutes."""
+    name = required_str(d, "name", path, errors)
     if name is not None and name not in managed:
         errors.append(f"{path}.name {name!r} must be listed in trafficRouting.managedRoutes")
+    return name
+
+
+def _match_items(d: dict[str, Any], path: str, errors: list[str]) -> list[tuple[str, dict[str, Any]]]:
+    """A route step's ``match`` list: each object with its path (others are errors)."""
+    raw_match = d.get("match")
+    if raw_match is None:
+        return []
+    if not isinstance(raw_match, list):
+        errors.append(f"{path}.match must be a list")
+        return []
+    items = ((f"{path}.match[{i}]", m) for i, m in enumerate(raw_match))
+    return [(p, md) for p, m in items if (md := obj(m, p, errors)) is not None]
 
 
 def parse_header_route(raw: Any, errors: list[str], *, path: str,
                        managed_routes: tuple[str, ...]) -> HeaderRoute | None:
     n = len(errors)
-    d = _obj(raw, path, errors)
+    d = obj(raw, path, errors)
     if d is None:
         return None
-    name = _name(d, "name", path, errors)
-    if name is None and d.get("name") in (None, ""):
-        errors.append(f"{path}.name is required")
-    _managed(name, managed_routes, path, errors)
+    name = _route_name(d, path, errors, managed_routes)
     matches: list[HeaderMatch] = []
-    raw_match = d.get("match")
-    if raw_match is not None and not isinstance(raw_match, list):
-        errors.append(f"{path}.match must be a list")
-        raw_match = []
-    for i, m in enumerate(raw_match or []):
-        p = f"{path}.match[{i}]"
-        md = _obj(m, p, errors)
-        if md is None:
-            continue
-        header = _name(md, "headerName", p, errors)
-        if header is None and md.get("headerName") in (None, ""):
-            errors.append(f"{p}.headerName is required")
+    for p, md in _match_items(d, path, errors):
+        header = required_str(md, "headerName", p, errors)
         value = parse_string_match(md.get("headerValue"), errors, path=f"{p}.headerValue")
         if header is not None and value is not None:
             matches.append(HeaderMatch(header, value))
@@ -418,30 +392,19 @@ def parse_header_route(raw: Any, errors: list[str], *, path: str,
 def parse_mirror_route(raw: Any, errors: list[str], *, path: str,
                        managed_routes: tuple[str, ...]) -> MirrorRoute | None:
     n = len(errors)
-    d = _obj(raw, path, errors)
+    d = obj(raw, path, errors)
     if d is None:
         return None
-    name = _name(d, "name", path, errors)
-    if name is None and d.get("name") in (None, ""):
-        errors.append(f"{path}.name is required")
-    _managed(name, managed_routes, path, errors)
-    percentage = _int(d, "percentage", path, errors, 0, 100)
+    name = _route_name(d, path, errors, managed_routes)
+    percentage = opt_int(d, "percentage", path, errors, 0, 100)
     matches: list[RouteMatch] = []
-    raw_match = d.get("match")
-    if raw_match is not None and not isinstance(raw_match, list):
-        errors.append(f"{path}.match must be a list")
-        raw_match = []
-    for i, m in enumerate(raw_match or []):
-        p = f"{path}.match[{i}]"
-        md = _obj(m, p, errors)
-        if md is None:
-            continue
+    for p, md in _match_items(d, path, errors):
         method = (parse_string_match(md["method"], errors, path=f"{p}.method")
                   if md.get("method") is not None else None)
         mpath = (parse_string_match(md["path"], errors, path=f"{p}.path")
                  if md.get("path") is not None else None)
         headers: list[tuple[str, StringMatch]] = []
-        hd = _obj(md.get("headers"), f"{p}.headers", errors) or {}
+        hd = obj(md.get("headers"), f"{p}.headers", errors) or {}
         for h, hv in sorted(hd.items()):
             sm = parse_string_match(hv, errors, path=f"{p}.headers.{h}")
             if sm is not None:

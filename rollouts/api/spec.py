@@ -20,6 +20,7 @@ from rollouts.api.constants import (
     POD_TEMPLATE_HASH_LABEL,
 )
 from rollouts.api.duration import parse_duration
+from rollouts.api.readers import as_dict, bool_field, int_field, opt_str
 from rollouts.api.routing import (
     HeaderRoute,
     MirrorRoute,
@@ -31,8 +32,6 @@ from rollouts.api.routing import (
 )
 from rollouts.api.status import parse_time
 from rollouts.api.unsupported import UNSUPPORTED_STEP_KINDS, unsupported_fields
-
-INT32_MAX = 2**31 - 1  # every integer field is an int32 in the CRD (and in Argo)
 
 
 @dataclass(frozen=True)
@@ -216,50 +215,6 @@ class RolloutSpec:
         return s.scale_down_delay_seconds if s is not None else DEFAULT_SCALE_DOWN_DELAY_S
 
 
-def _int(d: dict[str, Any], key: str, default: int, errors: list[str], path: str,
-         lo: int = 0, hi: int = INT32_MAX) -> int:
-    v = d.get(key, default)
-    if v is None:
-        return default
-    if isinstance(v, bool) or not isinstance(v, int):
-        errors.append(f"{path}.{key} must be an integer, got {v!r}")
-        return default
-    if v < lo or v > hi:
-        rng = f">= {lo}" if v < lo and hi == INT32_MAX else f"{lo}..{hi}"
-        errors.append(f"{path}.{key} must be {rng}, got {v}")
-        return default
-    return v
-
-
-def _bool(d: dict[str, Any], key: str, errors: list[str], path: str) -> bool:
-    v = d.get(key, False)
-    if v is None:
-        return False
-    if not isinstance(v, bool):
-        errors.append(f"{path}.{key} must be true or false, got {v!r}")
-        return False
-    return v
-
-
-def _dict(v: Any, path: str, errors: list[str]) -> dict[str, Any]:
-    if v is None:
-        return {}
-    if not isinstance(v, dict):
-        errors.append(f"{path} must be an object, got {type(v).__name__}")
-        return {}
-    return v
-
-
-def _str(d: dict[str, Any], key: str, path: str, errors: list[str]) -> str | None:
-    v = d.get(key)
-    if v is None or v == "":
-        return None
-    if not isinstance(v, str):
-        errors.append(f"{path}.{key} must be a string, got {v!r}")
-        return None
-    return v
-
-
 def _int_or_percent(d: dict[str, Any], key: str, default: int | str, path: str,
                     errors: list[str]) -> int | str:
     v = d.get(key, default)
@@ -299,9 +254,9 @@ def _parse_steps(raw: Any, errors: list[str], managed_routes: tuple[str, ...] = 
             if s["setWeight"] is None:
                 errors.append(f"{p}.setWeight must be an integer 0..100, got null")
                 continue
-            steps.append(Step(i, set_weight=_int(s, "setWeight", 0, errors, p, 0, 100)))
+            steps.append(Step(i, set_weight=int_field(s, "setWeight", 0, errors, p, 0, 100)))
         elif "pause" in s:
-            pause = _dict(s["pause"], f"{p}.pause", errors)
+            pause = as_dict(s["pause"], f"{p}.pause", errors)
             if pause.get("duration") is None:
                 steps.append(Step(i, pause_seconds=math.inf))
             else:
@@ -328,7 +283,7 @@ def _parse_steps(raw: Any, errors: list[str], managed_routes: tuple[str, ...] = 
             if exp is not None:
                 steps.append(Step(i, experiment=exp))
         else:
-            steps.append(Step(i, analysis=_dict(s["analysis"], f"{p}.analysis", errors)))
+            steps.append(Step(i, analysis=as_dict(s["analysis"], f"{p}.analysis", errors)))
     return tuple(steps)
 
 
@@ -337,16 +292,16 @@ STEP_KINDS = ("setWeight", "pause", "analysis", "setCanaryScale", "experiment", 
 
 
 def _canary_scale(raw: Any, p: str, errors: list[str]) -> CanaryScale | None:
-    d = _dict(raw, p, errors)
+    d = as_dict(raw, p, errors)
     set_keys = [k for k in ("replicas", "weight", "matchTrafficWeight") if d.get(k) is not None]
     if len(set_keys) != 1:
         errors.append(f"{p} must set exactly one of replicas, weight, matchTrafficWeight")
         return None
     n = len(errors)
     if "replicas" in set_keys:
-        scale = CanaryScale(replicas=_int(d, "replicas", 0, errors, p))
+        scale = CanaryScale(replicas=int_field(d, "replicas", 0, errors, p))
     elif "weight" in set_keys:
-        scale = CanaryScale(weight=_int(d, "weight", 0, errors, p, 0, 100))
+        scale = CanaryScale(weight=int_field(d, "weight", 0, errors, p, 0, 100))
     else:
         if d["matchTrafficWeight"] is not True:
             errors.append(f"{p}.matchTrafficWeight must be true when set")
@@ -356,7 +311,7 @@ def _canary_scale(raw: Any, p: str, errors: list[str]) -> CanaryScale | None:
 
 def _experiment(raw: Any, p: str, errors: list[str]) -> dict[str, Any] | None:
     """The experiment step is kept as written; here only what would make it unrunnable."""
-    d = _dict(raw, p, errors)
+    d = as_dict(raw, p, errors)
     n = len(errors)
     templates = d.get("templates")
     if not isinstance(templates, list) or not templates:
@@ -378,9 +333,9 @@ def _experiment(raw: Any, p: str, errors: list[str]) -> dict[str, Any] | None:
         if t.get("specRef") not in ("stable", "canary"):
             errors.append(f"{tp}.specRef must be stable or canary, got {t.get('specRef')!r}")
         if t.get("replicas") is not None:
-            _int(t, "replicas", 1, errors, tp)
+            int_field(t, "replicas", 1, errors, tp)
         if t.get("weight") is not None:
-            _int(t, "weight", 0, errors, tp, 0, 100)
+            int_field(t, "weight", 0, errors, tp, 0, 100)
     if d.get("duration") is not None:
         try:
             parse_duration(d["duration"])
@@ -402,10 +357,10 @@ def _experiment(raw: Any, p: str, errors: list[str]) -> dict[str, Any] | None:
 def _metadata(raw: Any, p: str, errors: list[str]) -> PodMetadata | None:
     if raw is None:
         return None
-    d = _dict(raw, p, errors)
+    d = as_dict(raw, p, errors)
     out: dict[str, dict[str, str]] = {}
     for key in ("labels", "annotations"):
-        m = _dict(d.get(key), f"{p}.{key}", errors)
+        m = as_dict(d.get(key), f"{p}.{key}", errors)
         bad = [k for k, v in m.items() if not isinstance(v, str)]
         if bad:
             errors.append(f"{p}.{key} values must be strings (see {', '.join(map(str, bad))})")
@@ -416,7 +371,7 @@ def _metadata(raw: Any, p: str, errors: list[str]) -> PodMetadata | None:
 def _anti_affinity(raw: Any, p: str, errors: list[str]) -> AntiAffinity | None:
     if raw is None:
         return None
-    d = _dict(raw, p, errors)
+    d = as_dict(raw, p, errors)
     pref = d.get("preferredDuringSchedulingIgnoredDuringExecution")
     req = d.get("requiredDuringSchedulingIgnoredDuringExecution")
     if (pref is None) == (req is None):
@@ -425,8 +380,8 @@ def _anti_affinity(raw: Any, p: str, errors: list[str]) -> AntiAffinity | None:
         return None
     if req is not None:
         return AntiAffinity(required=True)
-    pd = _dict(pref, f"{p}.preferredDuringSchedulingIgnoredDuringExecution", errors)
-    return AntiAffinity(weight=_int(pd, "weight", 1, errors,
+    pd = as_dict(pref, f"{p}.preferredDuringSchedulingIgnoredDuringExecution", errors)
+    return AntiAffinity(weight=int_field(pd, "weight", 1, errors,
                                     f"{p}.preferredDuringSchedulingIgnoredDuringExecution", 1, 100))
 
 
@@ -448,20 +403,20 @@ def _tls_routes(rd: dict[str, Any], rp: str, errors: list[str]) -> tuple[TLSRout
         if not isinstance(hosts, list) or not all(isinstance(x, str) and x for x in hosts):
             errors.append(f"{p}.sniHosts must be a list of host names")
             continue
-        out.append(TLSRouteRef(_int(r, "port", 0, errors, p, 0, 65535), tuple(hosts)))
+        out.append(TLSRouteRef(int_field(r, "port", 0, errors, p, 0, 65535), tuple(hosts)))
     return tuple(out)
 
 
 def _tcp_routes(rd: dict[str, Any], rp: str, errors: list[str]) -> tuple[TCPRouteRef, ...]:
-    return tuple(TCPRouteRef(_int(r, "port", 0, errors, f"{rp}.tcpRoutes[{i}]", 0, 65535))
+    return tuple(TCPRouteRef(int_field(r, "port", 0, errors, f"{rp}.tcpRoutes[{i}]", 0, 65535))
                  for i, r in enumerate(_route_list(rd, "tcpRoutes", rp, errors)))
 
 
 def _parse_istio(canary: dict[str, Any], errors: list[str]) -> IstioRouting:
     """``trafficRouting.istio`` (the caller checks it is set)."""
     path = "spec.strategy.canary.trafficRouting"
-    tr = _dict(canary.get("trafficRouting"), path, errors)
-    istio = _dict(tr.get("istio"), f"{path}.istio", errors)
+    tr = as_dict(canary.get("trafficRouting"), path, errors)
+    istio = as_dict(tr.get("istio"), f"{path}.istio", errors)
     refs: list[VirtualServiceRef] = []
     single, many = istio.get("virtualService"), istio.get("virtualServices")
     if (single is None) == (many is None):
@@ -471,8 +426,8 @@ def _parse_istio(canary: dict[str, Any], errors: list[str]) -> IstioRouting:
     raw_refs = [single] if single is not None else (many if isinstance(many, list) else [])
     for j, r in enumerate(raw_refs):
         rp = f"{path}.istio.virtualService" if single is not None else f"{path}.istio.virtualServices[{j}]"
-        rd = _dict(r, rp, errors)
-        name = _str(rd, "name", rp, errors)
+        rd = as_dict(r, rp, errors)
+        name = opt_str(rd, "name", rp, errors)
         routes = rd.get("routes") or []
         if not name:
             errors.append(f"{rp}.name is required")
@@ -485,8 +440,8 @@ def _parse_istio(canary: dict[str, Any], errors: list[str]) -> IstioRouting:
     dr: DestinationRuleRef | None = None
     if istio.get("destinationRule") is not None:
         dp = f"{path}.istio.destinationRule"
-        dd = _dict(istio["destinationRule"], dp, errors)
-        n, c, s = (_str(dd, k, dp, errors) for k in ("name", "canarySubsetName", "stableSubsetName"))
+        dd = as_dict(istio["destinationRule"], dp, errors)
+        n, c, s = (opt_str(dd, k, dp, errors) for k in ("name", "canarySubsetName", "stableSubsetName"))
         if not (n and c and s):
             errors.append(f"{dp} needs name, canarySubsetName and stableSubsetName")
         elif c == s:
@@ -498,7 +453,7 @@ def _parse_istio(canary: dict[str, Any], errors: list[str]) -> IstioRouting:
 
 def _parse_canary(canary_raw: dict[str, Any], errors: list[str]) -> CanaryStrategy:
     cp = "spec.strategy.canary"
-    tr = _dict(canary_raw.get("trafficRouting"), f"{cp}.trafficRouting", errors)
+    tr = as_dict(canary_raw.get("trafficRouting"), f"{cp}.trafficRouting", errors)
     istio = _parse_istio(canary_raw, errors) if tr.get("istio") is not None else None
     routers = parse_routers(tr, errors, path=f"{cp}.trafficRouting")
     steps = _parse_steps(canary_raw.get("steps"), errors, routers.managed_routes)
@@ -517,8 +472,8 @@ def _parse_canary(canary_raw: dict[str, Any], errors: list[str]) -> CanaryStrate
             tr.get(k) is not None for k in ("nginx", "alb", "smi", "gatewayAPI")):
         errors.append(f"{cp}.trafficRouting names no traffic router: set istio, nginx, alb, smi "
                       "or gatewayAPI, or remove trafficRouting for a canary weighted by pod counts")
-    canary_svc = _str(canary_raw, "canaryService", cp, errors)
-    stable_svc = _str(canary_raw, "stableService", cp, errors)
+    canary_svc = opt_str(canary_raw, "canaryService", cp, errors)
+    stable_svc = opt_str(canary_raw, "stableService", cp, errors)
     named = [k for k, v in (("nginx", routers.nginx), ("alb", routers.alb), ("smi", routers.smi),
                             ("gatewayAPI", routers.gateway_api)) if v is not None]
     if named and not (canary_svc and stable_svc):
@@ -528,7 +483,7 @@ def _parse_canary(canary_raw: dict[str, Any], errors: list[str]) -> CanaryStrate
                       "(or set trafficRouting.istio.destinationRule for subset-level splitting)")
     if canary_svc and canary_svc == stable_svc:
         errors.append(f"{cp}: canaryService and stableService must be different Services")
-    if istio is None and not routers.any and _bool(canary_raw, "dynamicStableScale", [], cp):
+    if istio is None and not routers.any and bool_field(canary_raw, "dynamicStableScale", [], cp):
         errors.append(f"{cp}.dynamicStableScale needs trafficRouting (as in Argo): without a router "
                       "the stable's pods are the traffic split")
     if istio is None and not routers.any:
@@ -543,11 +498,11 @@ def _parse_canary(canary_raw: dict[str, Any], errors: list[str]) -> CanaryStrate
         istio=istio,
         max_surge=_int_or_percent(canary_raw, "maxSurge", "25%", cp, errors),
         max_unavailable=_int_or_percent(canary_raw, "maxUnavailable", "25%", cp, errors),
-        scale_down_delay_seconds=_int(canary_raw, "scaleDownDelaySeconds",
+        scale_down_delay_seconds=int_field(canary_raw, "scaleDownDelaySeconds",
                                       DEFAULT_SCALE_DOWN_DELAY_S, errors, cp),
-        abort_scale_down_delay_seconds=_int(canary_raw, "abortScaleDownDelaySeconds",
+        abort_scale_down_delay_seconds=int_field(canary_raw, "abortScaleDownDelaySeconds",
                                             DEFAULT_ABORT_SCALE_DOWN_DELAY_S, errors, cp),
-        dynamic_stable_scale=_bool(canary_raw, "dynamicStableScale", errors, cp),
+        dynamic_stable_scale=bool_field(canary_raw, "dynamicStableScale", errors, cp),
         background_analysis=canary_raw.get("analysis"),
         canary_metadata=_metadata(canary_raw.get("canaryMetadata"), f"{cp}.canaryMetadata", errors),
         stable_metadata=_metadata(canary_raw.get("stableMetadata"), f"{cp}.stableMetadata", errors),
@@ -558,21 +513,21 @@ def _parse_canary(canary_raw: dict[str, Any], errors: list[str]) -> CanaryStrate
 
 def _parse_blue_green(raw: dict[str, Any], replicas: int, errors: list[str]) -> BlueGreenStrategy:
     bp = "spec.strategy.blueGreen"
-    active = _str(raw, "activeService", bp, errors)
-    preview = _str(raw, "previewService", bp, errors)
+    active = opt_str(raw, "activeService", bp, errors)
+    preview = opt_str(raw, "previewService", bp, errors)
     if not active:
         errors.append(f"{bp}.activeService is required")
     if active and active == preview:
         errors.append(f"{bp}: activeService and previewService must be different Services")
     preview_count: int | None = None
     if raw.get("previewReplicaCount") is not None:
-        preview_count = _int(raw, "previewReplicaCount", 0, errors, bp)
+        preview_count = int_field(raw, "previewReplicaCount", 0, errors, bp)
         if preview_count > replicas:
             errors.append(f"{bp}.previewReplicaCount ({preview_count}) must not exceed "
                           f"spec.replicas ({replicas})")
     limit: int | None = None
     if raw.get("scaleDownDelayRevisionLimit") is not None:
-        limit = _int(raw, "scaleDownDelayRevisionLimit", 0, errors, bp)
+        limit = int_field(raw, "scaleDownDelayRevisionLimit", 0, errors, bp)
     auto = raw.get("autoPromotionEnabled", True)
     if not isinstance(auto, bool):
         errors.append(f"{bp}.autoPromotionEnabled must be true or false, got {auto!r}")
@@ -580,17 +535,17 @@ def _parse_blue_green(raw: dict[str, Any], replicas: int, errors: list[str]) -> 
     analyses = {}
     for key in ("prePromotionAnalysis", "postPromotionAnalysis"):
         v = raw.get(key)
-        analyses[key] = _dict(v, f"{bp}.{key}", errors) if v is not None else None
+        analyses[key] = as_dict(v, f"{bp}.{key}", errors) if v is not None else None
     return BlueGreenStrategy(
         active_service=active or "",
         preview_service=preview,
         auto_promotion_enabled=auto,
-        auto_promotion_seconds=_int(raw, "autoPromotionSeconds", 0, errors, bp),
+        auto_promotion_seconds=int_field(raw, "autoPromotionSeconds", 0, errors, bp),
         preview_replica_count=preview_count,
-        scale_down_delay_seconds=_int(raw, "scaleDownDelaySeconds", DEFAULT_SCALE_DOWN_DELAY_S,
+        scale_down_delay_seconds=int_field(raw, "scaleDownDelaySeconds", DEFAULT_SCALE_DOWN_DELAY_S,
                                       errors, bp),
         scale_down_delay_revision_limit=limit,
-        abort_scale_down_delay_seconds=_int(raw, "abortScaleDownDelaySeconds",
+        abort_scale_down_delay_seconds=int_field(raw, "abortScaleDownDelaySeconds",
                                             DEFAULT_ABORT_SCALE_DOWN_DELAY_S, errors, bp),
         pre_promotion_analysis=analyses["prePromotionAnalysis"],
         post_promotion_analysis=analyses["postPromotionAnalysis"],
@@ -616,8 +571,8 @@ def _role_metadata(canary: CanaryStrategy | None, bg: BlueGreenStrategy | None
 
 
 def parse_selector(raw: Any, errors: list[str]) -> dict[str, str]:
-    sel = _dict(raw, "spec.selector", errors)  # matchExpressions: a gap (unsupported.py)
-    labels = _dict(sel.get("matchLabels"), "spec.selector.matchLabels", errors)
+    sel = as_dict(raw, "spec.selector", errors)  # matchExpressions: a gap (unsupported.py)
+    labels = as_dict(sel.get("matchLabels"), "spec.selector.matchLabels", errors)
     if not labels:
         errors.append("spec.selector.matchLabels is required and must not be empty")
     return {str(k): str(v) for k, v in labels.items()}
@@ -626,14 +581,14 @@ def parse_selector(raw: Any, errors: list[str]) -> dict[str, str]:
 def parse_spec(raw_spec: Any) -> tuple[RolloutSpec | None, list[str]]:
     """Typed spec and the list of errors; the spec is None when errors is not empty."""
     errors: list[str] = []
-    spec = _dict(raw_spec, "spec", errors)
+    spec = as_dict(raw_spec, "spec", errors)
     errors += unsupported_fields(spec)
-    replicas = _int(spec, "replicas", 1, errors, "spec")
+    replicas = int_field(spec, "replicas", 1, errors, "spec")
     selector = parse_selector(spec.get("selector"), errors)
     template = spec.get("template")
     wref: WorkloadRef | None = None
     if spec.get("workloadRef") is not None:
-        wr = _dict(spec["workloadRef"], "spec.workloadRef", errors)
+        wr = as_dict(spec["workloadRef"], "spec.workloadRef", errors)
         kind, name = wr.get("kind"), wr.get("name")
         if kind != "Deployment" or not isinstance(name, str) or not name:
             errors.append("spec.workloadRef must name a Deployment (kind: Deployment, name: ...)")
@@ -642,26 +597,26 @@ def parse_spec(raw_spec: Any) -> tuple[RolloutSpec | None, list[str]]:
     if (template is None) == (wref is None):
         errors.append("set exactly one of spec.template and spec.workloadRef")
     if template is not None:
-        tmpl = _dict(template, "spec.template", errors)
-        labels = _dict(_dict(tmpl.get("metadata"), "spec.template.metadata", errors).get("labels"),
+        tmpl = as_dict(template, "spec.template", errors)
+        labels = as_dict(as_dict(tmpl.get("metadata"), "spec.template.metadata", errors).get("labels"),
                        "spec.template.metadata.labels", errors)
         missing = {k: v for k, v in selector.items() if labels.get(k) != v}
         if selector and missing:
             errors.append(
                 "spec.selector does not match spec.template.metadata.labels "
                 f"(missing or different: {', '.join(f'{k}={v}' for k, v in sorted(missing.items()))})")
-        if not _dict(tmpl.get("spec"), "spec.template.spec", errors).get("containers"):
+        if not as_dict(tmpl.get("spec"), "spec.template.spec", errors).get("containers"):
             errors.append("spec.template.spec.containers must not be empty")
-    strategy = _dict(spec.get("strategy"), "spec.strategy", errors)
+    strategy = as_dict(spec.get("strategy"), "spec.strategy", errors)
     canary: CanaryStrategy | None = None
     blue_green: BlueGreenStrategy | None = None
     if ("canary" in strategy) == ("blueGreen" in strategy):
         errors.append("spec.strategy: set exactly one of canary and blueGreen")
     if "canary" in strategy:
-        canary = _parse_canary(_dict(strategy.get("canary"), "spec.strategy.canary", errors), errors)
+        canary = _parse_canary(as_dict(strategy.get("canary"), "spec.strategy.canary", errors), errors)
     elif "blueGreen" in strategy:
         blue_green = _parse_blue_green(
-            _dict(strategy.get("blueGreen"), "spec.strategy.blueGreen", errors), replicas, errors)
+            as_dict(strategy.get("blueGreen"), "spec.strategy.blueGreen", errors), replicas, errors)
     restart_at = spec.get("restartAt")
     if restart_at is not None and parse_time(restart_at) is None:
         errors.append(f"spec.restartAt must be an RFC 3339 time, got {restart_at!r}")
@@ -678,13 +633,13 @@ def parse_spec(raw_spec: Any) -> tuple[RolloutSpec | None, list[str]]:
         workload_ref=wref,
         canary=canary,
         blue_green=blue_green,
-        min_ready_seconds=_int(spec, "minReadySeconds", 0, errors, "spec"),
-        revision_history_limit=_int(spec, "revisionHistoryLimit", DEFAULT_REVISION_HISTORY_LIMIT,
+        min_ready_seconds=int_field(spec, "minReadySeconds", 0, errors, "spec"),
+        revision_history_limit=int_field(spec, "revisionHistoryLimit", DEFAULT_REVISION_HISTORY_LIMIT,
                                     errors, "spec"),
-        paused=_bool(spec, "paused", errors, "spec"),
-        progress_deadline_seconds=_int(spec, "progressDeadlineSeconds",
+        paused=bool_field(spec, "paused", errors, "spec"),
+        progress_deadline_seconds=int_field(spec, "progressDeadlineSeconds",
                                        DEFAULT_PROGRESS_DEADLINE_S, errors, "spec", lo=1),
-        progress_deadline_abort=_bool(spec, "progressDeadlineAbort", errors, "spec"),
+        progress_deadline_abort=bool_field(spec, "progressDeadlineAbort", errors, "spec"),
         restart_at=restart_at,
         raw=spec,
     )
