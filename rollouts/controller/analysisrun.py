@@ -95,7 +95,7 @@ def parse_metrics(spec: dict[str, Any]) -> tuple[list[MetricSpec], list[str]]:
             errors.append(f"{p}: {e}")
             continue
         count = _int(m.get("count"), f"{p}.count", errors, -1)
-        if kinds[0] not in ("judge", "job") and not m.get("successCondition") \
+        if kinds[0] not in ("judge", "job", "kayenta") and not m.get("successCondition") \
                 and not m.get("failureCondition"):
             errors.append(f"{p}: set successCondition and/or failureCondition")
         for cond_key in ("successCondition", "failureCondition"):

@@ -7,7 +7,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import html
 import json
+import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -106,6 +108,10 @@ def need_str(spec: dict[str, Any], key: str, prefix: str) -> str:
 
 def server_message(text: str) -> str:
     """The message a vendor puts in its error body (JSON shapes differ), else the text."""
+    if text.lstrip().startswith("<"):  # AWS's XML ErrorResponse
+        code, msg = re.search(r"<Code>(.*?)</Code>", text), re.search(r"<Message>(.*?)</Message>", text)
+        if code or msg:
+            return ": ".join(html.unescape(m.group(1)) for m in (code, msg) if m)[:300]
     try:
         doc = json.loads(text)
     except ValueError:
@@ -151,12 +157,14 @@ async def http_call(what: str, method: str, url: str, *, timeout: float,
         except httpx.HTTPError as e:
             raise ProviderError(f"{what} at {host} unreachable: {type(e).__name__}: {e}") from e
         if r.status_code == 429:
-            wait = _retry_after(r.headers.get("Retry-After"))
+            # Retry-After, or Datadog's X-RateLimit-Reset (seconds until the window resets)
+            wait = _retry_after(r.headers.get("Retry-After") or r.headers.get("X-RateLimit-Reset"))
             if attempt == 1 and wait is not None and wait <= MAX_RETRY_AFTER_S \
                     and time.monotonic() + wait < deadline:
                 await asyncio.sleep(wait)
                 continue
-            after = f", retry after {r.headers['Retry-After']}s" if "Retry-After" in r.headers else ""
+            hint = r.headers.get("Retry-After") or r.headers.get("X-RateLimit-Reset")
+            after = f", retry after {hint}s" if hint else ""
             raise ProviderError(f"{what} rate-limited the query (HTTP 429{after}): "
                                 f"{server_message(r.text)}")
         if r.status_code in (401, 403):

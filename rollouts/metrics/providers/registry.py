@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from rollouts.metrics.providers import graphite, influxdb
+from rollouts.metrics.providers import cloudwatch, datadog, graphite, influxdb, kayenta, newrelic, wavefront
 from rollouts.metrics.providers.base import Context, ProviderError, Reading
 from rollouts.metrics.providers.prometheus import prometheus
 from rollouts.metrics.providers.web import web
@@ -46,7 +46,14 @@ REGISTRY: dict[str, Provider] = {p.name: p for p in (
     Provider("web", _web, _needs("url", prefix="web")),
     Provider("influxdb", influxdb.measure, influxdb.validate, influxdb.counter),
     Provider("graphite", graphite.measure, graphite.validate, graphite.counter),
+    Provider("datadog", datadog.measure, datadog.validate, datadog.counter),
+    Provider("newRelic", newrelic.measure, newrelic.validate, newrelic.counter),
+    Provider("wavefront", wavefront.measure, wavefront.validate),
+    Provider("cloudWatch", cloudwatch.measure, cloudwatch.validate, cloudwatch.counter),
+    Provider("kayenta", kayenta.measure, kayenta.validate),
 )}
+# Providers whose reading decides the phase itself (no successCondition needed).
+SELF_JUDGED = ("kayenta",)
 
 # Measured elsewhere (the reconciler runs Jobs; the judge has its own module).
 OTHER_KINDS = ("job", "judge")
