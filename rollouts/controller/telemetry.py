@@ -63,6 +63,8 @@ class Telemetry:
         source = (ConfigSource(kube, controller_namespace(opts.controller_namespace),
                                opts.notifications_configmap)
                   if opts.notifications_configmap else None)
+        if source is not None:
+            await source.watch()
         self.notifier = Notifier(
             Deliveries(self.metrics), opts.alertmanager_urls, source,
             resend_interval=opts.alert_resend_seconds,

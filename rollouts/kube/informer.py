@@ -94,13 +94,15 @@ class ReconnectBackoff:
 
 class Informer:
     def __init__(self, kube: Kube, resource: Resource, namespace: str | None = None,
-                 label_selector: str | None = None, watch_timeout: int = 240,
+                 label_selector: str | None = None, watch_timeout: int = 240, *,
+                 field_selector: str | None = None,
                  backoff: ReconnectBackoff | None = None,
                  sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
         self.kube = kube
         self.resource = resource
         self.namespace = namespace
         self.label_selector = label_selector
+        self.field_selector = field_selector
         self.watch_timeout = watch_timeout
         self.backoff = backoff or ReconnectBackoff()
         self._sleep = sleep
@@ -169,7 +171,8 @@ class Informer:
     async def _relist(self) -> str:
         path = self.resource.path(self.namespace)
         try:
-            data = await self.kube.get_list(path, labelSelector=self.label_selector)
+            data = await self.kube.get_list(path, labelSelector=self.label_selector,
+                                            fieldSelector=self.field_selector)
         except Exception as e:
             if not self.first_list_done.is_set():
                 self.first_list_error = e
@@ -206,7 +209,8 @@ class Informer:
                 started, events = time.monotonic(), 0
                 async for ev in self.kube.watch(self.resource.path(self.namespace), rv,
                                                 self.watch_timeout,
-                                                labelSelector=self.label_selector):
+                                                labelSelector=self.label_selector,
+                                                fieldSelector=self.field_selector):
                     self.backoff.succeeded()  # connected: a later break starts from `first`
                     events += 1
                     obj: JSON = ev.get("object") or {}

@@ -7,12 +7,15 @@ failure (reason ``no_url``/``no_secret``) instead of raising anywhere."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
+import contextlib
 import logging
 from dataclasses import dataclass, field
 
-from rollouts.kube.client import SECRETS, Kube, KubeError, Resource
+from rollouts.kube.client import JSON, SECRETS, Kube, KubeError, Resource
+from rollouts.kube.informer import Informer
 from rollouts.notify.config import NotifyConfig, parse_config
 
 log = logging.getLogger(__name__)
@@ -29,14 +32,49 @@ class Loaded:
 
 
 class ConfigSource:
+    """``watch()`` keeps the ConfigMap and the namespace's Secrets in informers, so a
+    reload reads memory instead of the API server (an idle controller sends nothing);
+    without it each load reads them directly."""
+
     def __init__(self, kube: Kube, namespace: str, name: str) -> None:
         self.kube, self.namespace, self.name = kube, namespace, name
         self._last_errors: tuple[str, ...] | None = None
+        self._informers: dict[str, Informer] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def watch(self, timeout: float = 30.0) -> None:
+        """Start the informers; falls back to direct reads when they cannot list (RBAC)."""
+        cms = Informer(self.kube, CONFIGMAPS, self.namespace,
+                       field_selector=f"metadata.name={self.name}")
+        secrets = Informer(self.kube, SECRETS, self.namespace)
+        for kind, inf in (("configmaps", cms), ("secrets", secrets)):
+            task = asyncio.create_task(inf.run())
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(timeout):
+                    await inf.first_list_done.wait()
+            if inf.synced.is_set():
+                self._informers[kind] = inf
+                self._tasks.append(task)
+            else:
+                log.warning("notifications config: cannot watch %s in %s (%s): reading them "
+                            "on each reload", kind, self.namespace, inf.first_list_error)
+                task.cancel()
+
+    async def close(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _get(self, res: Resource, name: str) -> JSON | None:
+        inf = self._informers.get(res.plural)
+        if inf is not None:
+            return inf.get(f"{self.namespace}/{name}")
+        return await self.kube.get_or_none(res.path(self.namespace, name))
 
     async def load(self) -> Loaded:
         """The current configuration; problems are logged once each and never raised."""
         try:
-            cm = await self.kube.get_or_none(CONFIGMAPS.path(self.namespace, self.name))
+            cm = await self._get(CONFIGMAPS, self.name)
         except KubeError as e:
             loaded = Loaded(errors=(f"ConfigMap {self.namespace}/{self.name}: {e}",))
         else:
@@ -56,7 +94,7 @@ class ConfigSource:
             for fieldname, ref in r.refs().items():
                 if ref.name not in secrets:
                     try:
-                        s = await self.kube.get_or_none(SECRETS.path(self.namespace, ref.name))
+                        s = await self._get(SECRETS, ref.name)
                         secrets[ref.name] = (s or {}).get("data") or {} if s is not None else None
                     except KubeError as e:
                         errors.append(f"receiver.{r.name}: Secret {ref.name}: {e}")
