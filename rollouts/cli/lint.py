@@ -145,6 +145,27 @@ def _analysis_checks(spec: Any) -> list[tuple[Path, str]]:
     return errs
 
 
+NOTIFICATIONS_CONFIGMAP = "rollouts-notifications"
+
+
+def _notification_findings(doc: dict[str, Any], node: yaml.Node | None, file: str,
+                           name: str) -> list[Finding]:
+    """The notifications ConfigMap (by its default name, or any with ``receiver.*`` keys) as
+    the controller reads it: each receiver's fields, subscriptions, Alertmanager URLs."""
+    raw = doc.get("data")
+    data: dict[str, Any] = raw if isinstance(raw, dict) else {}
+    if name != NOTIFICATIONS_CONFIGMAP and not any(str(k).startswith("receiver.") for k in data):
+        return []
+    from rollouts.notify.config import parse_config
+
+    out = []
+    for e in parse_config({str(k): v for k, v in data.items() if isinstance(v, str)}).errors:
+        key = e.split(":", 1)[0].split("[", 1)[0]  # "receiver.x: ..." / "subscriptions[0]: ..."
+        out.append(Finding(file, line_of(node, ("data", key)), "error", e, "ConfigMap", name,
+                           CONTROLLER))
+    return out
+
+
 def lint_document(doc: Any, node: yaml.Node | None, file: str) -> list[Finding]:
     if doc is None:
         return []
@@ -153,6 +174,8 @@ def lint_document(doc: Any, node: yaml.Node | None, file: str) -> list[Finding]:
     kind, api = str(doc.get("kind") or ""), str(doc.get("apiVersion") or "")
     name = str((doc.get("metadata") or {}).get("name") or "") if isinstance(doc.get("metadata"),
                                                                            dict) else ""
+    if kind == "ConfigMap" and api == "v1":
+        return _notification_findings(doc, node, file, name)
     if kind not in ("Rollout", *ANALYSIS_KINDS):
         return []  # Services, VirtualServices...: not ours to check
     out: list[Finding] = []
