@@ -16,11 +16,13 @@ import typer
 
 from rollouts.cli import exitcodes
 from rollouts.cli.common import (
+    FLAG,
     ContextOpt,
     KubeconfigOpt,
     NamespaceOpt,
     Output,
     OutputOpt,
+    RolloutNameArg,
     emit,
     fail,
     progress,
@@ -29,11 +31,13 @@ from rollouts.cli.common import (
 if TYPE_CHECKING:  # kubernetes_asyncio is imported only when a command runs
     from rollouts.cli.session import Session
 
-NameArg = Annotated[str, typer.Argument(help="rollout name", show_default=False)]
+NameArg = RolloutNameArg
 WaitOpt = Annotated[bool, typer.Option(
-    "--wait/--no-wait", help="wait until the controller has applied (or rejected) the action")]
-WaitTimeoutOpt = Annotated[float, typer.Option(
-    "--wait-timeout", help="seconds to wait for the controller (exit 3 when exceeded)")]
+    "--wait/--no-wait", metavar=FLAG,
+    help="wait until the controller has applied (or rejected) the action")]
+WaitTimeoutOpt = Annotated[str, typer.Option(
+    "--wait-timeout", metavar="DURATION",
+    help="how long to wait for the controller, e.g. 30s, 2m (exit 3 when exceeded)")]
 
 PAST = {"promote": "promoted", "abort": "aborted", "retry": "retried", "pause": "paused",
         "resume": "resumed"}
@@ -61,10 +65,14 @@ async def wait_applied(s: Session, name: str, action_id: str, timeout: float) ->
 
 
 def run_action(action: str, name: str, kubeconfig: str | None, context: str | None,
-               namespace: str | None, output: Output, wait: bool, wait_timeout: float,
+               namespace: str | None, output: Output, wait: bool, wait_for: str,
                full: bool = False) -> None:
+    from rollouts.cli.cmd_read import parse_timeout
     from rollouts.cli.session import with_session
+    from rollouts.cli.timefmt import fmt_duration
     from rollouts.kube.signals import ActionRejected, request_action
+
+    wait_timeout = parse_timeout(wait_for)
 
     async def body(s: Session) -> int:
         user = await s.username()
@@ -79,7 +87,8 @@ def run_action(action: str, name: str, kubeconfig: str | None, context: str | No
             progress(f"{action} recorded as {user}; waiting for the controller...")
             applied = await wait_applied(s, name, act.id, wait_timeout)
             if applied is None:
-                progress(f"the controller has not applied the {action} within {wait_timeout:g}s "
+                progress(f"the controller has not applied the {action} within "
+                         f"{fmt_duration(wait_timeout)} "
                          "(it stays pending in status.pendingAction)")
                 code = exitcodes.TIMEOUT
             else:
@@ -103,8 +112,9 @@ def _command(action: str) -> Callable[..., None]:
         def promote(name: NameArg, kubeconfig: KubeconfigOpt = None, context: ContextOpt = None,
                     namespace: NamespaceOpt = None, output: OutputOpt = Output.table,
                     full: Annotated[bool, typer.Option(
-                        "--full", help="skip all remaining steps and analyses")] = False,
-                    wait: WaitOpt = True, wait_timeout: WaitTimeoutOpt = 30.0) -> None:
+                        "--full", metavar=FLAG,
+                        help="skip all remaining steps and analyses")] = False,
+                    wait: WaitOpt = True, wait_timeout: WaitTimeoutOpt = "30s") -> None:
             run_action("promote", name, kubeconfig, context, namespace, output, wait, wait_timeout,
                        full)
         promote.__doc__ = HELP["promote"]
@@ -112,7 +122,7 @@ def _command(action: str) -> Callable[..., None]:
 
     def cmd(name: NameArg, kubeconfig: KubeconfigOpt = None, context: ContextOpt = None,
             namespace: NamespaceOpt = None, output: OutputOpt = Output.table,
-            wait: WaitOpt = True, wait_timeout: WaitTimeoutOpt = 30.0) -> None:
+            wait: WaitOpt = True, wait_timeout: WaitTimeoutOpt = "30s") -> None:
         run_action(action, name, kubeconfig, context, namespace, output, wait, wait_timeout)
     cmd.__doc__ = HELP[action]
     cmd.__name__ = action

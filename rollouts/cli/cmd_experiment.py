@@ -8,7 +8,8 @@ import typer
 
 from rollouts.cli.common import ContextOpt, KubeconfigOpt, NamespaceOpt, Output, OutputOpt, emit
 
-ExperimentArg = Annotated[str, typer.Argument(help="experiment name", show_default=False)]
+ExperimentArg = Annotated[str, typer.Argument(metavar="NAME", help="experiment name",
+                                              show_default=False)]
 
 
 def experiment_view(obj: dict[str, Any]) -> dict[str, Any]:

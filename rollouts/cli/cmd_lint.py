@@ -13,10 +13,10 @@ from rollouts.cli.common import Output, OutputOpt, emit, progress
 
 
 def lint(files: Annotated[list[Path], typer.Argument(
-             help="YAML files (- for standard input)", show_default=False)],
+             metavar="FILE...", help="YAML files (- for standard input)", show_default=False)],
          output: OutputOpt = Output.table,
          strict: Annotated[bool, typer.Option(
-             help="fail when a file holds no Rollout or analysis object")] = False) -> None:
+             metavar="", help="fail when a file holds no Rollout or analysis object")] = False) -> None:
     """Check Rollout and AnalysisTemplate YAML offline (schema and semantics).
 
     Prints FILE:LINE: error: MESSAGE for each problem; exit code 1 when there is one.

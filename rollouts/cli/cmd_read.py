@@ -10,12 +10,14 @@ import typer
 
 from rollouts.cli import exitcodes
 from rollouts.cli.common import (
+    FLAG,
     AllNamespacesOpt,
     ContextOpt,
     KubeconfigOpt,
     NamespaceOpt,
     Output,
     OutputOpt,
+    RolloutNameArg,
     emit,
     is_tty,
     progress,
@@ -24,7 +26,7 @@ from rollouts.cli.common import (
 list_app = typer.Typer(help="List resources.", no_args_is_help=True)
 get_app = typer.Typer(help="Show one resource in detail.", no_args_is_help=True)
 
-NameArg = Annotated[str, typer.Argument(help="rollout name", show_default=False)]
+NameArg = RolloutNameArg
 
 
 def parse_timeout(value: str) -> float:
@@ -67,11 +69,12 @@ def list_rollouts(kubeconfig: KubeconfigOpt = None, context: ContextOpt = None,
 @get_app.command("rollout")
 def get_rollout(name: NameArg, kubeconfig: KubeconfigOpt = None, context: ContextOpt = None,
                 namespace: NamespaceOpt = None, output: OutputOpt = Output.table,
-                watch: Annotated[bool, typer.Option("--watch", "-w", help=(
+                watch: Annotated[bool, typer.Option("--watch", "-w", metavar=FLAG, help=(
                     "keep showing the rollout as it changes (live on a terminal; otherwise a "
                     "new snapshot each time it changes)"))] = False,
                 timeout: Annotated[str, typer.Option(
-                    help="with --watch: stop after this long (0: until Ctrl-C)")] = "0",
+                    metavar="DURATION",
+                    help="with --watch: stop after this long, e.g. 30s, 5m (0: until Ctrl-C)")] = "0",
                 interval: Annotated[float, typer.Option(hidden=True)] = 1.0) -> None:
     """Show a rollout: steps (current marked), weights, ReplicaSets, analysis, last events."""
     from rollouts.cli.fetch import fetch_view
@@ -99,6 +102,7 @@ def get_rollout(name: NameArg, kubeconfig: KubeconfigOpt = None, context: Contex
 def status(name: NameArg, kubeconfig: KubeconfigOpt = None, context: ContextOpt = None,
            namespace: NamespaceOpt = None,
            timeout: Annotated[str, typer.Option(
+               metavar="DURATION",
                help="give up after this long: seconds or 30s, 5m, 1h (0: wait forever)")] = "0",
            interval: Annotated[float, typer.Option(hidden=True)] = 1.0) -> None:
     """Wait until the rollout is Healthy or Degraded.
@@ -107,6 +111,7 @@ def status(name: NameArg, kubeconfig: KubeconfigOpt = None, context: ContextOpt 
     """
     from rollouts.api.summary import settled_phase, summarize
     from rollouts.cli.session import Session, with_session
+    from rollouts.cli.timefmt import fmt_duration
     from rollouts.kube.signals import ROLLOUTS
 
     limit = parse_timeout(timeout)
@@ -131,7 +136,8 @@ def status(name: NameArg, kubeconfig: KubeconfigOpt = None, context: ContextOpt 
                 progress(line)
                 last = line
             if deadline is not None and time.monotonic() >= deadline:
-                progress(f"timed out after {timeout} waiting for {name} to be Healthy or Degraded")
+                progress(f"timed out after {fmt_duration(limit)} waiting for {name} to be Healthy "
+                         "or Degraded")
                 return exitcodes.TIMEOUT
             await asyncio.sleep(interval)
 

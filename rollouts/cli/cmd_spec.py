@@ -13,12 +13,12 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from rollouts.cli import exitcodes
-from rollouts.cli.common import ContextOpt, KubeconfigOpt, NamespaceOpt, fail
+from rollouts.cli.common import ContextOpt, KubeconfigOpt, NamespaceOpt, RolloutNameArg, fail
 
 if TYPE_CHECKING:
     from rollouts.cli.session import Session
 
-NameArg = Annotated[str, typer.Argument(help="rollout name", show_default=False)]
+NameArg = RolloutNameArg
 set_app = typer.Typer(help="Change a field of a rollout's spec.", no_args_is_help=True)
 
 HASH_LABEL = "rollouts-pod-template-hash"
@@ -97,7 +97,8 @@ def image_ops(spec: dict[str, Any], images: dict[str, str]) -> list[dict[str, An
 def undo(name: NameArg, kubeconfig: KubeconfigOpt = None, context: ContextOpt = None,
          namespace: NamespaceOpt = None,
          to_revision: Annotated[int | None, typer.Option(
-             "--to-revision", help="revision to go back to (default: the previous one)")] = None,
+             "--to-revision", metavar="REVISION",
+             help="revision to go back to (default: the previous one)")] = None,
          ) -> None:
     """Go back to an earlier revision: copies its pod template into spec.template.
 
@@ -148,6 +149,7 @@ def restart(name: NameArg, kubeconfig: KubeconfigOpt = None, context: ContextOpt
 @set_app.command("image")
 def set_image(name: NameArg,
               images: Annotated[list[str], typer.Argument(
+                  metavar="CONTAINER=IMAGE...",
                   help="CONTAINER=IMAGE pairs (CONTAINER * for all containers)",
                   show_default=False)],
               kubeconfig: KubeconfigOpt = None, context: ContextOpt = None,

@@ -13,6 +13,7 @@ from typing import Annotated, Any
 import typer
 
 from rollouts.cli import exitcodes
+from rollouts.cli.completion import complete_rollout_name
 
 
 class Output(enum.StrEnum):
@@ -21,16 +22,24 @@ class Output(enum.StrEnum):
     yaml = "yaml"
 
 
+FLAG = ""  # a flag takes no value: no "<bool>" beside it in help
+
 KubeconfigOpt = Annotated[str | None, typer.Option(
-    "--kubeconfig", envvar="KUBECONFIG", show_envvar=False,
+    "--kubeconfig", envvar="KUBECONFIG", show_envvar=False, metavar="FILE",
     help="kubeconfig file (default: $KUBECONFIG, ~/.kube/config, or in-cluster)")]
-ContextOpt = Annotated[str | None, typer.Option("--context", help="kubeconfig context to use")]
+ContextOpt = Annotated[str | None, typer.Option("--context", metavar="CONTEXT",
+                                                help="kubeconfig context to use")]
 NamespaceOpt = Annotated[str | None, typer.Option(
-    "--namespace", "-n", help="namespace (default: the context's namespace, else default)")]
+    "--namespace", "-n", metavar="NAMESPACE",
+    help="namespace (default: the context's namespace, else default)")]
 AllNamespacesOpt = Annotated[bool, typer.Option(
-    "--all-namespaces", "-A", help="list across all namespaces")]
-OutputOpt = Annotated[Output, typer.Option("--output", "-o", help="output format",
+    "--all-namespaces", "-A", metavar=FLAG, help="list across all namespaces")]
+OutputOpt = Annotated[Output, typer.Option("--output", "-o", metavar="FORMAT",
+                                           help="output format: table, json or yaml",
                                            case_sensitive=False)]
+RolloutNameArg = Annotated[str, typer.Argument(
+    metavar="NAME", help="rollout name", show_default=False,
+    autocompletion=complete_rollout_name)]
 
 
 def is_tty(stream: Any = None) -> bool:

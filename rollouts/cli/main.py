@@ -35,6 +35,15 @@ app.command("lint", rich_help_panel="Offline")(cmd_lint.lint)
 app.command("analyze", rich_help_panel="Offline")(cmd_analyze.analyze)
 
 
+@app.command("__complete", hidden=True,
+             context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+def complete(args: list[str] = typer.Argument(None)) -> None:
+    """Cobra's completion protocol, for `kubectl rollouts <TAB>` (kubectl_complete-rollouts)."""
+    from rollouts.cli.completion import complete_command
+
+    complete_command(list(args or []))
+
+
 @app.command(rich_help_panel="Offline")
 def version() -> None:
     """Print the version of this command (and plugin)."""
@@ -58,7 +67,16 @@ def controller(
     lease_name: str = typer.Option("rollouts-controller", help="name of the Lease"),
     listen: str = typer.Option("127.0.0.1:8443", help="address of the HTTP API, /metrics, /healthz "
                                                       "and /readyz (HTTPS unless --insecure-http)"),
-    resync_seconds: float = typer.Option(30.0, help="re-check every rollout this often"),
+    resync_seconds: float = typer.Option(
+        900.0, help="re-check every rollout this often (a safety net: changes arrive by watch "
+                    "and timers re-queue their own rollout; Argo's --rollout-resync)"),
+    qps: float = typer.Option(40.0, help="at most this many API requests per second "
+                                         "(client-side throttling; 0 for none)"),
+    burst: int = typer.Option(80, help="requests allowed at once above --qps"),
+    instance_id: str = typer.Option(
+        "", help="act only on Rollouts labelled rollouts.dev/controller-instance-id=ID (default: "
+                 "those without the label), so several controllers split a fleet; the Lease "
+                 "name gets -ID appended"),
     tls_cert_file: str = typer.Option(None, help="serve HTTPS with this certificate (PEM), e.g. "
                                                  "tls.crt of a mounted kubernetes.io/tls Secret "
                                                  "(default: a self-signed one made at start)"),
@@ -94,7 +112,8 @@ def controller(
     raise typer.Exit(run_controller(ControllerOptions(
         kubeconfig=kubeconfig, context=context, namespace=namespace, workers=workers,
         leader_elect=leader_elect, lease_namespace=lease_namespace, lease_name=lease_name,
-        listen=listen, resync_seconds=resync_seconds, tls_cert_file=tls_cert_file,
+        listen=listen, resync_seconds=resync_seconds, qps=qps, burst=burst,
+        instance_id=instance_id, tls_cert_file=tls_cert_file,
         tls_key_file=tls_key_file, insecure_http=insecure_http, audiences=tuple(audience),
         metrics_listen=metrics_listen,
         alertmanager_urls=tuple(alertmanager_url), notifications_configmap=notifications_configmap,
