@@ -249,6 +249,20 @@ def test_tree_has_replicasets_pods_runs_and_evidence(client: TestClient) -> None
     assert t["events"][0]["reason"] == "RolloutPaused"
 
 
+def test_tree_stands_without_events_when_they_cannot_be_listed(client: TestClient, fake: FakeKube,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    real = fake.get_list
+
+    async def no_events(path: str, **q: Any) -> dict[str, Any]:
+        if path.endswith("/events"):
+            raise KubeError(403, "events is forbidden")
+        return await real(path, **q)
+    monkeypatch.setattr(fake, "get_list", no_events)
+    r = client.get(f"{BASE}/tree", headers=bearer("viewer"))
+    assert r.status_code == 200 and r.json()["events"] == [], r.text
+    assert "events is forbidden" in r.json()["eventsError"] and r.json()["replicaSets"]
+
+
 def test_an_unchanged_run_is_not_replayed_again(client: TestClient, fake: FakeKube,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
     calls = []

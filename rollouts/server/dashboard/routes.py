@@ -92,6 +92,16 @@ def _event_rows(events: list[JSON], uid: str | None, limit: int = 12) -> list[di
     return rows[-limit:][::-1]
 
 
+async def _events(kube: Kube, ns: str, name: str) -> JSON:
+    """The rollout's Events, or none with the reason: the controller's role need not
+    allow listing Events (it only writes them), and the rest of the page stands without."""
+    try:
+        return await kube.get_list(EVENTS.path(ns), fieldSelector="involvedObject.kind=Rollout,"
+                                                                  f"involvedObject.name={name}")
+    except KubeError as e:
+        return {"items": [], "error": f"Events cannot be listed ({e.status}): {e.message}"}
+
+
 def _kube_error(e: KubeError) -> HTTPException:
     if e.status == 404:
         return HTTPException(404, "rollout not found")
@@ -145,8 +155,7 @@ def create_dashboard_api(kube: Kube, authz: Authorizer, namespace: str | None = 
                 kube.get_list(REPLICASETS.path(ns), labelSelector=POD_TEMPLATE_HASH_LABEL),
                 kube.get_list(PODS.path(ns), labelSelector=POD_TEMPLATE_HASH_LABEL),
                 kube.get_list(ANALYSIS_RUNS.path(ns), labelSelector=f"{GROUP}/rollout={name}"),
-                kube.get_list(EVENTS.path(ns), fieldSelector="involvedObject.kind=Rollout,"
-                                                             f"involvedObject.name={name}"))
+                _events(kube, ns, name))
         except KubeError as e:
             raise _kube_error(e) from e
         summary = summarize(obj)
@@ -158,7 +167,8 @@ def create_dashboard_api(kube: Kube, authz: Authorizer, namespace: str | None = 
         return {"rollout": summary,
                 "replicaSets": replica_sets(summary, mine_rs, pods.get("items") or []),
                 "analysisRuns": views,
-                "events": _event_rows(events.get("items") or [], uid)}
+                "events": _event_rows(events.get("items") or [], uid),
+                "eventsError": events.get("error")}
 
     return router
 

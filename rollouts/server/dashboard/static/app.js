@@ -93,7 +93,11 @@
     stop();
     const mine = gen;
     const tick = async () => {
-      try { await fn(); live("on"); } catch (e) { live("err"); if (e.status === 401) return; }
+      try { await fn(); live("on"); } catch (e) {
+        live("err");
+        if (!(e instanceof ApiError)) console.error(e);  // a bug of the page, not an API answer
+        if (e.status === 401) return;
+      }
       if (mine === gen) timer = setTimeout(tick, POLL_MS);
     };
     tick();
@@ -215,7 +219,7 @@
       ${r.analysis ? `<h3>Analysis of this rollout</h3>${r.analysis.runs.map(a => `<div>${esc(a.kind)} ${badge(a.phase || "?")} <span class="mono">${esc(a.name)}</span>${a.current ? "" : ` <span class="muted">(earlier revision)</span>`} <span class="muted">${esc(a.message || "")}</span></div>`).join("")}` : ""}</div></div>
       <h2>ReplicaSets and pods</h2><div class="grid" id="replicasets">${t.replicaSets.map(rsHtml).join("") || `<p class="muted">none</p>`}</div>
       <h2>AnalysisRuns</h2><div id="analysisruns">${t.analysisRuns.map(runHtml).join("") || `<p class="muted">none</p>`}</div>
-      <h2>Events</h2><div class="card"><table><tbody>${t.events.map(e => `<tr><td class="mono muted">${esc(e.time)}</td><td>${esc(e.type)}</td><td>${esc(e.reason)}</td><td>${esc(e.message)}</td></tr>`).join("") || `<tr><td class="muted">none</td></tr>`}</tbody></table></div>`;
+      <h2>Events</h2><div class="card">${t.eventsError ? `<p class="muted">${esc(t.eventsError)}</p>` : ""}<table><tbody>${t.events.map(e => `<tr><td class="mono muted">${esc(e.time)}</td><td>${esc(e.type)}</td><td>${esc(e.reason)}</td><td>${esc(e.message)}</td></tr>`).join("") || `<tr><td class="muted">none</td></tr>`}</tbody></table></div>`;
   }
 
   const POD_SYMBOL = {Running: "✔", Succeeded: "✔", Pending: "◌", Terminating: "◌", ContainerCreating: "◌", Failed: "✖", CrashLoopBackOff: "✖", ImagePullBackOff: "✖", ErrImagePull: "✖"};

@@ -26,6 +26,15 @@ const Charts = (() => {
     return out;
   }
 
+  // elapsed-time ticks at whole seconds, minutes or hours, 3 to 7 of them
+  function timeTicks(span) {
+    const steps = [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 14400, 43200, 86400];
+    const step = steps.find(s => span / s <= 6) || Math.ceil(span / 6);
+    const out = [];
+    for (let t = 0; t <= span + 1e-9; t += step) out.push(t);
+    return out;
+  }
+
   // opts: {title, series: [{name, color, points: [[x, y]], dash}], band: {name, color,
   //   points: [[x, lo, hi]]}, hlines: [{y, label, color}], logY, yMin, yMax, yFormat}
   function line(opts) {
@@ -59,7 +68,7 @@ const Charts = (() => {
       g += `<line x1="${L}" x2="${W - R}" y1="${py(t)}" y2="${py(t)}" stroke="#eaeef2"/>` +
            `<text x="${L - 4}" y="${py(t) + 3}" text-anchor="end">${esc((opts.yFormat || fmt)(t))}</text>`;
     }
-    for (const t of ticks(0, x1 - x0, false)) {
+    for (const t of timeTicks(x1 - x0)) {
       g += `<text x="${px(x0 + t)}" y="${H - 8}" text-anchor="middle">${fmtTime(t)}</text>`;
     }
     g += `<line x1="${L}" x2="${L}" y1="${T}" y2="${H - B}" stroke="#8c959f"/><line x1="${L}" x2="${W - R}" y1="${H - B}" y2="${H - B}" stroke="#8c959f"/>`;
