@@ -22,6 +22,8 @@ from rollouts.api.status import parse_time
 from rollouts.controller import experiment as ex
 from rollouts.controller.analysis_builder import CLUSTER_TEMPLATES, TEMPLATES
 from rollouts.controller.analysis_reconciler import ANALYSIS_RUNS
+from rollouts.controller.kube_writes import create_owned, owned_by, write_status
+from rollouts.controller.run_objects import run_spec, run_state, template_args
 from rollouts.kube.client import JSON, REPLICASETS, SERVICES, Kube, KubeError, Resource
 from rollouts.kube.events import EventRecorder
 from rollouts.kube.informer import Informer
@@ -29,10 +31,6 @@ from rollouts.kube.informer import Informer
 log = logging.getLogger(__name__)
 EXPERIMENTS = Resource(GROUP, VERSION, "experiments")
 HASH = POD_TEMPLATE_HASH_LABEL
-
-
-def _owned_by(obj: JSON, uid: str) -> bool:
-    return any(o.get("uid") == uid for o in (obj.get("metadata") or {}).get("ownerReferences") or [])
 
 
 def owner_ref(experiment: JSON) -> JSON:
@@ -94,24 +92,10 @@ def experiment_run(experiment: JSON, spec: model.ExperimentSpec, analysis: model
     """An AnalysisRun from the analysis' template: its metrics; its declared args with the
     experiment's values taking precedence; the experiment's dryRun and retention."""
     md = experiment["metadata"]
-    metrics: list[JSON] = []
-    merged: dict[str, JSON] = {}
-    for t in templates:
-        tspec = t.get("spec") or {}
-        metrics += tspec.get("metrics") or []
-        for a in tspec.get("args") or []:
-            if isinstance(a, dict) and isinstance(a.get("name"), str):
-                merged.setdefault(a["name"], dict(a))
+    merged = template_args(templates)
     for a in args:
         merged[str(a["name"])] = {k: v for k, v in a.items() if k in ("name", "value", "valueFrom")}
-    dry = [*spec.dry_run, *(d for t in templates for d in (t.get("spec") or {}).get("dryRun") or [])]
-    keep = [*spec.measurement_retention,
-            *(d for t in templates for d in (t.get("spec") or {}).get("measurementRetention") or [])]
-    run_spec: JSON = {"metrics": metrics, "args": list(merged.values())}
-    if dry:
-        run_spec["dryRun"] = dry
-    if keep:
-        run_spec["measurementRetention"] = keep
+    body = run_spec(templates, merged, dry_run=spec.dry_run, retention=spec.measurement_retention)
     meta: JSON = {"name": name, "namespace": md["namespace"],
                   "labels": {**spec.run_labels, model.EXPERIMENT_LABEL: md["name"],
                              f"{GROUP}/analysis": analysis.name,
@@ -121,7 +105,7 @@ def experiment_run(experiment: JSON, spec: model.ExperimentSpec, analysis: model
                   "ownerReferences": [owner_ref(experiment)]}
     if spec.run_annotations:
         meta["annotations"] = dict(spec.run_annotations)
-    return {"apiVersion": API_VERSION, "kind": "AnalysisRun", "metadata": meta, "spec": run_spec}
+    return {"apiVersion": API_VERSION, "kind": "AnalysisRun", "metadata": meta, "spec": body}
 
 
 def _rs_obs(rs: JSON) -> ex.TemplateReplicaSet:
@@ -211,7 +195,7 @@ class ExperimentReconciler:
         for rs in self.replicasets.values():
             rmd = rs.get("metadata") or {}
             tname = (rmd.get("labels") or {}).get(model.TEMPLATE_LABEL)
-            if rmd.get("namespace") != ns or tname not in names or not _owned_by(rs, uid) \
+            if rmd.get("namespace") != ns or tname not in names or not owned_by(rs, uid) \
                     or rmd.get("deletionTimestamp"):
                 continue
             ts = prev.template(str(tname))
@@ -227,17 +211,17 @@ class ExperimentReconciler:
             for s in data.get("items") or []:
                 smd = s.get("metadata") or {}
                 tname = (smd.get("labels") or {}).get(model.TEMPLATE_LABEL)
-                if tname in names and _owned_by(s, uid) and not smd.get("deletionTimestamp"):
+                if tname in names and owned_by(s, uid) and not smd.get("deletionTimestamp"):
                     services[str(tname)] = smd["name"]
         runs: dict[str, ex.RunObs] = {}
         for r in self.analysis_runs.values():
-            if r["metadata"].get("namespace") == ns and _owned_by(r, uid):
+            if r["metadata"].get("namespace") == ns and owned_by(r, uid):
                 runs[r["metadata"]["name"]] = _run_obs(r)
         for rs_status in prev.runs:  # created moments ago: the informer may not hold it yet
             if rs_status.analysis_run and rs_status.analysis_run not in runs \
                     and rs_status.phase not in model.COMPLETED:
                 got = await self.kube.get_or_none(ANALYSIS_RUNS.path(ns, rs_status.analysis_run))
-                if got is not None and _owned_by(got, uid):
+                if got is not None and owned_by(got, uid):
                     runs[rs_status.analysis_run] = _run_obs(got)
         analysis_errors: dict[str, str] = {}
         for a in spec.analyses:
@@ -296,42 +280,19 @@ class ExperimentReconciler:
                     raise
 
     async def _create(self, res: Resource, ns: str, body: JSON, uid: str) -> None:
-        """Create; one that exists already counts only if it is ours (a stale cache)."""
-        try:
-            await self.kube.create(res.path(ns), body)
-        except KubeError as e:
-            if not e.conflict:
-                raise
-            name = body["metadata"]["name"]
-            existing = await self.kube.get(res.path(ns, name))
-            if not _owned_by(existing, uid):
-                raise KubeError(409, f"{body['kind']} {name} exists and is not owned by this "
-                                "Experiment") from e
+        await create_owned(self.kube, res, ns, body, owner_uid=uid, owner_kind="Experiment")
 
     async def _write_status(self, obj: JSON, status: model.ExperimentStatus) -> bool:
-        new = status.to_dict()
-        if new == (obj.get("status") or {}):
-            return True
-        md = obj["metadata"]
-        body = copy.deepcopy(obj)
-        body["status"] = new
-        try:
-            updated = await self.kube.replace(EXPERIMENTS.path(md["namespace"], md["name"], "status"), body)
-        except KubeError as e:
-            if e.conflict:
-                return False
-            if e.not_found:
-                return True
-            raise
-        self.experiments.store[f"{md['namespace']}/{md['name']}"] = updated  # read-your-writes
-        return True
+        ok, updated = await write_status(self.kube, EXPERIMENTS, obj, status.to_dict())
+        if updated is not None:
+            # read-your-writes, never behind what the watch already delivered; its echo
+            # is no news
+            self.experiments.wrote(updated)
+        return ok
 
 
 def _run_obs(run: JSON) -> ex.RunObs:
-    st = run.get("status") or {}
-    return ex.RunObs(name=run["metadata"]["name"], phase=str(st.get("phase") or model.PENDING),
-                     message=str(st.get("message") or ""),
-                     terminated=(run.get("spec") or {}).get("terminate") is True)
+    return ex.RunObs(*run_state(run, pending=model.PENDING))
 
 
 def _failure_message(action: ex.ExperimentAction, msg: str) -> str:
