@@ -12,12 +12,13 @@ from dataclasses import dataclass
 import uvicorn
 from fastapi import FastAPI
 
-from rollouts.api.constants import POD_TEMPLATE_HASH_LABEL
+from rollouts.api.constants import INSTANCE_ID_LABEL, POD_TEMPLATE_HASH_LABEL
 from rollouts.controller.analysis_reconciler import ANALYSIS_RUNS, AnalysisRunReconciler
 from rollouts.controller.experiment_reconciler import EXPERIMENTS, ExperimentReconciler
 from rollouts.controller.failures import ActionFailed
 from rollouts.controller.reconciler import ROLLOUTS, Reconciler
 from rollouts.controller.telemetry import Telemetry
+from rollouts.kube.cache import SharedCache
 from rollouts.kube.client import JSON, REPLICASETS, Kube, make_api_client
 from rollouts.kube.events import EventRecorder
 from rollouts.kube.informer import Informer, key_of
@@ -42,7 +43,15 @@ class ControllerOptions:
     lease_namespace: str = "default"
     lease_name: str = "rollouts-controller"
     listen: str = "127.0.0.1:8443"
-    resync_seconds: float = 30.0
+    # a safety net only: every change arrives by watch and every timer re-queues its own
+    # rollout (Argo's --rollout-resync default)
+    resync_seconds: float = 900.0
+    # client-side throttling (Argo's --qps/--burst defaults)
+    qps: float = 40.0
+    burst: int = 80
+    # act only on Rollouts, AnalysisRuns and Experiments labelled with this instance id
+    # ("": those without the label), so several controllers split a fleet
+    instance_id: str = ""
     # alerting and notifications (rollouts.controller.telemetry)
     alertmanager_urls: tuple[str, ...] = ()
     notifications_configmap: str = "rollouts-notifications"  # "": no notifications config
@@ -55,6 +64,11 @@ class ControllerOptions:
     insecure_http: bool = False  # plain HTTP on --listen: only when asked for
     audiences: tuple[str, ...] = ()  # token audiences accepted besides the API server's
     metrics_listen: str = ""  # plain, unauthenticated /metrics + probes ("": none)
+
+
+def instance_selector(instance_id: str) -> str:
+    """Argo's --instance-id: the objects labelled with it, or (no id) those without the label."""
+    return f"{INSTANCE_ID_LABEL}={instance_id}" if instance_id else f"!{INSTANCE_ID_LABEL}"
 
 
 class _QuietServer(uvicorn.Server):
@@ -75,9 +89,12 @@ class Controller:
         self.analysis_reconciler: AnalysisRunReconciler | None = None
         self.experiment_reconciler: ExperimentReconciler | None = None
         self.experiments: Informer | None = None  # also read by the Rollout reconciler
+        self.shared: SharedCache | None = None  # objects read by name, from informers
         self._cert: ServingCert | None = None
 
-    def _enqueue_rollout(self, _kind: str, obj: JSON) -> None:
+    def _enqueue_rollout(self, kind: str, obj: JSON) -> None:
+        if kind == "DELETED" and self.shared is not None:
+            self.shared.forget(key_of(obj))
         self.queue.add(key_of(obj))
 
     def _enqueue_run(self, _kind: str, run: JSON) -> None:
@@ -166,7 +183,8 @@ class Controller:
 
     async def run(self) -> int:
         api = await make_api_client(self.opts.kubeconfig, self.opts.context)
-        kube = Kube(api)
+        kube = Kube(api, qps=self.opts.qps or None, burst=self.opts.burst,
+                    on_request=self.telemetry.metrics.api_request)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -185,11 +203,11 @@ class Controller:
         exit_code = 0
         try:
             if self.opts.leader_elect:
-                elector = LeaderElector(kube, self.opts.lease_namespace, self.opts.lease_name)
+                lease = self.opts.lease_name + (f"-{self.opts.instance_id}" if self.opts.instance_id else "")
+                elector = LeaderElector(kube, self.opts.lease_namespace, lease)
                 self.health.elector = elector
                 tasks.append(asyncio.create_task(elector.run()))
-                log.info("waiting to become leader (%s/%s)", self.opts.lease_namespace,
-                         self.opts.lease_name)
+                log.info("waiting to become leader (%s/%s)", self.opts.lease_namespace, lease)
                 got = asyncio.create_task(elector.is_leader.wait())
                 stopped = asyncio.create_task(stop.wait())
                 await asyncio.wait({got, stopped}, return_when=asyncio.FIRST_COMPLETED)
@@ -197,14 +215,17 @@ class Controller:
                 stopped.cancel()
                 if stop.is_set():
                     return 0
-            rollouts = Informer(kube, ROLLOUTS, self.opts.namespace)
+            mine = instance_selector(self.opts.instance_id)
+            rollouts = Informer(kube, ROLLOUTS, self.opts.namespace, label_selector=mine)
             replicasets = Informer(kube, REPLICASETS, self.opts.namespace,
                                    label_selector=POD_TEMPLATE_HASH_LABEL)
-            runs = Informer(kube, ANALYSIS_RUNS, self.opts.namespace)
-            rollouts.add_handler(self._enqueue_rollout)
-            replicasets.add_handler(self._enqueue_owner)
+            runs = Informer(kube, ANALYSIS_RUNS, self.opts.namespace, label_selector=mine)
+            # the echo of our own writes is no news (the reconciler saw to it)
+            rollouts.add_handler(self._enqueue_rollout, skip_own_writes=True)
+            replicasets.add_handler(self._enqueue_owner, skip_own_writes=True)
             runs.add_handler(self._enqueue_run)
-            experiments = self.experiments = Informer(kube, EXPERIMENTS, self.opts.namespace)
+            experiments = self.experiments = Informer(kube, EXPERIMENTS, self.opts.namespace,
+                                                      label_selector=mine)
             experiments.add_handler(self._enqueue_experiment)
             tasks += [asyncio.create_task(rollouts.run()), asyncio.create_task(replicasets.run()),
                       asyncio.create_task(runs.run()), asyncio.create_task(experiments.run())]
@@ -217,8 +238,9 @@ class Controller:
             await asyncio.wait_for(experiments.synced.wait(), timeout=60)
             listeners, notifier = await self.telemetry.start(self.opts, kube, rollouts, runs)
             tasks.append(notifier)
+            shared = self.shared = SharedCache(kube, self.opts.namespace, on_change=self.queue.add)
             reconciler = Reconciler(kube, rollouts, replicasets, EventRecorder(kube), analysis_runs=runs,
-                                    listeners=listeners, experiments=experiments)
+                                    listeners=listeners, experiments=experiments, shared=shared)
             tasks += [asyncio.create_task(self._worker(reconciler)) for _ in range(self.opts.workers)]
             tasks.append(asyncio.create_task(self._resync(rollouts)))
             tasks.append(asyncio.create_task(self._resync(experiments, EX_PREFIX)))
@@ -245,6 +267,8 @@ class Controller:
                 s.should_exit = True
             for t in tasks[n_servers:]:
                 t.cancel()
+            if self.shared is not None:
+                await self.shared.close()
             await asyncio.gather(*tasks[n_servers:], return_exceptions=True)
             if elector is not None and exit_code != 2:
                 await elector.release()

@@ -55,7 +55,7 @@ class ControllerProcess:
     def __init__(self, kubeconfig: str, namespace: str, logdir: Path, *extra: str) -> None:
         self.argv = [sys.executable, "-m", "rollouts.cli.main", "controller",
                      f"--kubeconfig={kubeconfig}", f"--namespace={namespace}",
-                     "--listen=127.0.0.1:0", "--resync-seconds=5", *extra]
+                     "--listen=127.0.0.1:0", "--resync-seconds=600", *extra]
         logdir.mkdir(parents=True, exist_ok=True)
         self.log = logdir / f"controller-{time.time_ns()}.log"
         self.proc: subprocess.Popen[bytes] | None = None
