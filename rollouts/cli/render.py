@@ -171,7 +171,9 @@ def detail(summary: dict[str, Any], rss: list[dict[str, Any]], events: list[dict
                          f"{bg['previewService']} -> {bg.get('previewSelector') or '-'}")
     else:
         head.add_row("Strategy:", "Canary")
-        head.add_row("  Step:", step_text(s))
+        current = next((step_description(st) for st in s["steps"] if st["state"] == "current"), "")
+        # the current step's meaning up front: a live view cropped to a small terminal keeps it
+        head.add_row("  Step:", step_text(s) + (f": {current}" if current else ""))
         head.add_row("  SetWeight:", str(set_weight(s)))
         head.add_row("  ActualWeight:", str(s["weights"]["canary"]))
     for i, img in enumerate(_images(s, rows)):

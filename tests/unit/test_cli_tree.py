@@ -89,7 +89,7 @@ def test_header_like_argo() -> None:
     text = tree_text()
     assert re.search(r"^Status:\s+◌ Progressing$", text, re.M)
     assert re.search(r"^Strategy:\s+Canary$", text, re.M)
-    assert re.search(r"^  Step:\s+1/4$", text, re.M)
+    assert re.search(r"^  Step:\s+1/4: analysis$", text, re.M)  # the current step says what it is
     assert re.search(r"^  SetWeight:\s+20$", text, re.M)
     assert re.search(r"^  ActualWeight:\s+20$", text, re.M)
     assert re.search(r"^Images:\s+demo:1 \(stable\)\n\s+demo:2 \(canary\)$", text, re.M)
