@@ -21,6 +21,7 @@ STARTTLS gets no mail from a receiver with credentials. SMTP runs in a worker th
 from __future__ import annotations
 
 import asyncio
+import logging
 import smtplib
 import ssl
 from dataclasses import dataclass
@@ -35,6 +36,7 @@ from rollouts.notify.facts import facts
 from rollouts.notify.refs import SecretRef, secret_ref
 from rollouts.notify.triggers import Notification
 
+log = logging.getLogger(__name__)
 DEFAULT_PORT: Final = 587
 IMPLICIT_TLS_PORT: Final = 465
 
@@ -167,7 +169,9 @@ def _send_blocking(s: EmailSettings, secrets: dict[str, str], msg: EmailMessage,
                     "server does not offer STARTTLS: the password is not sent in clear")
         if username is not None and password is not None:
             smtp.login(username, password)
-        smtp.send_message(msg)
+        refused = smtp.send_message(msg)
+        if refused:  # some recipients got it: a success, but say who did not
+            log.warning("email to %s: recipients refused: %s", s.host, ", ".join(sorted(refused)))
 
 
 async def send(s: EmailSettings, secrets: dict[str, str], msg: EmailMessage,

@@ -308,10 +308,11 @@ class SmtpServer:
 
 
 @contextmanager
-def smtp_server(tmp: Path, users: dict[str, str], *, starttls: bool = True) -> Iterator[SmtpServer]:
+def smtp_server(tmp: Path, users: dict[str, str], *, starttls: bool = True,
+                refuse: frozenset[str] = frozenset()) -> Iterator[SmtpServer]:
     """aiosmtpd on 127.0.0.1 with STARTTLS (a throwaway self-signed certificate, also the
     CA file a client must trust) and AUTH PLAIN/LOGIN against ``users``, required, and
-    only over TLS. The server runs in its own thread."""
+    only over TLS; recipients in ``refuse`` get 550. The server runs in its own thread."""
     from aiosmtpd.controller import Controller
     from aiosmtpd.smtp import AuthResult, LoginPassword
 
@@ -325,6 +326,13 @@ def smtp_server(tmp: Path, users: dict[str, str], *, starttls: bool = True) -> I
     mails: list[Mail] = []
 
     class Handler:
+        async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str,
+                              rcpt_options: list[str]) -> str:
+            if address in refuse:
+                return "550 5.1.1 No such user here"
+            envelope.rcpt_tos.append(address)
+            return "250 OK"
+
         async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
             login = session.auth_data.login.decode() if isinstance(session.auth_data, LoginPassword) \
                 else None

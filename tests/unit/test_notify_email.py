@@ -197,3 +197,18 @@ async def test_notifier_mails_an_abort_and_counts_it(smtp: SmtpServer) -> None:
     (mail,) = smtp.mails
     assert mail.tls and mail.rcpt_tos == ["oncall@example.com", "dev@example.com"]
     assert b"on-rollout-aborted" in mail.content
+
+
+async def test_refused_recipients(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                  caplog: pytest.LogCaptureFixture) -> None:
+    with smtp_server(tmp_path, {"bot": "s3cret"}, refuse=frozenset({"gone@example.com"})) as srv:
+        monkeypatch.setenv("SSL_CERT_FILE", str(srv.cafile))
+        s = _settings(srv.port, to=("oncall@example.com", "gone@example.com"))
+        out = await send(s, {"password": "s3cret"}, message(s, _note()))
+        assert out.ok  # delivered to the others, and the refusal is logged
+        assert srv.mails[0].rcpt_tos == ["oncall@example.com"]
+        assert "recipients refused: gone@example.com" in caplog.text
+        s = _settings(srv.port, to=("gone@example.com",))
+        out = await send(s, {"password": "s3cret"}, message(s, _note()))
+        assert not out.ok and not out.retry and "gone@example.com" in out.problem  # 550: final
+        assert len(srv.mails) == 1
