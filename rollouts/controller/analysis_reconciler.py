@@ -205,7 +205,7 @@ async def take_measurement(metric: ar.MetricSpec, prov: dict[str, Any], r: dict[
             reading = await providers.web(prov)
         elif metric.provider_kind == "judge":
             reading = await judge.judge_reading(prov, list(r.get("judgeSnapshots") or []),
-                                                now.timestamp(), at=at)
+                                                now.timestamp(), at=at, ctx=ctx)
         elif metric.provider_kind in providers.REGISTRY and at is None:
             reading = await providers.measure(metric.provider_kind, prov, ctx or providers.Context())
         else:

@@ -36,11 +36,11 @@ import math
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from rollouts.metrics.providers import ProviderError, Reading, prometheus_query
+from rollouts.metrics.providers import Context, ProviderError, Reading, counters, prometheus_query
 
 ARMS = ("canary", "baseline")
 QUERY_KINDS = ("requests", "errors", "latencyBuckets", "requestsByPod", "errorsByPod")
-STRUCTURE = ("address", "timeoutSeconds", "canary", "baseline", "latencyUnit")
+STRUCTURE = ("address", "source", "timeoutSeconds", "canary", "baseline", "latencyUnit")
 
 
 def _number(key: str, v: Any) -> float:
@@ -166,7 +166,8 @@ def validate_judge_spec(spec: Any) -> list[str]:
         problems.append(str(e))
     except ValueError as e:
         problems.append(f"judge: {_spec_names(str(e))}")
-    if not (isinstance(spec.get("address"), str) and spec["address"]):
+    problems += counters.validate_source(spec)  # source: counters from another provider
+    if "source" not in spec and not (isinstance(spec.get("address"), str) and spec["address"]):
         problems.append("judge.address is required")
     for arm in ARMS:
         q = spec.get(arm)
@@ -223,14 +224,17 @@ def _buckets(result: Any) -> dict[str, float]:
 
 
 async def measure(spec: dict[str, Any], now: float, at: float | None = None,
-                  first: bool = False) -> dict[str, Any]:
+                  first: bool = False, ctx: Context | None = None) -> dict[str, Any]:
     """One snapshot of both arms' cumulative counters (JSON-serialisable).
 
     On the ``first`` measurement the per-pod queries are also evaluated warm-up seconds
     earlier: pods that already served then are not new (``warmPods``)."""
     address = spec.get("address")
-    if not isinstance(address, str) or not address:
+    source = counters.source_of(spec)  # None: Prometheus at address
+    if source is None and (not isinstance(address, str) or not address):
         raise ProviderError("judge.address is required")
+    if source is not None and at is not None:
+        raise ProviderError(f"judge.source.{source[0]} cannot be replayed at a past time")
     cfg = _config(spec)
     timeout = float(spec.get("timeoutSeconds") or 30)
     jobs: list[tuple[str, str, str, float | None]] = []
@@ -247,7 +251,9 @@ async def measure(spec: dict[str, Any], now: float, at: float | None = None,
         if first and cfg.warmup_s > 0 and isinstance(q, str) and q.strip():
             jobs.append((arm, "warmPods", q, t - cfg.warmup_s))
     results = await asyncio.wait_for(asyncio.gather(*[
-        asyncio.to_thread(prometheus_query, address, q, timeout, None, when) for _, _, q, when in jobs]),
+        counters.query(source, q, ctx or Context(now=now)) if source is not None else
+        asyncio.to_thread(prometheus_query, str(address), q, timeout, None, when)
+        for _, _, q, when in jobs]),
         timeout + 5)
     snap: dict[str, Any] = {"t": now, "canary": {}, "baseline": {}}
     for (arm, kind, _, _), res in zip(jobs, results, strict=True):
@@ -313,9 +319,9 @@ def compact_snapshots(snapshots: list[Any], cap: int = 200) -> list[Any]:
 
 
 async def judge_reading(spec: dict[str, Any], previous: list[dict[str, Any]], now: float,
-                        at: float | None = None) -> Reading:
+                        at: float | None = None, ctx: Context | None = None) -> Reading:
     _config(spec)  # a bad parameter is an Error measurement before any query
-    snap = await measure(spec, now, at, first=not previous)
+    snap = await measure(spec, now, at, first=not previous, ctx=ctx)
     try:
         v = verdict(spec, [*previous, snap])
     except ValueError as e:

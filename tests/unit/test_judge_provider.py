@@ -204,7 +204,7 @@ async def test_the_reconciler_keeps_judge_snapshots_bounded(monkeypatch: pytest.
     seen: list[int] = []
 
     async def fake_reading(spec: dict[str, object], previous: list[dict[str, object]], now: float,
-                           at: float | None = None) -> Reading:
+                           at: float | None = None, ctx: object = None) -> Reading:
         seen.append(len(previous))
         return Reading(value="continue", phase="Successful", message="ok",
                        snapshot={"t": now, "canary": {}, "baseline": {}}, evidence={})

@@ -9,10 +9,11 @@ pass. Blocking work runs in threads or async clients with timeouts.
 
 from __future__ import annotations
 
+from rollouts.metrics.providers import counters
 from rollouts.metrics.providers.base import Context, ProviderError, Reading, decode_secret_data
 from rollouts.metrics.providers.prometheus import prometheus, prometheus_query
 from rollouts.metrics.providers.registry import REGISTRY, measure, validate
 from rollouts.metrics.providers.web import json_path, web
 
-__all__ = ["REGISTRY", "Context", "ProviderError", "Reading", "decode_secret_data", "json_path",
+__all__ = ["REGISTRY", "Context", "ProviderError", "Reading", "counters", "decode_secret_data", "json_path",
            "measure", "prometheus", "prometheus_query", "validate", "web"]
