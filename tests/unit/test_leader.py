@@ -149,3 +149,37 @@ async def test_a_hanging_renewal_gives_the_lease_up_within_the_renew_deadline() 
         await asyncio.wait_for(task, 1)  # run() returns once lost
     finally:
         task.cancel()
+
+
+class CountingLeases(FakeLeases):
+    def __init__(self) -> None:
+        super().__init__()
+        self.requests: list[str] = []
+
+    async def get_or_none(self, path: str) -> dict[str, Any] | None:
+        self.requests.append("GET")
+        return await super().get_or_none(path)
+
+    async def replace(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        self.requests.append("PUT")
+        return await super().replace(path, body)
+
+
+async def test_a_leader_renews_with_one_request_and_reads_only_after_a_conflict() -> None:
+    # Regression (issue 14): each renewal was a GET and a PUT, twice what client-go (Argo)
+    # sends while idle.
+    kube, now = CountingLeases(), [0.0]
+    e = elector(kube, now)
+    assert await e.try_acquire_or_renew()
+    e.is_leader.set()
+    kube.requests.clear()
+    for i in range(5):
+        now[0] = 2.0 * (i + 1)
+        assert await e.try_acquire_or_renew()
+    assert kube.requests == ["PUT"] * 5
+    assert kube.lease is not None and kube.lease["spec"]["holderIdentity"] == "me"
+    # someone else takes it (our cached version is stale): one failed PUT, then a GET
+    kube.held_by("other", datetime.now(UTC))
+    kube.requests.clear()
+    assert not await e.try_acquire_or_renew()
+    assert kube.requests == ["PUT", "GET"]
