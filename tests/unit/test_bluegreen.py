@@ -12,11 +12,8 @@ and a blue-green status carries no canary weights.
 
 from __future__ import annotations
 
-import copy
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -31,30 +28,17 @@ from rollouts.controller.decide import (
     CreateReplicaSet,
     Decision,
     DeleteReplicaSet,
-    Event,
     Observations,
     PointService,
-    ReplicaSetObs,
     RolloutInput,
     ScaleReplicaSet,
     SetPodMetadata,
     SetTraffic,
-    TerminateAnalysisRun,
     decide,
-    template_hash,
 )
+from tests.unit.cluster_harness import SimCluster, h, template
 
-T0 = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
 ACTIVE, PREVIEW = "shop-active", "shop-preview"
-
-
-def template(image: str) -> dict[str, Any]:
-    return {"metadata": {"labels": {"app": "shop"}},
-            "spec": {"containers": [{"name": "shop", "image": image}]}}
-
-
-def h(image: str) -> str:
-    return template_hash(template(image))
 
 
 V1, V2, V3 = h("shop:1"), h("shop:2"), h("shop:3")
@@ -71,51 +55,15 @@ def bg_spec(image: str = "shop:1", replicas: int = 3, **bg: Any) -> dict[str, An
 PRE = {"templates": [{"templateName": "smoke"}]}
 
 
-@dataclass
-class FakeRS:
-    hash: str
-    revision: int
-    pods: list[float] = field(default_factory=list)
-    ephemeral: str = ""
+class Cluster(SimCluster):
+    """The blue-green simulated cluster: the two Services are the revision each selects."""
 
-    @property
-    def replicas(self) -> int:
-        return len(self.pods)
+    run_limit = 300.0
 
-    def available(self, t: float) -> int:
-        return sum(1 for p in self.pods if p <= t)
-
-
-class Cluster:
     def __init__(self, spec: dict[str, Any], pod_delay: float = 2.0) -> None:
-        self.spec = spec
-        self.generation = 1
-        self.status: dict[str, Any] = {}
-        self.rss: dict[str, FakeRS] = {}
+        super().__init__(spec, pod_delay)
         self.services: dict[str, str | None] = {ACTIVE: None, PREVIEW: None}
-        self.t = 0.0
-        self.pod_delay = pod_delay
-        self.runs: dict[str, AnalysisRunObs] = {}
-        self.created_runs: list[CreateAnalysisRun] = []
-        self.events: list[Event] = []
-        self.env_errors: tuple[str, ...] = ()
-        self.log: list[tuple[float, ClusterAction]] = []
         self.active_history: list[tuple[float, str | None]] = []
-        self.last: Decision | None = None
-
-    @property
-    def now(self) -> datetime:
-        return T0 + timedelta(seconds=self.t)
-
-    def st(self) -> RolloutStatus:
-        return RolloutStatus.from_dict(self.status)
-
-    def edit(self, fn: Callable[[dict[str, Any]], None]) -> None:
-        fn(self.spec)
-        self.generation += 1
-
-    def set_image(self, image: str) -> None:
-        self.edit(lambda s: s.update(template=template(image)))
 
     def record(self, action: str, full: bool = False) -> str | None:
         """What the CLI does: check, then record the intent; the reason when refused."""
@@ -126,51 +74,8 @@ class Cluster:
             self.status["pendingAction"] = act.to_dict()
         return why
 
-    def observe(self) -> Observations:
-        return Observations(
-            template=self.spec.get("template"),
-            replica_sets={k: ReplicaSetObs(k, f"shop-{k}", r.replicas, ready=r.available(self.t),
-                                           available=r.available(self.t), revision=r.revision,
-                                           current=r.replicas, ephemeral=r.ephemeral)
-                          for k, r in self.rss.items()},
-            environment_errors=self.env_errors, analysis_runs=dict(self.runs))
-
-    def reconcile(self) -> Decision:
-        spec, errors = parse_spec(self.spec)
-        before = copy.deepcopy(self.status)
-        status = RolloutStatus.from_dict(json.loads(json.dumps(self.status)))
-        ro = RolloutInput("shop-ns", "shop", self.generation, spec, tuple(errors), status)
-        obs = self.observe()
-        d = decide(ro, obs, self.now)
-        assert decide(ro, obs, self.now) == d, "decide must be pure"
-        assert self.status == before, "decide must not mutate its input"
-        self._check(ro, obs, d)
-        for a in d.actions:
-            self._apply(a)
-        self.status = json.loads(json.dumps(d.status.to_dict()))
-        self.events.extend(d.events)
-        self.last = d
-        return d
-
-    def _apply(self, a: ClusterAction) -> None:
-        self.log.append((self.t, a))
-        if isinstance(a, CreateReplicaSet):
-            assert a.hash not in self.rss
-            self.rss[a.hash] = FakeRS(a.hash, a.revision)
-            self._scale(self.rss[a.hash], a.replicas)
-        elif isinstance(a, ScaleReplicaSet):
-            self._scale(self.rss[a.hash], a.replicas)
-        elif isinstance(a, DeleteReplicaSet):
-            del self.rss[a.hash]
-        elif isinstance(a, CreateAnalysisRun):
-            assert a.name not in self.runs
-            self.runs[a.name] = AnalysisRunObs(a.name, "Running")
-            self.created_runs.append(a)
-        elif isinstance(a, TerminateAnalysisRun):
-            run = self.runs[a.name]
-            self.runs[a.name] = AnalysisRunObs(run.name, "Successful", "run terminated", True) \
-                if run.phase in ("Pending", "Running") else run
-        elif isinstance(a, PointService):
+    def _apply_other(self, a: ClusterAction) -> None:
+        if isinstance(a, PointService):
             if a.service == ACTIVE and self.services[ACTIVE] != a.pod_hash:
                 self.active_history.append((self.t, a.pod_hash))
             self.services[a.service] = a.pod_hash
@@ -178,12 +83,6 @@ class Cluster:
             from rollouts.controller.pod_metadata import canonical_metadata
             if a.hash in self.rss:
                 self.rss[a.hash].ephemeral = canonical_metadata(a.labels, a.annotations)
-
-    def _scale(self, rs: FakeRS, n: int) -> None:
-        if n > rs.replicas:
-            rs.pods += [self.t + self.pod_delay] * (n - rs.replicas)
-        else:
-            rs.pods = sorted(rs.pods)[:n]
 
     def _check(self, ro: RolloutInput, obs: Observations, d: Decision) -> None:
         stored = json.loads(json.dumps(d.status.to_dict()))
@@ -242,21 +141,6 @@ class Cluster:
 
     # --- driving
 
-    def run(self, seconds: float, dt: float = 1.0) -> None:
-        end = self.t + seconds
-        while self.t < end - 1e-9:
-            self.reconcile()
-            self.t += dt
-
-    def run_until(self, pred: Callable[[], bool], limit: float = 300.0, dt: float = 1.0) -> float:
-        end = self.t + limit
-        while self.t <= end:
-            self.reconcile()
-            if pred():
-                return self.t
-            self.t += dt
-        raise AssertionError(f"not reached in {limit}s; status: {self.status}")
-
     def deploy(self) -> None:
         self.run_until(lambda: self.status.get("phase") == "Healthy")
 
@@ -265,9 +149,6 @@ class Cluster:
 
     def phase(self) -> str:
         return str(self.status.get("phase"))
-
-    def replicas(self, hsh: str) -> int:
-        return self.rss[hsh].replicas if hsh in self.rss else 0
 
     def reasons(self) -> list[str]:
         return [e.reason for e in self.events]
