@@ -136,12 +136,16 @@ def _analysis_checks(spec: Any) -> list[tuple[Path, str]]:
             errs.append((("spec", "args"), f"metrics use {{{{args.{ref}}}}} but spec.args does not "
                                            f"declare {ref!r}"))
     from rollouts.metrics.judge import validate_judge_spec
+    from rollouts.metrics.providers import validate as validate_provider
 
     for i, m in enumerate(metrics):  # the judge's parameters, as its measurement checks them
         prov = m.get("provider") if isinstance(m, dict) else None
         if isinstance(prov, dict) and "judge" in prov:
             errs += [(("spec", "metrics", i, "provider", "judge"), msg)
                      for msg in validate_judge_spec(prov["judge"])]
+        for kind, fields in (prov.items() if isinstance(prov, dict) else ()):  # Argo's fields
+            errs += [(("spec", "metrics", i, "provider", kind), msg)
+                     for msg in validate_provider(str(kind), fields)]
     return errs
 
 
