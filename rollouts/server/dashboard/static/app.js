@@ -127,7 +127,8 @@
         <td class="step">${stepText(r)}</td><td class="weights-cell">${r.strategy === "blueGreen" ? "-" : `${weights(r.weights)} <span class="mono">${r.weights.canary}/${r.weights.stable}</span>`}</td>
         <td>${r.replicas.ready}/${r.replicas.desired === null ? "?" : r.replicas.desired}</td><td class="muted">${esc(r.message)}</td></tr>`);
       const tbody = document.querySelector("#rollout-list tbody");
-      tbody.innerHTML = rows.join("") || `<tr><td colspan="8" class="muted">no rollouts</td></tr>`;
+      const html = rows.join("") || `<tr><td colspan="8" class="muted">no rollouts</td></tr>`;
+      if (tbody.innerHTML !== html && tbody.dataset.html !== html) { tbody.innerHTML = html; tbody.dataset.html = html; }
     });
     document.querySelector("#rollout-list").addEventListener("click", ev => {
       const tr = ev.target.closest("tr[data-name]");
@@ -151,7 +152,7 @@
     };
     poll(async () => {
       try { await render(); } catch (e) {
-        if (e.status !== 401) $("rollout").innerHTML = `<div class="notice err" id="rollout-error">${esc(e.message)}</div>`;
+        if (e.status !== 401) { shown = ""; $("rollout").innerHTML = `<div class="notice err" id="rollout-error">${esc(e.message)}</div>`; }
         throw e;
       }
     });
@@ -174,12 +175,15 @@
       const d = ev.target;
       if (d.tagName === "DETAILS" && d.dataset.key) d.open ? openDetails.add(d.dataset.key) : openDetails.delete(d.dataset.key);
     }, true);
-    let last = null;
+    let last = null, shown = "";
     const repaint = () => { if (last) paint(...last); };
     function paint(...args) {
       last = args;
       const [, , , tree, acc] = args;
-      $("rollout").innerHTML = rolloutHtml(tree, acc);
+      const html = rolloutHtml(tree, acc);
+      if (html === shown) return;  // unchanged: keep the nodes (a click in progress, an open <details>)
+      shown = html;
+      $("rollout").innerHTML = html;
       for (const d of document.querySelectorAll("details[data-key]")) d.open = openDetails.has(d.dataset.key);
     }
   }
