@@ -6,13 +6,14 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 TESTBED_ENV := $(HOME)/.cache/rollouts-testbed/current.env
 
-.PHONY: help venv setup test test-unit test-e2e lint demo demo-ci testbed testbed-down bench-analysis bench-controller clean
+.PHONY: help venv setup test test-unit test-e2e lint demo demo-ci testbed testbed-down bench-analysis bench-controller clean image
 
 help:
 	@echo "make demo        - build/start the test bed, run the controller and a canary rollout end to end"
 	@echo "make test        - lint, unit tests and end-to-end tests on the local test bed"
 	@echo "make testbed     - start the test bed and leave it running; make testbed-down stops it"
 	@echo "make bench-analysis / bench-controller - benchmarks, figures written to docs/"
+	@echo "make image       - build the controller image into an OCI archive, no Docker daemon (docs/install.md)"
 
 $(STAMP): pyproject.toml
 	@echo "[make] creating virtualenv $(VENV)"
@@ -57,6 +58,10 @@ bench-analysis: venv
 
 bench-controller: setup
 	$(PY) -m benchmarks.controller_benchmark
+
+# buildah (vfs storage) + a base root filesystem made from Debian packages; minutes cold
+image:
+	./deploy/image/build.sh
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
