@@ -101,7 +101,7 @@ def shot(d: WebDriver, name: str) -> None:
     size = d.get_window_size()
     h = d.execute_script("return document.documentElement.scrollHeight")
     d.set_window_size(1400, max(900, min(int(h) + 40, 4000)))
-    d.save_screenshot(str(Path(SHOTS) / f"{name}.png"))
+    d.save_screenshot(str(Path(SHOTS) / f"dashboard-{name}.png"))
     d.set_window_size(size["width"], size["height"])
 
 

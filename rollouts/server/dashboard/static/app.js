@@ -246,7 +246,7 @@
     return `<div class="metric" data-metric="${esc(m.name)}"><div><b>${esc(m.name)}</b> ${badge(m.phase || "Pending")}
       <span class="muted">${c.count} measured: ${c.successful} successful, ${c.failed} failed, ${c.inconclusive} inconclusive, ${c.error} errors</span></div>
       ${m.message ? `<div class="muted">${esc(m.message)}</div>` : ""}
-      ${m.judge ? judgeHtml(m.judge) : numericChart(m)}
+      ${m.judge ? judgeHtml(m.judge, m.message) : numericChart(m)}
       <details data-key="${esc(key)}"><summary>measurements (${m.measurementsTotal})</summary><table><tbody>${rows}</tbody></table></details></div>`;
   }
 
@@ -257,34 +257,36 @@
     return Charts.line({title: `${m.name}: measured value`, series: [{name: "value", color: COLORS.baseline, points: pts.map(([t, v]) => [t - t0, v])}]});
   }
 
-  function judgeHtml(j) {
+  function judgeHtml(j, msg) {
     const h = j.history || {points: []};
     const ev = j.evidence;
-    const head = ev ? `<div class="muted evidence-now">now: ${esc(ev.explanation || "")}</div>` : "";
+    const head = ev && ev.explanation && ev.explanation !== msg ? `<div class="muted evidence-now">now: ${esc(ev.explanation)}</div>` : "";
     if (h.error) return `${head}<div class="notice err">evidence over time unavailable: ${esc(h.error)}</div>`;
     const pts = h.points;
     if (!pts.length) return `${head}<p class="muted">no judge snapshot yet</p>`;
-    const t0 = pts[0].t;
+    const t0 = pts[0].t, span = pts[pts.length - 1].t - t0;
     const x = p => p.t - t0;
+    const line = o => Charts.line({xMin: 0, xMax: span, ...o});
     const tests = [...new Set(pts.flatMap(p => Object.keys(p.tests)))];
     const charts = [];
     const eSeries = tests.map((name, i) => ({name: `${name} e-value`, color: i ? COLORS.lat : COLORS.err, points: pts.filter(p => p.tests[name]).map(p => [x(p), p.tests[name].eValue])}));
-    const thr = pts[pts.length - 1].tests[tests[0]] && pts[pts.length - 1].tests[tests[0]].threshold;
-    charts.push(Charts.line({title: "e-value against its threshold (roll back at or above it)", logY: true, series: eSeries,
-      hlines: thr ? [{y: thr, label: `threshold ${fmt(thr)}`}] : []}));
+    const now = pts[pts.length - 1].tests;
+    const thrs = [...new Set(tests.map(n => now[n] && now[n].threshold).filter(v => typeof v === "number"))];
+    charts.push(line({title: "e-value against its threshold (roll back at or above it)", logY: true, series: eSeries,
+      hlines: thrs.map(v => ({y: v, label: `threshold ${fmt(v)}${thrs.length > 1 ? ` (${tests.filter(n => now[n] && now[n].threshold === v).join(", ")})` : ""}`}))}));
     for (const [i, name] of tests.entries()) {
       const ps = pts.filter(p => p.tests[name]);
-      charts.push(Charts.line({title: `${name}: canary/stable ratio, anytime-valid confidence sequence`, logY: true,
+      charts.push(line({title: `${name}: canary/stable ratio, anytime-valid confidence sequence`, logY: true,
         series: [{name: "estimate", color: i ? COLORS.lat : COLORS.err, points: ps.map(p => [x(p), p.tests[name].estimate])}],
         band: {name: "confidence sequence", color: i ? COLORS.lat : COLORS.err, points: ps.map(p => [x(p), p.tests[name].low, p.tests[name].high])},
         hlines: [{y: 1, label: "equal", color: "#57606a"}]}));
     }
     if (pts.some(p => p.canaryErrorRate !== undefined)) {
-      charts.push(Charts.line({title: "error rate per arm (cumulative)", yMin: 0, yFormat: v => `${+(v * 100).toPrecision(3)}%`,
+      charts.push(line({title: "error rate per arm (cumulative)", yMin: 0, yFormat: v => `${+(v * 100).toPrecision(3)}%`,
         series: [{name: "canary", color: COLORS.canary, points: pts.map(p => [x(p), p.canaryErrorRate])},
                  {name: "stable (baseline)", color: COLORS.baseline, points: pts.map(p => [x(p), p.baselineErrorRate])}]}));
     }
-    charts.push(Charts.line({title: "requests per arm (cumulative)", yMin: 0,
+    charts.push(line({title: "requests per arm (cumulative)", yMin: 0,
       series: [{name: "canary", color: COLORS.canary, points: pts.map(p => [x(p), p.canaryRequests])},
                {name: "stable (baseline)", color: COLORS.baseline, points: pts.map(p => [x(p), p.baselineRequests])}]}));
     return `${head}<div class="grid judge-charts" data-looks="${pts.length}">${charts.map(s => `<div>${s}</div>`).join("")}</div>

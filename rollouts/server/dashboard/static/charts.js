@@ -51,7 +51,8 @@ const Charts = (() => {
       return `<svg class="chart" viewBox="0 0 ${W} ${H}" role="img" data-points="0">${title}` +
         `<text x="${W / 2}" y="${H / 2}" text-anchor="middle">no data yet</text></svg>`;
     }
-    let x0 = Math.min(...xs), x1 = Math.max(...xs);
+    // a shared time axis across charts when xMin/xMax are given
+    let x0 = opts.xMin !== undefined ? opts.xMin : Math.min(...xs), x1 = opts.xMax !== undefined ? opts.xMax : Math.max(...xs);
     if (x1 === x0) x1 = x0 + 1;
     let y0 = opts.yMin !== undefined ? opts.yMin : Math.min(...ys), y1 = opts.yMax !== undefined ? opts.yMax : Math.max(...ys);
     if (log) { y0 = Math.max(y0, 1e-6); y0 = 10 ** Math.floor(Math.log10(y0)); y1 = 10 ** Math.ceil(Math.log10(Math.max(y1, y0 * 10))); }
@@ -69,7 +70,7 @@ const Charts = (() => {
            `<text x="${L - 4}" y="${py(t) + 3}" text-anchor="end">${esc((opts.yFormat || fmt)(t))}</text>`;
     }
     for (const t of timeTicks(x1 - x0)) {
-      g += `<text x="${px(x0 + t)}" y="${H - 8}" text-anchor="middle">${fmtTime(t)}</text>`;
+      g += `<text x="${px(x0 + t)}" y="${H - 8}" text-anchor="middle">${fmtTime(x0 + t)}</text>`;
     }
     g += `<line x1="${L}" x2="${L}" y1="${T}" y2="${H - B}" stroke="#8c959f"/><line x1="${L}" x2="${W - R}" y1="${H - B}" y2="${H - B}" stroke="#8c959f"/>`;
     if (band && band.points.length) {
