@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 from typing import Annotated
 
@@ -89,7 +90,13 @@ def get_rollout(name: NameArg, kubeconfig: KubeconfigOpt = None, context: Contex
             return
         from rich.console import Console
 
-        Console().print(view.renderable())
+        console = Console()
+        if is_tty():
+            console.print(view.renderable())
+        else:  # a pipe: plain text without the blanks rich pads table cells with
+            from rollouts.cli.render import to_text
+
+            sys.stdout.write(to_text(view.renderable(), width=console.width))
 
     async def watching(s: Session) -> None:
         from rollouts.cli.watch import watch_rollout
