@@ -29,6 +29,19 @@ def experiment_view(obj: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _duration(value: Any) -> str:
+    """``3600`` or ``60m`` as ``1h``, like every duration the CLI prints."""
+    from rollouts.api.duration import parse_duration
+    from rollouts.cli.timefmt import fmt_duration
+
+    if value is None or value == "":
+        return "(until terminated or required analyses end)"
+    try:
+        return fmt_duration(parse_duration(value))
+    except ValueError:
+        return str(value)  # shown as written: the controller reports the bad value
+
+
 def render(view: dict[str, Any]) -> Any:
     from rich.console import Group
     from rich.table import Table
@@ -38,7 +51,7 @@ def render(view: dict[str, Any]) -> Any:
     head.append(f"Name:         {view['name']}\nNamespace:    {view['namespace']}\n")
     head.append(f"Status:       {view['phase']}" + (f" ({view['message']})" if view["message"] else "")
                 + "\n")
-    head.append(f"Duration:     {view['duration'] or '(until terminated or required analyses end)'}\n")
+    head.append(f"Duration:     {_duration(view['duration'])}\n")
     head.append(f"Available at: {view['availableAt'] or '-'}")
     templates = Table(title="Templates", title_justify="left")
     for col in ("NAME", "STATUS", "READY", "AVAILABLE", "HASH", "SERVICE", "MESSAGE"):

@@ -38,3 +38,10 @@ def test_table_shows_phase_templates_and_analyses() -> None:
 def test_a_new_experiment_reads_pending() -> None:
     v = experiment_view({"metadata": {"name": "e"}, "spec": {}})
     assert v["phase"] == "Pending" and v["templates"] == [] and v["analysisRuns"] == []
+
+
+def test_durations_print_like_kubectl() -> None:
+    for written, shown in (("5400", "1h30m"), ("300s", "5m"), ("1h", "1h")):
+        console = Console(record=True, width=160)
+        console.print(render(experiment_view({**EXP, "spec": {"duration": written}})))
+        assert f"Duration:     {shown}\n" in console.export_text()
