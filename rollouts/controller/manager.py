@@ -17,7 +17,7 @@ from rollouts.controller.analysis_reconciler import ANALYSIS_RUNS, AnalysisRunRe
 from rollouts.controller.experiment_reconciler import EXPERIMENTS, ExperimentReconciler
 from rollouts.controller.failures import ActionFailed
 from rollouts.controller.reconciler import ROLLOUTS, Reconciler
-from rollouts.controller.telemetry import Telemetry
+from rollouts.controller.telemetry import Telemetry, controller_namespace
 from rollouts.kube.cache import SharedCache
 from rollouts.kube.client import JSON, REPLICASETS, Kube, make_api_client
 from rollouts.kube.events import EventRecorder
@@ -229,7 +229,8 @@ class Controller:
             experiments.add_handler(self._enqueue_experiment)
             tasks += [asyncio.create_task(rollouts.run()), asyncio.create_task(replicasets.run()),
                       asyncio.create_task(runs.run()), asyncio.create_task(experiments.run())]
-            self.analysis_reconciler = AnalysisRunReconciler(kube, runs)
+            self.analysis_reconciler = AnalysisRunReconciler(   # provider Secrets live there
+                kube, runs, controller_namespace=controller_namespace(self.opts.controller_namespace))
             self.experiment_reconciler = ExperimentReconciler(kube, experiments, replicasets, runs,
                                                               EventRecorder(kube))
             await asyncio.wait_for(asyncio.gather(rollouts.synced.wait(), replicasets.synced.wait()),

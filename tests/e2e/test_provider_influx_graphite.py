@@ -10,6 +10,7 @@ controller runs with POD_NAMESPACE set to the test's namespace.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import time
 from collections.abc import Callable, Iterator
@@ -153,3 +154,50 @@ async def test_graphite_healthy_canary_is_promoted(
     res = run["status"]["metricResults"][0]
     assert run["status"]["phase"] == "Successful" and res["successful"] == 2, run["status"]
     assert res["measurements"][-1]["value"] in ("[0.01, 0.02]", [0.01, 0.02]), res
+
+
+async def test_judge_fed_by_influxdb_rolls_back_a_failing_canary(
+        rkube: Kube, namespace: str, influx: Influx, monkeypatch: pytest.MonkeyPatch,
+        start_controller: Callable[..., ControllerProcess]) -> None:
+    """The sequential judge with ``source: influxdb``: cumulative counters written to a real
+    InfluxDB while the step runs (canary 30 % errors, stable 1 %) roll the canary back."""
+    ns = namespace
+    influx.query("CREATE DATABASE shop")
+    await apply(rkube, secret("influxdb", {"address": influx.address, "database": "shop"}), ns)
+    monkeypatch.setenv("POD_NAMESPACE", ns)
+    start_controller()
+    q = "SELECT last(value) FROM {m} WHERE role = '{r}'"
+    judge = {"source": {"influxdb": {"queryLanguage": "influxql"}}, "earlyPromotion": False,
+             **{arm: {"requests": q.format(m="requests", r=role), "errors": q.format(m="errors", r=role)}
+                for arm, role in (("canary", "canary"), ("baseline", "stable"))}}
+    tmpl = {"apiVersion": "rollouts.dev/v1alpha1", "kind": "AnalysisTemplate",
+            "metadata": {"name": "judge-influx"},
+            "spec": {"metrics": [{"name": "canary-vs-stable", "interval": "2s", "count": 30,
+                                  "provider": {"judge": judge}}]}}
+
+    stop = asyncio.Event()
+
+    async def traffic() -> None:  # what the app's instrumentation would write
+        k = 0
+        while not stop.is_set():
+            k += 1
+            now = int(time.time())
+            await asyncio.to_thread(influx.write, "shop", "\n".join([
+                f"requests,role=canary value={200 * k} {now}", f"errors,role=canary value={60 * k} {now}",
+                f"requests,role=stable value={200 * k} {now}", f"errors,role=stable value={2 * k} {now}"]))
+            await asyncio.sleep(1)
+
+    writer = asyncio.create_task(traffic())
+    try:
+        await release(rkube, ns, tmpl)
+        ro = await eventually(lambda: phase_is(rkube, ns, "Degraded"), 120, "rolled back by the judge")
+    finally:
+        stop.set()
+        await writer
+    (run,) = await _runs(rkube, ns)
+    res = run["status"]["metricResults"][0]
+    assert run["status"]["phase"] == "Failed", run["status"]
+    assert res["measurements"][-1]["value"] == "rollback", res["measurements"][-1]
+    snap = res["judgeSnapshots"][-1]
+    assert snap["canary"]["requests"] > 0 and snap["canary"]["errors"] > snap["baseline"]["errors"]
+    assert ro["status"]["stableRS"] != ro["status"]["currentPodHash"]

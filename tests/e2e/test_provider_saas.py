@@ -129,13 +129,12 @@ async def test_each_saas_provider_measures_through_its_api(
 
 
 async def test_datadog_analysis_promotes_a_healthy_canary(
-        rkube: Kube, namespace: str, vendors: dict[str, Any], monkeypatch: pytest.MonkeyPatch,
+        rkube: Kube, namespace: str, vendors: dict[str, Any],
         start_controller: Callable[..., ControllerProcess]) -> None:
     ns = namespace
     fake, url = vendors["dd"]
     await apply(rkube, secret("datadog", {"address": url, "api-key": "dd-api", "app-key": "dd-app"}), ns)
-    monkeypatch.setenv("POD_NAMESPACE", ns)
-    start_controller()
+    start_controller(f"--controller-namespace={ns}")  # the flag, this time: Secrets are read there
     tmpl = {"apiVersion": "rollouts.dev/v1alpha1", "kind": "AnalysisTemplate",
             "metadata": {"name": "dd-errors"},
             "spec": {"metrics": [{"name": "errors", "interval": "1s", "count": 2,
