@@ -78,8 +78,12 @@ def test_bad_fields_are_errors(provider: str, message: str) -> None:
     assert any(message in m for m in msgs), msgs
 
 
-def test_templated_values_are_left_to_run_time() -> None:
-    findings, _ = lint_text(TEMPLATE.replace(
-        "PROVIDER", "datadog: {query: x, interval: '{{args.window}}'}").replace(
+@pytest.mark.parametrize("provider", [
+    "datadog: {query: x, interval: '{{args.window}}'}",
+    "datadog: {query: x, apiVersion: '{{args.window}}', aggregator: '{{args.window}}'}",
+    "influxdb: {query: x, queryLanguage: '{{args.window}}'}",
+])
+def test_templated_values_are_left_to_run_time(provider: str) -> None:
+    findings, _ = lint_text(TEMPLATE.replace("PROVIDER", provider).replace(
         "spec:\n", "spec:\n  args: [{name: window}]\n"), "t.yaml")
     assert [f.message for f in findings if f.severity == "error"] == []

@@ -37,7 +37,7 @@ def validate(spec: dict[str, Any]) -> list[str]:
     problems: list[str] = []
     version = spec.get("apiVersion", "v1")
     query, queries, formula = spec.get("query"), spec.get("queries"), spec.get("formula")
-    if version not in ("v1", "v2"):
+    if version not in ("v1", "v2") and not _templated(version):
         problems.append(f"datadog.apiVersion must be v1 or v2, got {version!r}")
     if queries is not None and not (isinstance(queries, dict) and all(
             isinstance(v, str) for v in queries.values())):
@@ -56,7 +56,7 @@ def validate(spec: dict[str, Any]) -> list[str]:
     agg = spec.get("aggregator")
     if agg and version == "v1":
         problems.append("datadog.aggregator needs apiVersion v2")
-    if agg and agg not in AGGREGATORS:
+    if agg and agg not in AGGREGATORS and not _templated(agg):
         problems.append(f"datadog.aggregator must be one of {', '.join(AGGREGATORS)}")
     for key in ("interval", "requestTimeout"):
         v = spec.get(key)
@@ -72,6 +72,10 @@ def validate(spec: dict[str, Any]) -> list[str]:
     elif isinstance(ref, dict) and ref.get("namespaced") and not ref.get("name"):
         problems.append("datadog.secretRef.namespaced needs secretRef.name")
     return problems
+
+
+def _templated(v: Any) -> bool:
+    return isinstance(v, str) and "{{" in v  # judged after substitution, at run time
 
 
 async def credentials(spec: dict[str, Any], ctx: Context) -> tuple[str, str, str]:

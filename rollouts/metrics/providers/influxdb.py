@@ -144,7 +144,8 @@ def validate(spec: dict[str, Any]) -> list[str]:
     q = spec.get("query")
     if not isinstance(q, str) or not q.strip():
         problems.append("influxdb.query is required")
-    if spec.get("queryLanguage") is not None and spec["queryLanguage"] not in LANGUAGES:
+    lang = spec.get("queryLanguage")
+    if lang is not None and lang not in LANGUAGES and "{{" not in str(lang):
         problems.append(f"influxdb.queryLanguage must be one of {', '.join(LANGUAGES)}")
     for k in ("profile", "database"):
         if k in spec and not isinstance(spec[k], str):
