@@ -162,6 +162,17 @@ async def test_login_list_live_judged_rollout_promote_click_and_a_viewer_without
                 "the page at the pause after the analysis")
     await until(d, lambda x: "Successful" in text(x, "#analysisruns .run h3"), 20, "run Successful")
     assert d.execute_script("return window.__sameDocument") == 42  # never reloaded
+    # the charted history ends at the verdict the controller stored with its last measurement
+    async with httpx.AsyncClient(verify=served.verify) as c:
+        tree = (await c.get(f"{served.base}/api/v1/namespaces/{ns}/rollouts/demo/tree",
+                            headers={"Authorization": f"Bearer {judge}"})).json()
+    (metric,) = tree["analysisRuns"][0]["metrics"]
+    stored = {m["name"]: m for m in metric["judge"]["evidence"]["metrics"]}
+    charted = metric["judge"]["history"]["points"][-1]["tests"]
+    assert set(charted) == set(stored) and stored, (charted, stored)
+    for name, m in stored.items():
+        assert charted[name]["eValue"] == pytest.approx(m["e_value"]), name
+        assert [charted[name]["low"], charted[name]["high"]] == pytest.approx(m["interval"]), name
     # buttons: exactly the verbs RBAC grants (promote, and promote-full by the same verb)
     buttons = {b.get_attribute("data-action") for b in d.find_elements(By.CSS_SELECTOR, "#actions button")}
     assert buttons == {"promote", "promote-full"}, buttons
