@@ -5,16 +5,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
+import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import parse_qs, urlparse
 
 from rollouts.api.constants import POD_TEMPLATE_HASH_LABEL
+from rollouts.kube.apply import apply
 from rollouts.kube.client import (
     DESTINATION_RULES,
     EVENTS,
@@ -307,3 +312,93 @@ async def event_where(kube: Kube, ns: str, name: str, pred: Callable[[JSON], boo
         return next((e for e in data["items"] if pred(e)), None)
 
     return await eventually(find, timeout, f"an Event of {name}")
+
+
+# --- shared by the strategy tests (blue-green, experiments, step semantics) ----------------
+
+RUNS = "/apis/rollouts.dev/v1alpha1/namespaces/{ns}/analysisruns"
+
+
+async def deploy(kube: Kube, ns: str, ro: JSON, *objs: JSON, what: str = "first deploy Healthy",
+                 timeout: float = 60) -> JSON:
+    """Apply ``objs`` (Services, routes, templates), then the Rollout ``ro``; wait until it is
+    Healthy; the Rollout then."""
+    for obj in [*objs, ro]:
+        await apply(kube, obj, ns)
+    name = str(ro["metadata"]["name"])
+    got = await eventually(lambda: phase_is(kube, ns, "Healthy", name), timeout, what)
+    assert got is not None
+    return got
+
+
+async def events_of(kube: Kube, ns: str, name: str = "demo") -> list[JSON]:
+    """The Events of object ``name`` as `kubectl get events` lists them (by time, then name)."""
+    items = (await kube.get_list(EVENTS.path(ns), fieldSelector=f"involvedObject.name={name}"))["items"]
+    return sorted(items, key=lambda e: (e.get("firstTimestamp") or "", e["metadata"]["name"]))
+
+
+async def analysis_runs(kube: Kube, ns: str) -> list[JSON]:
+    """The namespace's AnalysisRuns, oldest first."""
+    data = await kube.get_list(RUNS.format(ns=ns))
+    return sorted(data["items"], key=lambda r: r["metadata"]["creationTimestamp"])
+
+
+class HealthServer:
+    """A health endpoint of the test's own for Argo's web metric provider (127.0.0.1, a
+    free port): GET /health?hash=H -> {"ok": answer}, ``answer`` a number or a function
+    of the pod-template hash asked about; the first ``errors`` requests get a 500.
+    Serve it with ``serving``."""
+
+    def __init__(self, answer: float | Callable[[str], float] = 1) -> None:
+        self.answer = answer
+        self.errors = 0
+        self.asked: list[str] = []
+        health = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                h = parse_qs(urlparse(self.path).query).get("hash", [""])[0]
+                health.asked.append(h)
+                if health.errors > 0:
+                    health.errors -= 1
+                    self.send_response(500)
+                    self.end_headers()
+                    return
+                answer = health.answer
+                body = json.dumps({"ok": answer(h) if callable(answer) else answer}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/health"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+
+H = TypeVar("H", bound=HealthServer)
+
+
+@contextlib.contextmanager
+def serving(server: H) -> Iterator[H]:
+    server.thread.start()
+    try:
+        yield server
+    finally:
+        server.server.shutdown()
+        server.server.server_close()
+
+
+def health_template(url: str, name: str = "health") -> JSON:
+    """An AnalysisTemplate asking ``url`` about its ``hash`` arg: 1 succeeds, 0 fails."""
+    return {"apiVersion": "rollouts.dev/v1alpha1", "kind": "AnalysisTemplate",
+            "metadata": {"name": name},
+            "spec": {"args": [{"name": "hash"}],
+                     "metrics": [{"name": "health", "successCondition": "result == 1",
+                                  "failureCondition": "result == 0",
+                                  "provider": {"web": {"url": url + "?hash={{args.hash}}",
+                                                       "jsonPath": "{$.ok}"}}}]}}

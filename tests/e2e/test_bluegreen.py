@@ -15,75 +15,39 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import threading
 import time
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
 
 from rollouts.kube.apply import apply
-from rollouts.kube.client import EVENTS, JSON, SERVICES, Kube, KubeError
+from rollouts.kube.client import JSON, SERVICES, Kube, KubeError
 from rollouts.kube.signals import ActionRejected, request_action
 from testbed.cluster import TestBed
 from tests.e2e.judgekit import cli
 from tests.e2e.kit import (
     HASH,
+    RUNS,
     ControllerProcess,
+    HealthServer,
+    analysis_runs,
+    deploy,
+    events_of,
     eventually,
     get_rollout,
+    health_template,
     phase_is,
     replica_sets,
+    serving,
     set_image,
 )
 
-RUNS = "/apis/rollouts.dev/v1alpha1/namespaces/{ns}/analysisruns"
-
-
-class Health:
-    """GET /health -> {"ok": <answer>}."""
-
-    def __init__(self) -> None:
-        self.answer = 1
-        health = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                body = json.dumps({"ok": health.answer}).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/health"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
 
 @pytest.fixture
-def health() -> Iterator[Health]:
-    h = Health()
-    h.thread.start()
-    try:
+def health() -> Iterator[HealthServer]:
+    with serving(HealthServer()) as h:
         yield h
-    finally:
-        h.server.shutdown()
-        h.server.server_close()
-
-
-def health_template(url: str) -> JSON:
-    return {"apiVersion": "rollouts.dev/v1alpha1", "kind": "AnalysisTemplate",
-            "metadata": {"name": "health"},
-            "spec": {"args": [{"name": "hash"}],
-                     "metrics": [{"name": "health", "successCondition": "result == 1",
-                                  "failureCondition": "result == 0",
-                                  "provider": {"web": {"url": url + "?hash={{args.hash}}",
-                                                       "jsonPath": "{$.ok}"}}}]}}
 
 
 HEALTH = {"templates": [{"templateName": "health"}],
@@ -124,16 +88,8 @@ async def pods_of(rkube: Kube, ns: str, h: str) -> int:
     return int(rss[h]["spec"]["replicas"]) if h in rss else -1
 
 
-async def events(rkube: Kube, ns: str) -> list[JSON]:
-    items = (await rkube.get_list(EVENTS.path(ns), fieldSelector="involvedObject.name=demo"))["items"]
-    return sorted(items, key=lambda e: (e.get("firstTimestamp") or "", e["metadata"]["name"]))
-
-
-async def deploy(rkube: Kube, ns: str, *objs: JSON, **bg: Any) -> str:
-    for obj in [*bg_services(), *objs]:
-        await apply(rkube, obj, ns)
-    await apply(rkube, bg_rollout(**bg), ns)
-    ro = await eventually(lambda: phase_is(rkube, ns, "Healthy"), 60, "first deploy Healthy")
+async def deploy_bg(rkube: Kube, ns: str, *objs: JSON, **bg: Any) -> str:
+    ro = await deploy(rkube, ns, bg_rollout(**bg), *bg_services(), *objs)
     v1 = str(ro["status"]["stableRS"])
     assert await selectors(rkube, ns) == {"active": v1, "preview": v1}
     assert ro["status"]["blueGreen"] == {"activeSelector": v1, "previewSelector": v1}
@@ -153,7 +109,7 @@ async def test_preview_then_promote_switches_active_and_old_waits_scale_down_del
         rkube: Kube, namespace: str, start_controller: Callable[..., ControllerProcess]) -> None:
     ns = namespace
     start_controller()
-    v1 = await deploy(rkube, ns, autoPromotionEnabled=False, scaleDownDelaySeconds=6)
+    v1 = await deploy_bg(rkube, ns, autoPromotionEnabled=False, scaleDownDelaySeconds=6)
 
     await set_image(rkube, ns, "demo:2")
     v2 = await new_revision(rkube, ns, v1)
@@ -181,9 +137,9 @@ async def test_preview_then_promote_switches_active_and_old_waits_scale_down_del
         return await pods_of(rkube, ns, v1) == 0
     await eventually(v1_down, 30, "old ReplicaSet scaled down")
     assert time.monotonic() - switched >= 4  # (deadlines are stored to the second)
-    reasons = [e["reason"] for e in await events(rkube, ns)]
+    reasons = [e["reason"] for e in await events_of(rkube, ns)]
     assert "SwitchService" in reasons and "RolloutPromoted" in reasons
-    switches = [e["message"] for e in await events(rkube, ns) if e["reason"] == "SwitchService"]
+    switches = [e["message"] for e in await events_of(rkube, ns) if e["reason"] == "SwitchService"]
     assert any(f"active Service demo-active from {v1} to {v2}" in m for m in switches), switches
 
 
@@ -191,7 +147,7 @@ async def test_auto_promotion_after_auto_promotion_seconds(
         rkube: Kube, namespace: str, start_controller: Callable[..., ControllerProcess]) -> None:
     ns = namespace
     start_controller()
-    v1 = await deploy(rkube, ns, autoPromotionSeconds=6, scaleDownDelaySeconds=2)
+    v1 = await deploy_bg(rkube, ns, autoPromotionSeconds=6, scaleDownDelaySeconds=2)
     await set_image(rkube, ns, "demo:2")
     v2 = await new_revision(rkube, ns, v1)
     await eventually(lambda: phase_is(rkube, ns, "Paused"), 60, "paused before the switch")
@@ -207,10 +163,10 @@ async def test_auto_promotion_after_auto_promotion_seconds(
 
 async def test_failed_pre_promotion_analysis_aborts_with_active_untouched(
         rkube: Kube, namespace: str, start_controller: Callable[..., ControllerProcess],
-        health: Health) -> None:
+        health: HealthServer) -> None:
     ns = namespace
     start_controller()
-    v1 = await deploy(rkube, ns, health_template(health.url), prePromotionAnalysis=HEALTH,
+    v1 = await deploy_bg(rkube, ns, health_template(health.url), prePromotionAnalysis=HEALTH,
                       abortScaleDownDelaySeconds=3)
     health.answer = 0
     await set_image(rkube, ns, "demo:2")
@@ -224,7 +180,7 @@ async def test_failed_pre_promotion_analysis_aborts_with_active_untouched(
     # the run measured the new revision (podTemplateHashValue: Latest)
     ar = await rkube.get(f"{RUNS.format(ns=ns)}/{run['name']}")
     assert {a["name"]: a["value"] for a in ar["spec"]["args"]} == {"hash": v2}
-    assert not [e for e in await events(rkube, ns) if e["reason"] == "SwitchService"
+    assert not [e for e in await events_of(rkube, ns) if e["reason"] == "SwitchService"
                 and "active" in e["message"] and v2 in e["message"]], "active never moved"
 
     async def v2_down() -> bool:
@@ -237,16 +193,16 @@ async def test_failed_pre_promotion_analysis_aborts_with_active_untouched(
     await request_action(rkube, ns, "demo", "retry", user="e2e")
     await eventually(lambda: phase_is(rkube, ns, "Healthy"), 60, "Healthy after retry")
     assert await selectors(rkube, ns) == {"active": v2, "preview": v2}
-    runs = (await rkube.get_list(RUNS.format(ns=ns)))["items"]
+    runs = await analysis_runs(rkube, ns)
     assert sorted(r["status"]["phase"] for r in runs) == ["Failed", "Successful"]
 
 
 async def test_failed_post_promotion_analysis_rolls_active_back(
         rkube: Kube, namespace: str, start_controller: Callable[..., ControllerProcess],
-        health: Health) -> None:
+        health: HealthServer) -> None:
     ns = namespace
     start_controller()
-    v1 = await deploy(rkube, ns, health_template(health.url), postPromotionAnalysis=HEALTH,
+    v1 = await deploy_bg(rkube, ns, health_template(health.url), postPromotionAnalysis=HEALTH,
                       autoPromotionEnabled=False)
     health.answer = 0
     await set_image(rkube, ns, "demo:2")
@@ -261,7 +217,7 @@ async def test_failed_post_promotion_analysis_rolls_active_back(
     assert ro["status"]["blueGreen"]["activeSelector"] == v1
     assert ro["status"]["blueGreen"]["postPromotionAnalysisRunStatus"]["status"] == "Failed"
     assert await pods_of(rkube, ns, v1) == 2, "the stable kept its pods for the way back"
-    switches = [e["message"] for e in await events(rkube, ns) if e["reason"] == "SwitchService"]
+    switches = [e["message"] for e in await events_of(rkube, ns) if e["reason"] == "SwitchService"]
     # switched to v2, then back (Events carry 1 s timestamps: both may share one second,
     # so their listing order says nothing; the selectors above show the final state)
     assert any(f"active Service demo-active from {v1} to {v2}" in m for m in switches), switches
@@ -272,7 +228,7 @@ async def test_bad_input_switches_nothing(
         rkube: Kube, namespace: str, start_controller: Callable[..., ControllerProcess]) -> None:
     ns = namespace
     start_controller()
-    v1 = await deploy(rkube, ns)
+    v1 = await deploy_bg(rkube, ns)
     # a Service whose selector the pod template does not match
     await apply(rkube, {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "demo-preview"},
                         "spec": {"selector": {"app": "other"}, "ports": [{"port": 80}]}}, ns)
@@ -305,7 +261,7 @@ async def test_cli_shows_active_and_preview_promotes_and_undo_is_a_fast_rollback
         testbed: TestBed) -> None:
     ns = namespace
     start_controller()
-    v1 = await deploy(rkube, ns, autoPromotionEnabled=False, scaleDownDelaySeconds=60)
+    v1 = await deploy_bg(rkube, ns, autoPromotionEnabled=False, scaleDownDelaySeconds=60)
     await set_image(rkube, ns, "demo:2")
     v2 = await new_revision(rkube, ns, v1)
     await eventually(lambda: phase_is(rkube, ns, "Paused"), 60, "paused before the switch")
@@ -357,13 +313,13 @@ async def _runs_denied(rkube: Kube, ns: str, url: str) -> bool:
 
 async def test_a_failure_after_the_switch_leaves_status_naming_the_active_revision(
         rkube: Kube, namespace: str, start_controller: Callable[..., ControllerProcess],
-        health: Health) -> None:
+        health: HealthServer) -> None:
     # The API server refuses the post-promotion AnalysisRun (an admission policy, as a
     # webhook would) right after the active Service switched: the Rollout shows the
     # failure, and status.blueGreen still names what the active Service selects.
     ns = namespace
     start_controller()
-    v1 = await deploy(rkube, ns, health_template(health.url), postPromotionAnalysis=HEALTH)
+    v1 = await deploy_bg(rkube, ns, health_template(health.url), postPromotionAnalysis=HEALTH)
     adm = "/apis/admissionregistration.k8s.io/v1"
     name = f"deny-runs-{ns}"[:63]
     await rkube.create(f"{adm}/validatingadmissionpolicies", {

@@ -9,76 +9,39 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
 
 import pytest
 
 from rollouts.api.status import parse_time
 from rollouts.kube.apply import apply
-from rollouts.kube.client import EVENTS, JSON, PODS, REPLICASETS, SERVICES, Kube
+from rollouts.kube.client import JSON, PODS, REPLICASETS, SERVICES, Kube
 from testbed.cluster import TestBed
 from tests.e2e.judgekit import cli
 from tests.e2e.kit import (
     HASH,
     ControllerProcess,
+    HealthServer,
+    analysis_runs,
+    deploy,
+    events_of,
     eventually,
     get_rollout,
+    health_template,
     phase_is,
     rollout,
     services,
+    serving,
     virtual_service,
 )
 
 EXPERIMENTS = "/apis/rollouts.dev/v1alpha1/namespaces/{ns}/experiments"
-RUNS = "/apis/rollouts.dev/v1alpha1/namespaces/{ns}/analysisruns"
-
-
-class Health:
-    """GET /health -> {"ok": <answer>}."""
-
-    def __init__(self) -> None:
-        self.answer = 1
-        health = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                body = json.dumps({"ok": health.answer}).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/health"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
 
 @pytest.fixture
-def health() -> Iterator[Health]:
-    h = Health()
-    h.thread.start()
-    try:
+def health() -> Iterator[HealthServer]:
+    with serving(HealthServer()) as h:
         yield h
-    finally:
-        h.server.shutdown()
-        h.server.server_close()
-
-
-def analysis_template(url: str) -> JSON:
-    return {"apiVersion": "rollouts.dev/v1alpha1", "kind": "AnalysisTemplate",
-            "metadata": {"name": "health"},
-            "spec": {"args": [{"name": "hash"}],
-                     "metrics": [{"name": "health", "successCondition": "result == 1",
-                                  "failureCondition": "result == 0",
-                                  "provider": {"web": {"url": url + "?hash={{args.hash}}",
-                                                       "jsonPath": "{$.ok}"}}}]}}
 
 
 def template(name: str, replicas: int) -> JSON:
@@ -145,7 +108,7 @@ async def _all_scaled_to_zero(kube: Kube, ns: str, uid: str) -> dict[str, JSON] 
 
 
 async def test_experiment_runs_its_templates_for_the_duration_then_succeeds_and_scales_down(
-        rkube: Kube, namespace: str, health: Health, testbed: TestBed,
+        rkube: Kube, namespace: str, health: HealthServer, testbed: TestBed,
         start_controller: Callable[..., ControllerProcess]) -> None:
     """Two templates, one analysis that passes, a 6 s duration: the user sees Pending ->
     Running -> Successful, a ReplicaSet per template named <experiment>-<template>-<hash>
@@ -153,7 +116,7 @@ async def test_experiment_runs_its_templates_for_the_duration_then_succeeds_and_
     Successful, and afterwards both ReplicaSets at 0 replicas."""
     ns = namespace
     start_controller()
-    await apply(rkube, analysis_template(health.url), ns)
+    await apply(rkube, health_template(health.url), ns)
     phases = PhaseRecorder(rkube, ns, "exp").start()
     await apply(rkube, experiment("exp"), ns)
     try:
@@ -184,11 +147,9 @@ async def test_experiment_runs_its_templates_for_the_duration_then_succeeds_and_
     # Pending may pass faster than one poll; the order never changes
     assert phases.phases in (["Pending", "Running", "Successful"], ["Running", "Successful"]), \
         phases.phases
-    reasons = [e["reason"] for e in sorted(
-        (await rkube.get_list(EVENTS.path(ns), fieldSelector="involvedObject.name=exp"))["items"],
-        key=lambda e: e.get("firstTimestamp") or "")]
+    reasons = [e["reason"] for e in await events_of(rkube, ns, "exp")]
     assert reasons.index("ExperimentRunning") < reasons.index("ExperimentSuccessful"), reasons
-    runs = (await rkube.get_list(RUNS.format(ns=ns)))["items"]
+    runs = await analysis_runs(rkube, ns)
     assert len(runs) == 1 and runs[0]["metadata"]["name"] == "exp-health"
     assert runs[0]["status"]["phase"] == "Successful"
     assert {a["name"]: a["value"] for a in runs[0]["spec"]["args"]} == {
@@ -217,14 +178,14 @@ async def test_experiment_runs_its_templates_for_the_duration_then_succeeds_and_
 
 
 async def test_experiment_whose_analysis_fails_ends_failed_before_its_duration(
-        rkube: Kube, namespace: str, health: Health,
+        rkube: Kube, namespace: str, health: HealthServer,
         start_controller: Callable[..., ControllerProcess]) -> None:
     """The analysis fails: the experiment ends Failed with the run's message long before its
     10-minute duration, and its ReplicaSets are scaled to 0."""
     ns = namespace
     health.answer = 0
     start_controller()
-    await apply(rkube, analysis_template(health.url), ns)
+    await apply(rkube, health_template(health.url), ns)
     await apply(rkube, experiment("bad", duration="10m"), ns)
     ended = await eventually(lambda: _ended(rkube, ns, "bad"), 40, "the experiment ended")
     assert ended is not None
@@ -299,20 +260,20 @@ async def test_experiment_with_a_missing_analysis_template_ends_error_saying_whi
     st = ended["status"]
     assert st["phase"] == "Error", st
     assert "AnalysisTemplate health not found" in st["message"]
-    assert not (await rkube.get_list(RUNS.format(ns=ns)))["items"]
+    assert not await analysis_runs(rkube, ns)
     await eventually(lambda: _all_scaled_to_zero(rkube, ns, ended["metadata"]["uid"]), 20,
                      "the ReplicaSets at 0")
 
 
 async def test_a_controller_killed_while_the_experiment_runs_resumes_it(
-        rkube: Kube, namespace: str, health: Health,
+        rkube: Kube, namespace: str, health: HealthServer,
         start_controller: Callable[..., ControllerProcess]) -> None:
     """SIGKILL while Running: a new controller finds everything in the Experiment's status
     and its ReplicaSets, ends it Successful no earlier than availableAt + duration, with no
     second AnalysisRun and no second ReplicaSet."""
     ns = namespace
     first = start_controller()
-    await apply(rkube, analysis_template(health.url), ns)
+    await apply(rkube, health_template(health.url), ns)
     await apply(rkube, experiment("kill", duration="8s"), ns)
     running = await eventually(lambda: _phase(rkube, ns, "kill", "Running"), 40, "Running")
     assert running is not None
@@ -327,7 +288,7 @@ async def test_a_controller_killed_while_the_experiment_runs_resumes_it(
     finished, available = parse_time(done["lastTransitionTime"]), parse_time(st["availableAt"])
     assert finished is not None and available is not None
     assert (finished - available).total_seconds() >= 8
-    assert len((await rkube.get_list(RUNS.format(ns=ns)))["items"]) == 1
+    assert len(await analysis_runs(rkube, ns)) == 1
     rss = await _owned_replica_sets(rkube, ns, ended["metadata"]["uid"])
     data = await rkube.get_list(REPLICASETS.path(ns), labelSelector="rollouts.dev/experiment=kill")
     assert len(data["items"]) == len(rss) == 2
@@ -340,9 +301,8 @@ async def test_experiment_pods_labelled_like_a_rollouts_are_left_alone_by_it(
     and its replica counts stay its own; the Experiment runs its course."""
     ns = namespace
     start_controller()
-    for obj in [*services(), virtual_service(), rollout([{"setWeight": 50}, {"pause": {}}], replicas=3)]:
-        await apply(rkube, obj, ns)
-    await eventually(lambda: phase_is(rkube, ns, "Healthy"), 60, "the Rollout Healthy")
+    await deploy(rkube, ns, rollout([{"setWeight": 50}, {"pause": {}}], replicas=3), *services(),
+                 virtual_service(), what="the Rollout Healthy")
     ex = experiment("twin", duration="4s")
     del ex["spec"]["analyses"]
     await apply(rkube, ex, ns)
@@ -396,10 +356,8 @@ async def test_the_experiment_built_for_a_rollouts_experiment_step_runs(
 
     ns = namespace
     start_controller()
-    for obj in [*services(), virtual_service(), rollout([{"setWeight": 50}, {"pause": {}}], replicas=2)]:
-        await apply(rkube, obj, ns)
-    ro = await eventually(lambda: phase_is(rkube, ns, "Healthy"), 60, "the Rollout Healthy")
-    assert ro is not None
+    ro = await deploy(rkube, ns, rollout([{"setWeight": 50}, {"pause": {}}], replicas=2),
+                      *services(), virtual_service(), what="the Rollout Healthy")
     stable = ro["status"]["stableRS"]
     rs = (await rkube.get_list(REPLICASETS.path(ns), labelSelector=f"{HASH}={stable}"))["items"][0]
     step = {"duration": "3s", "scaleDownDelaySeconds": 0,

@@ -10,12 +10,8 @@ names, and a test decides which revisions are bad.
 from __future__ import annotations
 
 import asyncio
-import json
-import threading
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, urlparse
 
 import pytest
 
@@ -26,50 +22,30 @@ from tests.e2e.kit import (
     HASH,
     SERVICES,
     ControllerProcess,
+    HealthServer,
     WeightRecorder,
+    analysis_runs,
     canary_weight,
+    deploy,
     eventually,
     get_rollout,
     phase_is,
     replica_sets,
     rollout,
     services,
+    serving,
     set_image,
     virtual_service,
 )
 
 
-class VersionHealth:
+class VersionHealth(HealthServer):
     """GET /health?hash=H -> {"ok": answer(H)}; the first ``errors`` requests get a 500."""
 
+    answer: Callable[[str], float]
+
     def __init__(self) -> None:
-        self.answer: Callable[[str], float] = lambda h: 1.0
-        self.errors = 0
-        self.asked: list[str] = []
-        health = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                h = parse_qs(urlparse(self.path).query).get("hash", [""])[0]
-                health.asked.append(h)
-                if health.errors > 0:
-                    health.errors -= 1
-                    self.send_response(500)
-                    self.end_headers()
-                    return
-                body = json.dumps({"ok": health.answer(h)}).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/health"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        super().__init__(lambda h: 1.0)
 
     def template(self, name: str, **metric: Any) -> JSON:
         """An AnalysisTemplate asking about the canary's hash (1 = good, 0 = bad)."""
@@ -85,13 +61,8 @@ class VersionHealth:
 
 @pytest.fixture
 def health() -> Iterator[VersionHealth]:
-    h = VersionHealth()
-    h.thread.start()
-    try:
+    with serving(VersionHealth()) as h:
         yield h
-    finally:
-        h.server.shutdown()
-        h.server.server_close()
 
 
 def analysis(template: str, **extra: Any) -> JSON:
@@ -102,16 +73,9 @@ def analysis(template: str, **extra: Any) -> JSON:
 
 async def _deploy(rkube: Kube, ns: str, steps: list[JSON], templates: list[JSON],
                   **canary: Any) -> str:
-    for obj in [*services(), virtual_service(), *templates]:
-        await apply(rkube, obj, ns)
-    await apply(rkube, rollout(steps, scaleDownDelaySeconds=2, **canary), ns)
-    ro = await eventually(lambda: phase_is(rkube, ns, "Healthy"), 60, "first deploy Healthy")
+    ro = await deploy(rkube, ns, rollout(steps, scaleDownDelaySeconds=2, **canary), *services(),
+                      virtual_service(), *templates)
     return str(ro["status"]["stableRS"])
-
-
-async def _runs(rkube: Kube, ns: str) -> list[JSON]:
-    data = await rkube.get_list(f"/apis/rollouts.dev/v1alpha1/namespaces/{ns}/analysisruns")
-    return sorted(data["items"], key=lambda r: r["metadata"]["creationTimestamp"])
 
 
 def _args(run: JSON) -> dict[str, str]:
@@ -151,7 +115,7 @@ async def test_an_analysis_started_with_the_new_revision_measures_it_and_catches
     new = ro["status"]["currentPodHash"]
     assert new != stable and ro["status"]["stableRS"] == stable
     assert "RolloutAborted" in ro["status"]["message"] and "version-health" in ro["status"]["message"]
-    runs = await _runs(rkube, ns)
+    runs = await analysis_runs(rkube, ns)
     assert len(runs) == 1
     run = runs[0]
     assert _args(run) == {"canary-hash": new, "stable-hash": stable}
@@ -187,7 +151,7 @@ async def test_promote_clears_an_inconclusive_background_analysis(
     paused = next(c for c in st["conditions"] if c["type"] == "Paused")
     assert paused["reason"] == "InconclusiveAnalysisRun"
     assert "promote starts a new background analysis" in paused["message"]
-    [first] = await _runs(rkube, ns)
+    [first] = await analysis_runs(rkube, ns)
     assert first["status"]["phase"] == "Inconclusive"
     await asyncio.sleep(2)
     assert (await phase_is(rkube, ns, "Paused")) is not None  # it holds until someone decides
@@ -213,7 +177,7 @@ async def test_promote_clears_an_inconclusive_background_analysis(
         await request_action(rkube, ns, "demo", "promote", user="e2e-user")
     ro = await eventually(lambda: phase_is(rkube, ns, "Healthy"), 60, "promoted")
     assert ro["status"]["stableRS"] != stable and not ro["status"].get("pauseConditions")
-    runs = await _runs(rkube, ns)
+    runs = await analysis_runs(rkube, ns)
     assert [r["metadata"]["name"].rsplit("-", 1)[1] for r in runs] == ["bg", "bg1"]
     assert runs[0]["status"]["phase"] == "Inconclusive"
     assert runs[1]["status"]["phase"] == "Successful"  # measured, then terminated at promotion
@@ -247,7 +211,7 @@ async def test_abort_points_the_canary_service_back_at_stable_and_promote_full_r
     assert await canary_weight(rkube, ns) == 0
     ro = await get_rollout(rkube, ns)
     assert ro["status"]["canary"]["weights"]["canary"]["podTemplateHash"] == stable
-    runs_before = len(await _runs(rkube, ns))
+    runs_before = len(await analysis_runs(rkube, ns))
 
     await request_action(rkube, ns, "demo", "promote", user="e2e-user", full=True)
     ro = await eventually(lambda: phase_is(rkube, ns, "Healthy"), 60, "fully promoted")
@@ -258,7 +222,7 @@ async def test_abort_points_the_canary_service_back_at_stable_and_promote_full_r
     for name in ("demo-stable", "demo-canary"):
         assert (await rkube.get(SERVICES.path(ns, name)))["spec"]["selector"][HASH] == new
     assert (await replica_sets(rkube, ns))[new]["status"]["availableReplicas"] == 5
-    assert len(await _runs(rkube, ns)) == runs_before  # no new analysis
+    assert len(await analysis_runs(rkube, ns)) == runs_before  # no new analysis
 
 
 async def test_new_template_during_a_dynamic_stable_scale_canary_never_floods_the_stable(
@@ -324,7 +288,7 @@ async def test_a_long_analysis_step_is_not_a_missed_progress_deadline(
         return r if ok else None
 
     await eventually(promoted, 90, "promoted after the long analysis step")
-    [run] = await _runs(rkube, ns)
+    [run] = await analysis_runs(rkube, ns)
     res = run["status"]["metricResults"][0]
     assert run["status"]["phase"] == "Successful"
     assert (res["count"], res["successful"], res["error"]) == (6, 6, 3)
@@ -382,7 +346,7 @@ async def test_the_background_run_of_a_superseded_revision_stops_measuring(
     v3 = ro["status"]["currentPodHash"]
 
     async def old_run_ended() -> list[JSON] | None:
-        runs = await _runs(rkube, ns)
+        runs = await analysis_runs(rkube, ns)
         old = [r for r in runs if r["metadata"]["labels"][HASH] == v2]
         done = old and all((r.get("status") or {}).get("phase") == "Successful" for r in old)
         return runs if done else None
