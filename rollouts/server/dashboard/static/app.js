@@ -39,7 +39,8 @@
 
   function logout(message) {
     sessionStorage.removeItem(KEY);
-    location.hash = "#/";
+    $("whoami").textContent = "";
+    history.replaceState(null, "", "#/");  // no hashchange: it would redraw the login without the message
     showLogin(message);
   }
 
