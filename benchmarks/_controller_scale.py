@@ -1,18 +1,21 @@
-"""N rollouts on the local test bed, one controller process watching all namespaces.
+"""N rollouts on a local test bed, one controller process watching all namespaces: ours,
+or the real Argo Rollouts controller (built by benchmarks/argo_build.sh), same workload.
 
-Each rollout: 2 replicas, Services ``<app>-stable``/``<app>-canary``, VirtualService
-``<app>``, steps (setWeight 20, pause {}). Phases, timed from this process with one
-monotonic clock (watch events are stamped when they arrive here):
+Each rollout: 1 replica, Services ``<app>-stable``/``<app>-canary``, VirtualService
+``<app>``, steps (setWeight 20, pause {}); for Argo the same spec as argoproj.io/v1alpha1.
+Phases, timed from this process with one monotonic clock (watch events are stamped when
+they arrive here):
 
 1. create: Services and VirtualServices, then all Rollouts; until every Rollout is
    Healthy (observedGeneration 1);
-2. idle: one resync period with nothing to do (steady-state CPU and API calls);
+2. idle: a window with nothing to do (steady-state CPU and API requests);
 3. change: every pod template patched at once; until every VirtualService carries weight
    20 for the canary and every Rollout is Paused at step 1.
 
-The controller's RSS (VmRSS, VmHWM) and CPU (utime + stime) come from /proc/PID; API
-request counts from the apiserver's ``apiserver_request_total``; reconcile counts and
-queue waits from the controller's own /metrics.
+The controller's RSS (VmRSS, VmHWM) and CPU (utime + stime) come from /proc/PID; its own
+API requests from its own client counters on its /metrics (ours:
+``rollouts_kube_api_requests_total``, Argo's: ``controller_clientset_k8s_request_total``);
+the whole bed's from the apiserver's ``apiserver_request_total``.
 """
 
 from __future__ import annotations
@@ -52,9 +55,32 @@ from testbed.cluster import TestBed, free_port
 
 REPO = Path(__file__).resolve().parent.parent
 ROLLOUTS = Resource("rollouts.dev", "v1alpha1", "rollouts")
+ARGO_ROLLOUTS = Resource("argoproj.io", "v1alpha1", "rollouts")
+ARGO_NAMESPACE = "argo-rollouts"  # Argo's POD_NAMESPACE: its Lease and config live there
 HASH = "rollouts-pod-template-hash"
 STEPS: list[JSON] = [{"setWeight": 20}, {"pause": {}}]
+REPLICAS = 1
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass(frozen=True)
+class Flavor:
+    """One controller configuration of the side-by-side run."""
+
+    key: str  # short id: ours, argo, argo-qps1000
+    label: str  # for the report
+    argo: bool
+    args: tuple[str, ...] = ()
+
+    @property
+    def rollouts(self) -> Resource:
+        return ARGO_ROLLOUTS if self.argo else ROLLOUTS
+
+
+OURS = Flavor("ours", "ours", False)
+ARGO = Flavor("argo", "Argo (defaults: --qps 40 --burst 80)", True)
+ARGO_FAST = Flavor("argo-qps1000", "Argo --qps 1000 --burst 2000", True,
+                   ("--qps", "1000", "--burst", "2000"))
 
 
 def log(msg: str) -> None:
@@ -108,9 +134,12 @@ def container(image: str) -> JSON:
     return {"name": "app", "image": image}
 
 
-def rollout(app: str, image: str = "bench:1", replicas: int = 2) -> JSON:
+def rollout(app: str, image: str = "bench:1", replicas: int = REPLICAS, *,
+            argo: bool = False) -> JSON:
+    """The same Rollout for both controllers; only the API group differs."""
     return {
-        "apiVersion": "rollouts.dev/v1alpha1", "kind": "Rollout", "metadata": {"name": app},
+        "apiVersion": "argoproj.io/v1alpha1" if argo else "rollouts.dev/v1alpha1",
+        "kind": "Rollout", "metadata": {"name": app},
         "spec": {
             "replicas": replicas,
             "selector": {"matchLabels": {"app": app}},
@@ -178,6 +207,10 @@ def apiserver_requests(bed: TestBed) -> Counter[tuple[str, str]]:
     return c
 
 
+VERBS = {"GET": "get", "POST": "create", "PUT": "update", "PATCH": "patch",
+         "DELETE": "delete", "WATCH": "watch"}
+
+
 @dataclass
 class CtlMetrics:
     reconciles: float = 0.0
@@ -186,21 +219,27 @@ class CtlMetrics:
     queue_wait_sum: float = 0.0
     queue_wait_count: float = 0.0
     depth: float = 0.0
+    # the controller's own requests, by (resource, verb), from its own client counter
+    api: Counter[tuple[str, str]] = field(default_factory=Counter)
 
     def minus(self, o: CtlMetrics) -> CtlMetrics:
+        api = Counter(self.api)
+        api.subtract(o.api)
         return CtlMetrics(self.reconciles - o.reconciles, self.errors - o.errors,
                           self.reconcile_time_sum - o.reconcile_time_sum,
                           self.queue_wait_sum - o.queue_wait_sum,
-                          self.queue_wait_count - o.queue_wait_count, self.depth)
+                          self.queue_wait_count - o.queue_wait_count, self.depth,
+                          Counter({k: v for k, v in api.items() if v > 0}))
+
+    @property
+    def requests(self) -> float:
+        return float(sum(self.api.values()))
 
 
-def controller_metrics(port: int) -> CtlMetrics:
+def ours_metrics(text: str) -> CtlMetrics:
     m = CtlMetrics()
-    try:
-        text = _get_text(f"http://127.0.0.1:{port}/metrics", timeout=30)
-    except OSError:
-        return CtlMetrics(float("nan"), float("nan"))
-    for name, lb, v in parse_samples(text, "controller_runtime_") + parse_samples(text, "workqueue_"):
+    for name, lb, v in (parse_samples(text, "controller_runtime_") + parse_samples(text, "workqueue_")
+                        + parse_samples(text, "rollouts_kube_api_requests_total")):
         if lb.get("controller", "rollout") != "rollout" and name.startswith("controller_runtime"):
             continue
         if name == "controller_runtime_reconcile_total":
@@ -215,19 +254,55 @@ def controller_metrics(port: int) -> CtlMetrics:
             m.queue_wait_count += v
         elif name == "workqueue_depth":
             m.depth += v
+        elif name == "rollouts_kube_api_requests_total":
+            m.api[(lb.get("resource", ""), VERBS.get(lb.get("verb", ""), lb.get("verb", "")))] += int(v)
     return m
+
+
+def argo_metrics(text: str) -> CtlMetrics:
+    """Argo's rollout reconcile histogram (one series per rollout) and its client counter
+    (every request of its Kubernetes clientset, watches and lease renewals included)."""
+    m = CtlMetrics()
+    for name, lb, v in (parse_samples(text, "rollout_reconcile") + parse_samples(text, "workqueue_")
+                        + parse_samples(text, "controller_clientset_k8s_request_total")):
+        if name == "rollout_reconcile_count":
+            m.reconciles += v
+        elif name == "rollout_reconcile_sum":
+            m.reconcile_time_sum += v
+        elif name == "rollout_reconcile_error":
+            m.errors += v
+        elif name == "workqueue_depth" and lb.get("name") == "rollouts":
+            m.depth += v
+        elif name == "controller_clientset_k8s_request_total":
+            m.api[(lb.get("kind", ""), lb.get("verb", "").lower())] += int(v)
+    return m
+
+
+def controller_metrics(port: int, argo: bool = False) -> CtlMetrics:
+    try:
+        text = _get_text(f"http://127.0.0.1:{port}/metrics", timeout=30)
+    except OSError:
+        return CtlMetrics(float("nan"), float("nan"))
+    return argo_metrics(text) if argo else ours_metrics(text)
 
 
 # --- the controller process --------------------------------------------------------------
 
 
 class Controller:
-    def __init__(self, kubeconfig: str, logdir: Path, tag: str) -> None:
+    """Our controller (``python -m rollouts.cli.main controller``), with leader election as
+    deploy/ runs it, so both controllers renew a Lease every 2 s."""
+
+    argo = False
+
+    def __init__(self, kubeconfig: str, logdir: Path, tag: str, args: tuple[str, ...] = ()) -> None:
         self.port = free_port()
         self.argv = [sys.executable, "-m", "rollouts.cli.main", "controller",
                      "--kubeconfig", kubeconfig, "--listen", "127.0.0.1:0",
+                     "--leader-elect", "--lease-namespace", "default",
                      # /metrics and /readyz in plain HTTP, no token (the bench scrapes them)
-                     "--metrics-listen", f"127.0.0.1:{self.port}"]
+                     "--metrics-listen", f"127.0.0.1:{self.port}", *args]
+        self.env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         logdir.mkdir(parents=True, exist_ok=True)
         self.log = logdir / f"controller-{tag}.log"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -240,20 +315,27 @@ class Controller:
     def start(self) -> None:
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(self.argv, stdout=out, stderr=subprocess.STDOUT, cwd=REPO,
-                                         start_new_session=True,
-                                         env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                                         start_new_session=True, env=self.env)
 
-    async def wait_ready(self, timeout: float = 60) -> float:
+    def metrics(self) -> CtlMetrics:
+        return controller_metrics(self.port, self.argo)
+
+    async def _ready(self) -> bool:
+        with contextlib.suppress(OSError):
+            return bool(await asyncio.to_thread(
+                _get_text, f"http://127.0.0.1:{self.port}/readyz", None, 2))
+        return False
+
+    async def wait_ready(self, timeout: float = 120) -> float:
         t0 = time.monotonic()
         while time.monotonic() - t0 < timeout:
             assert self.proc
             if self.proc.poll() is not None:
                 raise RuntimeError(f"controller exited: {self.log.read_text()[-2000:]}")
-            with contextlib.suppress(OSError):
-                if await asyncio.to_thread(_get_text, f"http://127.0.0.1:{self.port}/readyz", None, 2):
-                    return time.monotonic() - t0
+            if await self._ready():
+                return time.monotonic() - t0
             await asyncio.sleep(0.2)
-        raise RuntimeError("controller not ready")
+        raise RuntimeError(f"controller not ready after {timeout:.0f} s (log {self.log})")
 
     def stop(self) -> None:
         """SIGTERM to the process group we started (the controller is its leader)."""
@@ -265,6 +347,25 @@ class Controller:
         except subprocess.TimeoutExpired:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(10)
+
+
+class ArgoController(Controller):
+    """The real Argo Rollouts controller binary, all namespaces, leader election on (its
+    default), metrics and healthz on free loopback ports."""
+
+    argo = True
+
+    def __init__(self, binary: Path, kubeconfig: str, logdir: Path, tag: str,
+                 args: tuple[str, ...] = ()) -> None:
+        super().__init__(kubeconfig, logdir, tag)
+        self.healthz = free_port()
+        self.argv = [str(binary), "--kubeconfig", kubeconfig, "--metricsPort", str(self.port),
+                     "--healthzPort", str(self.healthz), *args]
+        self.env = {**os.environ, "POD_NAMESPACE": ARGO_NAMESPACE}
+
+    async def _ready(self) -> bool:
+        # caches synced and workers started: its log says so (healthz answers earlier)
+        return "Started controller" in self.log.read_text(errors="replace")
 
 
 # --- watches -----------------------------------------------------------------------------
@@ -321,7 +422,8 @@ class Observer:
         if rt is None:
             return
         st = o.get("status") or {}
-        if st.get("observedGeneration") != md.get("generation"):
+        # Argo writes observedGeneration as a string, ours as an integer
+        if str(st.get("observedGeneration")) != str(md.get("generation")):
             return
         if md.get("generation") == 1 and st.get("phase") == "Healthy" and rt.healthy is None:
             rt.healthy = now
@@ -407,15 +509,15 @@ class SizeResult:
 
 
 class Run:
-    def __init__(self, bed: TestBed, kube: Kube) -> None:
-        self.bed, self.kube = bed, kube
+    def __init__(self, bed: TestBed, kube: Kube, flavor: Flavor, argo_bin: Path | None) -> None:
+        self.bed, self.kube, self.flavor, self.argo_bin = bed, kube, flavor, argo_bin
         assert bed.state
         self.bed_pids = {p.name: p.pid for p in bed.state.processes}
 
     async def snapshot(self, ctl: Controller) -> Snapshot:
         mem = proc_mem_kb(ctl.pid)
         api = await asyncio.to_thread(apiserver_requests, self.bed)
-        cm = await asyncio.to_thread(controller_metrics, ctl.port)
+        cm = await asyncio.to_thread(ctl.metrics)
         return Snapshot(time.monotonic(), proc_cpu_s(ctl.pid), mem["VmRSS"], mem["VmHWM"],
                         machine_busy_s(), {k: proc_cpu_s(p) for k, p in self.bed_pids.items()},
                         proc_cpu_s(os.getpid()), api, cm)
@@ -449,7 +551,7 @@ class Run:
             if ctl.proc is not None and ctl.proc.poll() is not None:
                 raise RuntimeError(f"controller died: {ctl.log.read_text()[-3000:]}")
             if now - last_log >= 10:
-                depth = (await asyncio.to_thread(controller_metrics, ctl.port)).depth
+                depth = (await asyncio.to_thread(ctl.metrics)).depth
                 max_depth = max(max_depth, depth)
                 log(f"  {what}: {n}/{total} after {now - t0:.0f} s (queue depth {depth:.0f})")
                 last_log = now
@@ -463,14 +565,20 @@ class Run:
         obs = Observer(keys)
         for ns in nss:
             await self.kube.create(NAMESPACES.path(), {"metadata": {"name": ns}})
-        ctl = Controller(self.bed.kubeconfig, Path(self.bed.workdir) / "logs", f"n{n}")
+        logs, tag = Path(self.bed.workdir) / "logs", f"{self.flavor.key}-n{n}"
+        ctl: Controller
+        if self.flavor.argo:
+            assert self.argo_bin is not None
+            ctl = ArgoController(self.argo_bin, self.bed.kubeconfig, logs, tag, self.flavor.args)
+        else:
+            ctl = Controller(self.bed.kubeconfig, logs, tag, self.flavor.args)
         ctl.start()
         notes: list[str] = []
         try:
             ready = await ctl.wait_ready()
             await asyncio.sleep(3)
             mem = proc_mem_kb(ctl.pid)
-            trackers = [Tracker(self.kube, ROLLOUTS, obs.on_rollout),
+            trackers = [Tracker(self.kube, self.flavor.rollouts, obs.on_rollout),
                         Tracker(self.kube, VIRTUAL_SERVICES, obs.on_vs),
                         Tracker(self.kube, REPLICASETS, obs.on_rs, label_selector=HASH)]
             tasks = [asyncio.create_task(t.run()) for t in trackers]
@@ -480,8 +588,10 @@ class Run:
                 for t in tasks:
                     t.cancel()
                 await asyncio.gather(*tasks, return_exceptions=True)
-            warns = [ln.split(" WARNING ", 1)[1][:160] for ln in
-                     ctl.log.read_text(errors="replace").splitlines() if " WARNING " in ln]
+            marks = (" level=warning ", " level=error ") if self.flavor.argo else (" WARNING ",)
+            warns = [next(ln.split(m, 1)[1][:160] for m in marks if m in ln) for ln in
+                     ctl.log.read_text(errors="replace").splitlines()
+                     if any(m in ln for m in marks)]
             if warns:
                 kinds = Counter(warns)
                 notes.append(f"the controller logged {len(warns)} warning(s): " + "; ".join(
@@ -522,7 +632,7 @@ class Run:
         s0 = await self.snapshot(ctl)
 
         async def create(ns: str, app: str) -> None:
-            await k.create(ROLLOUTS.path(ns), rollout(app))
+            await k.create(self.flavor.rollouts.path(ns), rollout(app, argo=self.flavor.argo))
             obs.t[f"{ns}/{app}"].created = time.monotonic()
 
         t_create = time.monotonic()
@@ -548,7 +658,7 @@ class Run:
 
         async def change(ns: str, app: str) -> None:
             obs.t[f"{ns}/{app}"].patched = time.monotonic()  # before the write: a fair start
-            await k.merge_patch(ROLLOUTS.path(ns, app),
+            await k.merge_patch(self.flavor.rollouts.path(ns, app),
                                 {"spec": {"template": {"spec": {"containers": [container("bench:2")]}}}})
 
         await self._bounded([partial(change, ns, app) for ns, app in apps])
@@ -588,7 +698,8 @@ class Run:
                                        "patched -> Paused in status": [],
                                        "patched -> canary ReplicaSet created": [],
                                        "canary ReplicaSet created -> pod available": [],
-                                       "pod available -> weight 20 written": []}
+                                       "pod available -> weight 20 written": [],
+                                       "weight 20 written -> step 1 (Paused) written": []}
         for r in obs.t.values():
             if r.patched is None:
                 continue
@@ -603,41 +714,54 @@ class Run:
                 if avail is not None:
                     lat["canary ReplicaSet created -> pod available"].append(avail - seen)
                     lat["pod available -> weight 20 written"].append(r.weight20 - avail)
+            if r.weight20 is not None and r.paused is not None:
+                lat["weight 20 written -> step 1 (Paused) written"].append(r.paused - r.weight20)
         return lat
 
 
-async def install(kube: Kube) -> None:
-    """crds/ and deploy/ (RBAC, namespace) as a user applies them; no Deployment."""
-    for path in sorted((REPO / "crds").glob("*.yaml")) + sorted((REPO / "deploy").glob("*.yaml")):
-        for doc in yaml.safe_load_all(path.read_text()):
-            if doc and doc["kind"] != "Deployment":
-                await apply(kube, doc)
-    for path in sorted((REPO / "crds").glob("*.yaml")):
-        for doc in yaml.safe_load_all(path.read_text()):
-            if doc and doc["kind"] == "CustomResourceDefinition":
-                for _ in range(150):
-                    crd = await kube.get("/apis/apiextensions.k8s.io/v1/customresourcedefinitions/"
-                                         + doc["metadata"]["name"])
-                    if any(c["type"] == "Established" and c["status"] == "True"
-                           for c in crd.get("status", {}).get("conditions", [])):
-                        break
-                    await asyncio.sleep(0.2)
+async def _established(kube: Kube, name: str) -> None:
+    for _ in range(150):
+        crd = await kube.get("/apis/apiextensions.k8s.io/v1/customresourcedefinitions/" + name)
+        if any(c["type"] == "Established" and c["status"] == "True"
+               for c in (crd.get("status") or {}).get("conditions") or []):
+            return
+        await asyncio.sleep(0.2)
+    raise RuntimeError(f"CRD {name} not Established")
 
 
-async def run_sizes(bed: TestBed, sizes: list[tuple[int, int]], idle_s: float,
-                    timeout: float) -> list[SizeResult]:
+def _manifests(flavor: Flavor, argo_crds: Path | None) -> list[JSON]:
+    if flavor.argo:
+        assert argo_crds is not None
+        paths = sorted(argo_crds.glob("*-crd.yaml"))
+    else:
+        paths = sorted((REPO / "crds").glob("*.yaml")) + sorted((REPO / "deploy").glob("*.yaml"))
+    return [d for path in paths for d in yaml.safe_load_all(path.read_text())
+            if d and d["kind"] != "Deployment"]
+
+
+async def install(kube: Kube, flavor: Flavor, argo_crds: Path | None) -> None:
+    """Ours: crds/ and deploy/ (RBAC, namespace) as a user applies them, no Deployment.
+    Argo: its own CRDs (from the same module as its binary) and its namespace."""
+    if flavor.argo:
+        assert argo_crds is not None
+        await kube.create(NAMESPACES.path(), {"metadata": {"name": ARGO_NAMESPACE}})
+    docs = _manifests(flavor, argo_crds)
+    for doc in docs:
+        await apply(kube, doc)
+    for doc in docs:
+        if doc["kind"] == "CustomResourceDefinition":
+            await _established(kube, doc["metadata"]["name"])
+
+
+async def run_one(bed: TestBed, flavor: Flavor, n: int, n_ns: int, idle_s: float,
+                  timeout: float, argo_dir: Path | None) -> SizeResult:
+    """One configuration at one size on a bed started for it alone."""
     api = await make_api_client(bed.kubeconfig)  # pool of 100 connections: writes + 3 watches
     kube = Kube(api, timeout=60)
-    results = []
     try:
-        await install(kube)
-        for i, (n, n_ns) in enumerate(sizes):
-            log(f"N = {n} rollouts in {n_ns} namespaces")
-            r = await Run(bed, kube).size(n, n_ns, idle_s, timeout)
-            if i + 1 < len(sizes):
-                r.cleanup_s = await Run(bed, kube).cleanup(n, n_ns)
-                log(f"  namespaces of N = {n} deleted in {r.cleanup_s:.0f} s")
-            results.append(r)
+        await install(kube, flavor, argo_dir / "crds" if argo_dir else None)
+        log(f"{flavor.label}: N = {n} rollouts in {n_ns} namespaces")
+        argo_bin = argo_dir / "rollouts-controller" if argo_dir else None
+        return await Run(bed, kube, flavor, argo_bin).size(n, n_ns, idle_s, timeout)
     finally:
         await api.close()
-    return results
