@@ -69,18 +69,21 @@ def _down_alts(r_tol: float) -> tuple[float, NDArray[np.float64]]:
     return g, g * np.exp(-step * np.arange(4, 29, 3))
 
 
-def _views(b: Batch, pods: bool) -> dict[str, NDArray[np.int64]]:
+def _views(b: Batch, pods: bool, policy: bool = True) -> dict[str, NDArray[np.int64]]:
     """The counts the judge uses: with per-pod input, young pods (new-pod policy) are taken
-    out of both arms; without it, an interval in which an arm's sum fell (a restart) is
-    dropped. Missing scrapes are merged into the next one."""
+    out of both arms (``policy=False``: new_pods="include", every request counts at once);
+    without it, an interval in which an arm's sum fell (a restart) is dropped. Missing
+    scrapes are merged into the next one."""
     obs = b.observed
     drop = (np.arange(b.nc.shape[1])[None, :] == b.reset_interval[:, None]) & (not pods)
     keep = (~drop).astype(np.int64)
-    pod_keep = keep[..., None] * (~b.pod_young if pods else np.ones_like(b.pod_young))
-    young_c = b.nc_young if pods else np.zeros_like(b.nc)
-    young_y = b.yc_young if pods else np.zeros_like(b.yc)
+    young = pods and policy
+    pod_keep = keep[..., None] * (~b.pod_young if young else np.ones_like(b.pod_young))
+    young_c = b.nc_young if young else np.zeros_like(b.nc)
+    young_y = b.yc_young if young else np.zeros_like(b.yc)
     pn, py = b.pod_nb * pod_keep, b.pod_yb * pod_keep
-    lat_ok = (b.latency_ok if pods else ~drop).astype(np.int64)
+    restart = (np.arange(b.nc.shape[1])[None, :] != b.reset_interval[:, None])
+    lat_ok = (b.latency_ok if young else (~drop & restart)).astype(np.int64)
     v = {
         "nc": (b.nc - young_c) * keep,
         "yc": (b.yc - young_y) * keep,
@@ -126,10 +129,13 @@ def error_log_e(b: Batch, cfg: SequentialConfig, pods: bool = True) -> NDArray[n
     return out
 
 
-def canary_effective_pods(b: Batch, counted: NDArray[np.int64]) -> NDArray[np.float64]:
+def canary_effective_pods(
+    b: Batch, counted: NDArray[np.int64], pods: NDArray[np.int64] | None = None
+) -> NDArray[np.float64]:
     """Effective canary pods at each interval, as the judge computes them from the canary
-    pods' counted requests (the warm pods share the counted requests equally)."""
-    m = b.canary_warm_pods
+    pods' counted requests (the counted pods, by default the warm ones, share the counted
+    requests equally)."""
+    m = b.canary_warm_pods if pods is None else pods
     k = np.arange(max(int(m.max()), 1))
     share = np.where(k[None, :] < m[:, None], 1.0 / np.maximum(m, 1)[:, None], 0.0)  # (T, K)
     per_pod = np.cumsum(counted[..., None] * share[None, :, :], axis=1)
@@ -137,12 +143,13 @@ def canary_effective_pods(b: Batch, counted: NDArray[np.int64]) -> NDArray[np.fl
 
 
 def _error_log_e(b: Batch, cfg: SequentialConfig, pods: bool) -> NDArray[np.float64]:
-    v = _views(b, pods)
+    v = _views(b, pods, policy=cfg.warmup_s > 0)
     if cfg.adaptive_margin and pods:
         alts, w = mixture_alternatives(1.0, cfg.error_grid, cfg.error_tail, cfg.error_tail_weight)
+        counted = None if cfg.warmup_s > 0 else b.canary_pods
         main = adaptive_log_evalue_paths(
             v["nc"], v["nb"], v["yc"], v["yb"], v["pn"], v["py"], alts, cfg.pod_sd_max,
-            canary_pods=canary_effective_pods(b, v["nc"]), weights=w,
+            canary_pods=canary_effective_pods(b, v["nc"], counted), weights=w,
         )
     else:
         alts, w = mixture_alternatives(
@@ -170,7 +177,7 @@ def m6(
 ) -> tuple[IntA, IntA]:
     """Ours: the shipped sequential judge, errors + latency, alpha split over both."""
     obs = b.observed
-    v = _views(b, pods)
+    v = _views(b, pods, policy=cfg.warmup_s > 0)
     nc, nb, yc, yb = v["nc"], v["nb"], v["yc"], v["yb"]
     thr_e = math.log(1.0 / (cfg.alpha * cfg.error_alpha_share))
     thr_l = math.log(1.0 / (cfg.alpha * (1 - cfg.error_alpha_share)))

@@ -84,6 +84,8 @@ class Batch:
     reset_interval: NDArray[np.int64]  # (reps,) interval of a restart, -1 for none
     # canary pods whose requests the judge counts (warm, equal traffic) per interval, (T,)
     canary_warm_pods: IntA
+    # all canary pods serving per interval (T,): what new_pods="include" counts
+    canary_pods: IntA
 
 
 def _lognorm_cdf(x: FloatA, median: float, sd: float) -> FloatA:
@@ -279,6 +281,7 @@ def simulate(s: Scenario, reps: int, rng: np.random.Generator, warmup_s: float =
         latency_ok,
         r_at,
         np.where(young_new, prev, pods).astype(np.int64),
+        pods.astype(np.int64),
     )
 
 
