@@ -84,3 +84,12 @@ def test_kubectl_complete_script_speaks_cobra(tmp_path: Path) -> None:
         r = subprocess.run([str(exe), "promote", ""], capture_output=True, text=True, env=env,
                            timeout=120)
         assert (r.returncode, r.stdout, r.stderr) == (0, ":4\n", "")
+
+
+def test_the_installed_shell_completion_is_wired(tmp_path: Path) -> None:
+    """What `rollouts --install-completion` sets up for bash calls the program this way."""
+    env = {**os.environ, "_ROLLOUTS_COMPLETE": "complete_bash", "COMP_WORDS": "rollouts get rol",
+           "COMP_CWORD": "2", "KUBECONFIG": str(tmp_path / "none")}
+    r = subprocess.run([str(Path(sys.executable).parent / "rollouts")], capture_output=True,
+                       text=True, env=env, timeout=120)
+    assert (r.returncode, r.stdout.split()) == (0, ["rollout"]), r
