@@ -34,12 +34,12 @@ from rollouts.controller.decision import (
     template_hash,
 )
 from rollouts.controller.lifecycle import (
-    check_deadline,
     clear_abort,
     drop_pause_condition,
     fresh_attempt,
     held_by,
     hold_inconclusive,
+    keep_progressing,
     mark_aborted,
     pause_condition,
     pause_start,
@@ -218,11 +218,8 @@ class _Update:
         if not clock:
             st.progress_at = None
             st.set_condition(Cond.PROGRESSING, True, Reason.ROLLOUT_UPDATED, msg, self.now)
-        elif check_deadline(self.d, self.spec, self.now):
-            if st.abort:  # progressDeadlineAbort
-                self.aborted()
-        else:
-            st.set_condition(Cond.PROGRESSING, True, Reason.ROLLOUT_UPDATED, msg, self.now)
+        elif keep_progressing(self.d, self.spec, self.now):  # progressDeadlineAbort
+            self.aborted()
 
     def paused(self, reason: str, msg: str, condition_msg: str | None = None) -> None:
         st = self.st

@@ -37,12 +37,12 @@ from rollouts.controller.experiment_step import (
     step_progress,
 )
 from rollouts.controller.lifecycle import (
-    check_deadline,
     clear_abort,
     drop_pause_condition,
     fresh_attempt,
     held_by,
     hold_inconclusive,
+    keep_progressing,
     mark_aborted,
     pause_condition,
     pause_start,
@@ -216,8 +216,7 @@ def _healthy(d: Decision, spec: RolloutSpec, rss: dict[str, ReplicaSetObs], h: s
     st.phase = Phase.PROGRESSING
     st.message = f"waiting for stable ReplicaSet {h}: {avail}/{spec.replicas} available"
     st.set_condition(Cond.AVAILABLE, False, Reason.NOT_AVAILABLE, st.message, now)
-    if not check_deadline(d, spec, now):
-        st.set_condition(Cond.PROGRESSING, True, Reason.ROLLOUT_UPDATED, st.message, now)
+    keep_progressing(d, spec, now)
 
 def _weight_back_to_stable(spec: RolloutSpec, rss: dict[str, ReplicaSetObs], stable: str,
                            weight: int, *, carrier: str) -> int:
@@ -272,11 +271,8 @@ def _drain(d: Decision, spec: RolloutSpec, rss: dict[str, ReplicaSetObs],
     st.phase = Phase.PROGRESSING
     st.message = (f"{what}: {weight}% still on {route} until the stable {stable} has scaled "
                   f"back up ({available(rss, stable)}/{spec.replicas} available)")
-    if check_deadline(d, spec, now):
-        if st.abort:
-            return True  # progressDeadlineAbort: the caller switches to the abort path
-    else:
-        st.set_condition(Cond.PROGRESSING, True, Reason.ROLLOUT_UPDATED, st.message, now)
+    if keep_progressing(d, spec, now):
+        return True  # progressDeadlineAbort: the caller switches to the abort path
     d.actions.append(SetTraffic(stable, route, weight))
     d.wake_in(5)
     return True
@@ -493,13 +489,10 @@ def _canary(d: Decision, spec: RolloutSpec, rss: dict[str, ReplicaSetObs], h: st
         # (the analysis has its own limits); the clock starts again when the step ends.
         st.progress_at = None
         st.set_condition(Cond.PROGRESSING, True, Reason.ROLLOUT_UPDATED, st.message, now)
-    elif check_deadline(d, spec, now):
-        if st.abort:
-            desired.pop(h, None)
-            _aborted(d, spec, rss, h, stable, desired, now)
-            return
-    else:
-        st.set_condition(Cond.PROGRESSING, True, Reason.ROLLOUT_UPDATED, st.message, now)
+    elif keep_progressing(d, spec, now):
+        desired.pop(h, None)
+        _aborted(d, spec, rss, h, stable, desired, now)
+        return
     d.actions.append(SetTraffic(stable, h, weight))
 
 def _step_done(d: Decision, idx: int, n: int, step: Step, now: datetime) -> None:
@@ -521,13 +514,10 @@ def _promote_if_ready(d: Decision, spec: RolloutSpec, rss: dict[str, ReplicaSetO
         st.phase = Phase.PROGRESSING
         st.message = (f"all steps done: scaling canary to {spec.replicas} before promotion "
                       f"({avail} available)")
-        if check_deadline(d, spec, now):
-            if st.abort:
-                desired.pop(h, None)
-                _aborted(d, spec, rss, h, stable, desired, now)
-                return
-        else:
-            st.set_condition(Cond.PROGRESSING, True, Reason.ROLLOUT_UPDATED, st.message, now)
+        if keep_progressing(d, spec, now):
+            desired.pop(h, None)
+            _aborted(d, spec, rss, h, stable, desired, now)
+            return
         d.actions.append(SetTraffic(stable, h, st.canary_weight))
         return
     if not routed:

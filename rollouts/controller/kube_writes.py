@@ -21,11 +21,12 @@ def owned_by(obj: JSON, uid: str) -> bool:
 
 
 async def create_owned(kube: Kube, res: Resource, ns: str, body: JSON, *, owner_uid: str,
-                       owner_kind: str) -> None:
+                       owner_kind: str) -> JSON:
     """Create ``body``; one of that name that exists already (a stale cache) is fine only
-    if ``owner_uid`` owns it, else a 409 naming the conflict."""
+    if ``owner_uid`` owns it, else a 409 naming the conflict. The object as created (or
+    found)."""
     try:
-        await kube.create(res.path(ns), body)
+        return await kube.create(res.path(ns), body)
     except KubeError as e:
         if not e.conflict:
             raise
@@ -34,6 +35,7 @@ async def create_owned(kube: Kube, res: Resource, ns: str, body: JSON, *, owner_
         if not owned_by(existing, owner_uid):
             raise KubeError(409, f"{body['kind']} {name} exists and is not owned by this "
                             f"{owner_kind}") from e
+        return existing
 
 
 async def write_status(kube: Kube, res: Resource, obj: JSON, new_status: JSON) -> tuple[bool, JSON | None]:

@@ -130,6 +130,16 @@ def check_deadline(d: Decision, spec: RolloutSpec, now: datetime) -> bool:
                      event="rollout aborted: progress deadline exceeded")
     return True
 
+def keep_progressing(d: Decision, spec: RolloutSpec, now: datetime) -> bool:
+    """Progressing=True with the current message, unless progressDeadlineSeconds passed
+    (``check_deadline``). True when that aborted the update (progressDeadlineAbort): the
+    caller then takes the abort path."""
+    st = d.status
+    if check_deadline(d, spec, now):
+        return st.abort
+    st.set_condition(Cond.PROGRESSING, True, Reason.ROLLOUT_UPDATED, st.message, now)
+    return False
+
 def pause_condition(st: RolloutStatus, reason: str) -> dict[str, Any] | None:
     return next((p for p in st.pause_conditions if p.get("reason") == reason), None)
 
