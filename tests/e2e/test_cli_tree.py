@@ -6,6 +6,7 @@ no pods). Also: rollout-name completion through kubectl's plugin protocol."""
 from __future__ import annotations
 
 import asyncio
+import io
 import os
 import re
 import subprocess
@@ -48,6 +49,8 @@ async def test_get_rollout_tree_shows_pods_and_the_failed_analysis_run(
         assert ro is not None
         canary = ro["status"]["currentPodHash"]
         r = await cli("get", "rollout", "demo", kubeconfig=kc, namespace=ns)
+        if os.environ.get("ROLLOUTS_CLI_SCREENSHOTS"):
+            await _screenshot(rkube, ns, Path(os.environ["ROLLOUTS_CLI_SCREENSHOTS"]))
         await asyncio.sleep(2)  # the watcher's next snapshots
     finally:
         watcher.terminate()
@@ -81,3 +84,17 @@ async def test_get_rollout_tree_shows_pods_and_the_failed_analysis_run(
                           timeout=120)
     assert done.stdout.splitlines() == ["demo\tDegraded", ":4"], done
     assert (await get_rollout(rkube, ns))["status"]["stableRS"] == stable
+
+
+async def _screenshot(kube: Kube, ns: str, into: Path) -> None:
+    """The terminal's picture of this view, for the docs (ROLLOUTS_CLI_SCREENSHOTS=docs)."""
+    from rich.console import Console
+
+    from rollouts.cli.fetch import fetch_view
+
+    view = await fetch_view(kube, ns, "demo")
+    view.summary["namespace"] = "shop"  # the namespace of a test run says nothing to a reader
+    console = Console(record=True, width=120, force_terminal=True, color_system="truecolor",
+                      file=io.StringIO())
+    console.print(view.renderable())
+    (into / "cli-get-rollout.svg").write_text(console.export_svg(title="rollouts get rollout demo"))
