@@ -49,7 +49,8 @@ def pod(name: str, owner_uid: str, *, ready: bool = True, restarts: int = 0,
         waiting: str | None = None, deleting: bool = False) -> dict[str, Any]:
     state: dict[str, Any] = {"waiting": {"reason": waiting}} if waiting else {"running": {}}
     md: dict[str, Any] = {"name": name, "creationTimestamp": "2024-05-01T11:55:00Z",
-                          "ownerReferences": [{"uid": owner_uid, "controller": True}]}
+                          "ownerReferences": [{"uid": owner_uid, "controller": True,
+                                               "name": name.rsplit("-", 1)[0]}]}
     if deleting:
         md["deletionTimestamp"] = "2024-05-01T11:59:00Z"
     return {"metadata": md, "spec": {"containers": [{"name": "app"}]},
@@ -188,3 +189,21 @@ def test_set_weight_follows_the_steps() -> None:
     assert set_weight({**s, "currentStepIndex": 3}) == 50
     assert set_weight({**s, "currentStepIndex": 4}) == 100
     assert set_weight({**s, "aborted": True}) == 0
+
+
+def test_json_view_carries_pods_and_runs() -> None:
+    from rollouts.cli.fetch import RolloutView
+
+    obj = rollout()
+    rss = [rs("bbb", 2, "demo:2", 1, "ub")]
+    view = RolloutView(obj, summarize(obj), rss, [], [pod("demo-bbb-1", "ub", restarts=1)],
+                       [run_info(JUDGE_RUN)])
+    d = view.as_dict()
+    assert d["pods"] == [{"name": "demo-bbb-1", "replicaSet": "demo-bbb", "status": "Running",
+                          "ready": "1/1", "restarts": 1, "createdAt": "2024-05-01T11:55:00Z"}]
+    (run,) = d["analysisRuns"]
+    assert (run["name"], run["phase"], run["successful"], run["failed"], run["inconclusive"]) == (
+        "demo-bbb-0-step1", "Running", 5, 1, 2)
+    assert run["verdicts"][0].startswith("judge: continue - ")
+    # runs that could not be listed are unknown, not none
+    assert RolloutView(obj, summarize(obj), rss, []).as_dict()["analysisRuns"] is None
