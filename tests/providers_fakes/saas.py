@@ -250,6 +250,9 @@ class CloudWatch:
     page_size: int = 100
     limits: Limits = field(default_factory=Limits)
     requests: list[dict[str, str]] = field(default_factory=list)
+    # STS on the same server: web identity token -> role it may assume
+    web_identities: dict[str, str] = field(default_factory=dict)
+    sessions: dict[str, tuple[str, str]] = field(default_factory=dict)  # key -> (secret, token)
 
     def app(self) -> web.Application:
         app = web.Application()
@@ -270,7 +273,13 @@ class CloudWatch:
         if not m:
             return "Authorization header requires 'Credential', 'SignedHeaders', 'Signature'"
         key, day, region, service, signed, sig = m.groups()
-        if key != self.access_key:
+        secret = self.secret_key
+        if key in self.sessions:  # temporary credentials: the session token must come along
+            secret, token = self.sessions[key]
+            if req.headers.get("X-Amz-Security-Token") != token or \
+                    "x-amz-security-token" not in signed.split(";"):
+                return "The security token included in the request is invalid."
+        elif key != self.access_key:
             return "The security token included in the request is invalid."
         if region != self.region or service != "monitoring":
             return "Credential should be scoped to a valid region and service 'monitoring'"
@@ -286,17 +295,47 @@ class CloudWatch:
         canonical = "\n".join(["POST", "/", "", canon_headers, signed, hashlib.sha256(body).hexdigest()])
         to_sign = "\n".join(["AWS4-HMAC-SHA256", amz, f"{day}/{region}/{service}/aws4_request",
                              hashlib.sha256(canonical.encode()).hexdigest()])
-        want = hmac.new(_sig_key(self.secret_key, day, region, service), to_sign.encode(),
+        want = hmac.new(_sig_key(secret, day, region, service), to_sign.encode(),
                         hashlib.sha256).hexdigest()
         if not hmac.compare_digest(want, sig):
             return ("The request signature we calculated does not match the signature you "
                     "provided. Check your AWS Secret Access Key and signing method.")
         return None
 
+    def _sts(self, form: dict[str, str]) -> web.Response:
+        """STS AssumeRoleWithWebIdentity (unsigned: the token is the credential)."""
+        if form.get("Version") != "2011-06-15" or not form.get("RoleSessionName"):
+            return self._error(400, "MissingParameter", "Version and RoleSessionName are required")
+        role = self.web_identities.get(form.get("WebIdentityToken", ""))
+        if role is None:
+            return self._error(400, "InvalidIdentityToken", "Couldn't retrieve verification key "
+                               "from your identity provider")
+        if role != form.get("RoleArn"):
+            return self._error(403, "AccessDenied", "Not authorized to perform "
+                               "sts:AssumeRoleWithWebIdentity")
+        key, secret, token = (f"ASIA{uuid.uuid4().hex[:16].upper()}", uuid.uuid4().hex,
+                              uuid.uuid4().hex * 2)
+        self.sessions[key] = (secret, token)
+        expires = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 3600))
+        return web.Response(content_type="text/xml", text=(
+            '<AssumeRoleWithWebIdentityResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/">'
+            "<AssumeRoleWithWebIdentityResult><SubjectFromWebIdentityToken>system:serviceaccount:"
+            "rollouts-system:rollouts-controller</SubjectFromWebIdentityToken>"
+            f"<AssumedRoleUser><Arn>{escape(role)}/{form['RoleSessionName']}</Arn>"
+            "<AssumedRoleId>AROA:rollouts</AssumedRoleId></AssumedRoleUser>"
+            f"<Credentials><SessionToken>{token}</SessionToken><SecretAccessKey>{secret}"
+            f"</SecretAccessKey><Expiration>{expires}</Expiration><AccessKeyId>{key}</AccessKeyId>"
+            "</Credentials><Provider>oidc.eks.amazonaws.com</Provider>"
+            "</AssumeRoleWithWebIdentityResult><ResponseMetadata>"
+            f"<RequestId>{uuid.uuid4()}</RequestId></ResponseMetadata>"
+            "</AssumeRoleWithWebIdentityResponse>"))
+
     async def handle(self, req: web.Request) -> web.Response:
         body = await req.read()
         form = dict(parse_qsl(body.decode()))
         self.requests.append(form)
+        if form.get("Action") == "AssumeRoleWithWebIdentity":
+            return self._sts(form)
         if self.limits.take():
             return self._error(400, "Throttling", "Rate exceeded")
         why = self._verify(req, body)

@@ -4,8 +4,10 @@ signature, pages with NextToken and answers errors in AWS's XML."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from pathlib import Path
 from urllib.parse import parse_qsl
 
 import pytest
@@ -112,3 +114,32 @@ def test_lint_fields() -> None:
         "cloudWatch.metricDataQueries[0].metricStat.period is required"]
     assert validate("cloudWatch", {"metricDataQueries": [{"id": "a"}]}) == [
         "cloudWatch.metricDataQueries[0]: set exactly one of expression and metricStat"]
+
+
+async def test_eks_web_identity_is_exchanged_at_sts(
+        cw: CloudWatch, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """IRSA: no static keys, a projected token and a role; STS gives temporary credentials
+    (kept until near their expiry), and requests carry their session token."""
+    from rollouts.metrics.providers import aws_credentials
+
+    aws_credentials._cache.clear()
+    token = tmp_path / "token"
+    token.write_text("eyJhbGciOi.irsa.token\n")
+    cw.web_identities["eyJhbGciOi.irsa.token"] = "arn:aws:iam::123456789012:role/rollouts"
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    monkeypatch.setenv("AWS_ROLE_ARN", "arn:aws:iam::123456789012:role/rollouts")
+    monkeypatch.setenv("AWS_WEB_IDENTITY_TOKEN_FILE", str(token))
+    monkeypatch.setenv("AWS_ENDPOINT_URL_STS", os.environ["AWS_ENDPOINT_URL_CLOUDWATCH"])
+    r = await measure("cloudWatch", spec(), Context())
+    assert r.value[0]["Values"] == [0.25, 0.5, 0.75]
+    await measure("cloudWatch", spec(), Context())
+    assert [q["Action"] for q in cw.requests].count("AssumeRoleWithWebIdentity") == 1  # cached
+    aws_credentials._cache.clear()
+    monkeypatch.setenv("AWS_ROLE_ARN", "arn:aws:iam::123456789012:role/other")
+    with pytest.raises(ProviderError, match=r"STS rejected the credentials \(HTTP 403\): AccessDenied"):
+        await measure("cloudWatch", spec(), Context())
+    aws_credentials._cache.clear()
+    token.write_text("forged")
+    with pytest.raises(ProviderError, match="STS answered HTTP 400: InvalidIdentityToken"):
+        await measure("cloudWatch", spec(), Context())

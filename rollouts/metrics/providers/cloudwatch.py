@@ -2,8 +2,8 @@
 last ``interval`` (default 5m), as the AWS SDK sends it (the Query protocol: a form POST
 signed with SigV4, an XML answer, ``NextToken`` pages followed).
 
-Credentials and region come from the controller's environment as with the AWS SDK:
-AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AWS_REGION (or
+Credentials and region come from the controller's environment as with the AWS SDK
+(``aws_credentials``: static keys or an EKS web identity), AWS_REGION (or
 AWS_DEFAULT_REGION); AWS_ENDPOINT_URL_CLOUDWATCH / AWS_ENDPOINT_URL override the endpoint.
 The value is Argo's: the list of MetricDataResults ``{Id, Label, Timestamps, Values,
 StatusCode}``, read as ``result[0].Values[0]``; no value in any result is an Error.
@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from rollouts.api.duration import parse_duration
+from rollouts.metrics.providers import aws_credentials
 from rollouts.metrics.providers.base import (
     Context,
     ProviderError,
@@ -139,24 +140,19 @@ def parse(text: str) -> tuple[list[dict[str, Any]], str | None, list[str]]:
     return out, _text(result, "NextToken"), msgs
 
 
-def _env_credentials() -> tuple[Credentials, str, str]:
-    key, secret = os.environ.get("AWS_ACCESS_KEY_ID"), os.environ.get("AWS_SECRET_ACCESS_KEY")
-    if not key or not secret:
-        raise ProviderError("cloudWatch: no AWS credentials: set AWS_ACCESS_KEY_ID and "
-                            "AWS_SECRET_ACCESS_KEY in the controller's environment")
-    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
-    if not region:
-        raise ProviderError("cloudWatch: no region: set AWS_REGION in the controller's environment")
+async def _aws(timeout: float) -> tuple[Credentials, str, str]:
+    creds = await aws_credentials.credentials(timeout)
+    region = aws_credentials.region()
     endpoint = (os.environ.get("AWS_ENDPOINT_URL_CLOUDWATCH") or os.environ.get("AWS_ENDPOINT_URL")
                 or f"https://monitoring.{region}.amazonaws.com")
-    return Credentials(key, secret, os.environ.get("AWS_SESSION_TOKEN") or None), region, endpoint
+    return creds, region, endpoint
 
 
 async def metric_data(spec: dict[str, Any], ctx: Context) -> tuple[list[dict[str, Any]], list[str]]:
     problems = validate(spec)
     if problems:
         raise ProviderError("; ".join(problems))
-    creds, region, endpoint = _env_credentials()
+    creds, region, endpoint = await _aws(timeout_of(spec))
     try:
         interval = parse_duration(spec.get("interval") or "5m")
     except ValueError as e:
