@@ -227,6 +227,26 @@ async def test_the_api_server_accepts_the_rendered_chart(testbed: Any, namespace
     assert len(created) == len([d for d in yaml.safe_load_all(out) if d]), r.stdout
 
 
+async def test_with_monitoring_only_the_prometheus_operator_kinds_need_their_crds(
+        testbed: Any, namespace: str, installed: None) -> None:
+    """The test bed has no Prometheus Operator: its two kinds are refused for want of their
+    CRDs, and every other object (the Grafana dashboard ConfigMap among them) is accepted."""
+    out = helm("template", f"dry{uuid.uuid4().hex[:6]}", str(CHART), "-n", namespace,
+               "--set", "metrics.serviceMonitor.enabled=true", "--set", "prometheusRule.enabled=true",
+               "--set", "grafanaDashboard.enabled=true").stdout
+    docs = [d for d in yaml.safe_load_all(out) if d]
+    r = _kubectl_apply_dry_run(testbed.kubeconfig, out)
+    refused = [line for line in r.stderr.splitlines() if "no matches for kind" in line]
+    others = [line for line in r.stderr.splitlines()
+              if line.strip() and line not in refused and "ensure CRDs are installed" not in line]
+    assert r.returncode != 0 and len(refused) == 2 and not others, r.stderr
+    assert any("ServiceMonitor" in line for line in refused), r.stderr
+    assert any("PrometheusRule" in line for line in refused), r.stderr
+    created = [line for line in r.stdout.splitlines() if "(server dry run)" in line]
+    assert len(created) == len(docs) - 2, r.stdout
+    assert any(line.startswith("configmap/") and "-dashboard" in line for line in created), r.stdout
+
+
 def _start_as_the_pod_would(testbed: Any, release: str, ns: str, args: list[str], token: str,
                             mport: int) -> tuple[subprocess.Popen[bytes], Path, Path]:
     """The controller with the Deployment's arguments and the ServiceAccount's token; only
