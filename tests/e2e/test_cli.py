@@ -102,7 +102,8 @@ async def test_pause_resume_undo_restart_list_and_get(
     ns, kc = namespace, testbed.kubeconfig
     start_controller()
     # the timed pause leaves room for a CLI start on a loaded machine
-    await deploy(rkube, ns, [{"setWeight": 20}, {"pause": {"duration": "8s"}}, {"setWeight": 60},
+    # (20 s: a CLI start took more than 8 s at load 16-20 on 2 cores, and the pause ended first)
+    await deploy(rkube, ns, [{"setWeight": 20}, {"pause": {"duration": "20s"}}, {"setWeight": 60},
                              {"pause": {}}])
     await cli("set", "image", "demo", "app=demo:2", kubeconfig=kc, namespace=ns)
     await eventually(lambda: _step_is(rkube, ns, 1), 30, "in the timed pause")
@@ -111,8 +112,8 @@ async def test_pause_resume_undo_restart_list_and_get(
     assert r.code == 0, r
     assert (await get_rollout(rkube, ns))["status"]["lastAction"]["stepIndex"] == 1, \
         "the pause was applied during the timed pause"
-    # the 8 s pause would have ended: the user's pause holds it
-    await asyncio.sleep(max(0.0, entered + 10 - time.monotonic()))
+    # the 20 s pause would have ended: the user's pause holds it
+    await asyncio.sleep(max(0.0, entered + 22 - time.monotonic()))
     assert await canary_weight(rkube, ns) == 20
     r = await cli("resume", "demo", kubeconfig=kc, namespace=ns)
     assert r.code == 0, r
