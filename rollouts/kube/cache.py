@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import contextvars
 import logging
 import time
@@ -149,7 +150,10 @@ class SharedCache:
         informer = await self._informer(ref.resource)
         if informer is None:
             return await self.kube.get_or_none(path)
-        return informer.get(ref.key)
+        obj = informer.get(ref.key)
+        # a copy, as a GET would give: callers may edit what they read to build a write,
+        # and the store is shared by every reconcile
+        return copy.deepcopy(obj) if obj is not None else None
 
     async def get(self, path: str) -> JSON:
         obj = await self.get_or_none(path)

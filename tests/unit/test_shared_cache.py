@@ -168,3 +168,14 @@ def test_lean_drops_what_the_controller_never_reads_and_keeps_the_rest() -> None
     out = lean(obj)
     assert out == {"metadata": {"name": "x", "annotations": {"keep": "1"}}, "spec": {"a": 1}}
     assert "managedFields" in obj["metadata"]  # the input is not changed
+
+
+async def test_what_a_reader_edits_never_changes_the_shared_store() -> None:
+    kube = FakeKube({"services": [svc("web", 5)]})
+    cache = SharedCache(kube, None)  # type: ignore[arg-type]
+    obj = await cache.get_or_none(SERVICES.path("ns", "web"))
+    assert obj is not None
+    obj["spec"]["selector"]["app"] = "edited"  # a router building its patch in place
+    again = await cache.get_or_none(SERVICES.path("ns", "web"))
+    assert again is not None and again["spec"]["selector"] == {"app": "a"}
+    await cache.close()
