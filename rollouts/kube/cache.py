@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import copy
 import contextvars
+import copy
 import logging
 import time
 from collections.abc import Callable
