@@ -18,6 +18,13 @@ fi
 
 command -v go >/dev/null || { echo "argo_build.sh: go is not installed" >&2; exit 1; }
 mkdir -p "${CACHE}"
+# one build at a time: a second caller waits for the first, then finds the cache warm
+exec 9>"${CACHE}.lock"
+flock 9
+if [[ -x "${BIN}" && -f "${CACHE}/.complete" ]]; then
+    echo "${CACHE}"
+    exit 0
+fi
 
 echo "argo_build.sh: downloading github.com/argoproj/argo-rollouts@${ARGO_VERSION}" >&2
 MOD_JSON="$(go mod download -json "github.com/argoproj/argo-rollouts@${ARGO_VERSION}")"
