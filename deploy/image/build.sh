@@ -12,7 +12,8 @@
 #
 # Output: $IMAGE_ARCHIVE (default ~/.cache/rollouts-testbed/image/rollouts-controller-<version>.oci.tar,
 # image name localhost/rollouts-controller:<version>), with a .source file beside it naming
-# the git tree it was built from. Cold: ~4 min for the base (cached after), ~3 min for the image.
+# the git tree it was built from. Cold: ~2 min for the base (cached after), ~3.5 min for the
+# image on an idle 2-core machine (docs/install.md).
 set -euo pipefail
 REPO=$(cd "$(dirname "$0")/../.." && pwd)
 CACHE=${TESTBED_CACHE:-$HOME/.cache/rollouts-testbed}
