@@ -274,7 +274,14 @@ def argo_metrics(text: str) -> CtlMetrics:
         elif name == "workqueue_depth" and lb.get("name") == "rollouts":
             m.depth += v
         elif name == "controller_clientset_k8s_request_total":
-            m.api[(lb.get("kind", ""), lb.get("verb", "").lower())] += int(v)
+            # Its URL parser labels a subresource write with the object's name as kind and
+            # cannot read a protobuf create body (kind ""): counted all the same, relabelled.
+            kind = lb.get("kind", "")
+            if lb.get("name") in ("status", "scale"):
+                kind = f"*/{lb['name']}"
+            elif not kind:
+                kind = "(create, kind unparsed)"
+            m.api[(kind, lb.get("verb", "").lower())] += int(v)
     return m
 
 
@@ -425,11 +432,15 @@ class Observer:
         # Argo writes observedGeneration as a string, ours as an integer
         if str(st.get("observedGeneration")) != str(md.get("generation")):
             return
-        if md.get("generation") == 1 and st.get("phase") == "Healthy" and rt.healthy is None:
+        # Not by generation: Argo writes defaults into the template it was given (e.g.
+        # resources: {}), so its first Healthy is generation 2 and the change generation 3.
+        # Healthy before the template change is the create; Paused at step 1 with weight 20
+        # happens only after it (a first rollout skips the steps).
+        if rt.patched is None and st.get("phase") == "Healthy" and rt.healthy is None:
             rt.healthy = now
             rt.stable_hash = st.get("stableRS")
         weight = (((st.get("canary") or {}).get("weights") or {}).get("canary") or {}).get("weight")
-        if (md.get("generation") == 2 and st.get("phase") == "Paused"
+        if (rt.patched is not None and st.get("phase") == "Paused"
                 and st.get("currentStepIndex") == 1 and weight == 20 and rt.paused is None):
             rt.paused = now
 

@@ -20,6 +20,7 @@ import math
 import os
 import platform
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -373,6 +374,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default=None, help="directory for the report (default: docs)")
     ap.add_argument("--keep-logs", action="store_true", help="keep the test beds' run directories")
     args = ap.parse_args(argv)
+    # SIGTERM runs the finally blocks too: every test bed and controller started is stopped
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     all_flavors = {f.key: f for f in (OURS, ARGO, ARGO_FAST)}
     if args.quick:
         sizes, flavors, calls = [20], [OURS, ARGO], 1000

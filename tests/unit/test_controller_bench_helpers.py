@@ -16,6 +16,8 @@ ARGO_TEXT = f"""\
 {C}{{kind="leases",{LEASE},verb="Update"}} 30
 {C}{{kind="rollouts",name="N/A",namespace="",status_code="200",verb="List"}} 1
 {C}{{kind="rollouts",name="N/A",namespace="",status_code="200",verb="Watch"}} 2
+{C}{{kind="app-1",name="status",namespace="ns",status_code="200",verb="Update"}} 4
+{C}{{kind="",name="",namespace="",status_code="201",verb="Create"}} 5
 rollout_reconcile_sum{{name="a",namespace="ns"}} 0.5
 rollout_reconcile_count{{name="a",namespace="ns"}} 4
 rollout_reconcile_count{{name="b",namespace="ns"}} 6
@@ -37,7 +39,9 @@ def test_argo_counter_is_read_by_resource_and_verb() -> None:
     m = argo_metrics(ARGO_TEXT)
     assert m.api[("leases", "get")] == 31 and m.api[("leases", "update")] == 30
     assert m.api[("rollouts", "list")] == 1 and m.api[("rollouts", "watch")] == 2
-    assert m.requests == 64
+    assert m.api[("*/status", "update")] == 4  # the parser's kind was the object's name
+    assert m.api[("(create, kind unparsed)", "create")] == 5  # a protobuf body it cannot read
+    assert m.requests == 73
     assert m.reconciles == 10 and m.reconcile_time_sum == 0.5
     assert m.depth == 3  # the rollouts queue only
 
