@@ -652,6 +652,9 @@ class Run:
         log(f"  {n} Rollouts created in {created_s:.1f} s")
         done, depth = await self._wait(lambda: sum(1 for r in obs.t.values() if r.healthy),
                                        n, timeout, "Healthy", ctl)
+        settle = await self._quiet(ctl, max(60.0, n / 10))
+        notes.append(f"create: the controller's requests went quiet {settle:.0f} s after the last "
+                     "Healthy (counted in create)")
         p = Phase("create", s0, await self.snapshot(ctl), done, n, depth)
         if done < n:
             notes.append(f"create: only {done}/{n} Healthy within {timeout:.0f} s")
@@ -677,6 +680,9 @@ class Run:
         done, depth = await self._wait(
             lambda: sum(1 for r in obs.t.values() if r.weight20 and r.paused), n, timeout,
             "weight 20 + Paused", ctl)
+        settle = await self._quiet(ctl, max(60.0, n / 10))
+        notes.append(f"change: the controller's requests went quiet {settle:.0f} s after the last "
+                     "Paused (counted in change)")
         p = Phase("change", s2, await self.snapshot(ctl), done, n, depth)
         if done < n:
             notes.append(f"change: only {done}/{n} at weight 20 and Paused within {timeout:.0f} s")
@@ -686,6 +692,25 @@ class Run:
         p.latencies = self._change_latencies(obs)
         phases.append(p)
         return phases, created_s
+
+    @staticmethod
+    async def _quiet(ctl: Controller, limit: float) -> float:
+        """Wait until the controller sends nothing but Lease renewals for 6 s (at most
+        ``limit``): the phase's requests and CPU include its tail (Events are sent
+        asynchronously, Argo's rate-limited), and the idle window starts idle."""
+        def busy(m: CtlMetrics) -> float:
+            return sum(v for (res, _), v in m.api.items() if res != "leases")
+
+        t0 = time.monotonic()
+        last, since = busy(await asyncio.to_thread(ctl.metrics)), time.monotonic()
+        while time.monotonic() - t0 < limit:
+            await asyncio.sleep(2)
+            now = busy(await asyncio.to_thread(ctl.metrics))
+            if now != last:
+                last, since = now, time.monotonic()
+            elif time.monotonic() - since >= 6:
+                return since - t0
+        return time.monotonic() - t0
 
     @staticmethod
     def _create_latencies(obs: Observer) -> dict[str, list[float]]:

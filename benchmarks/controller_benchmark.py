@@ -233,7 +233,10 @@ def render(args: argparse.Namespace, m: dict[str, str], started: dt.datetime, wa
     w(f"- Phases: **create** (all routing objects, then all Rollouts, 24 concurrent requests; "
       f"until every Rollout is Healthy for generation 1); **idle** ({args.idle:.0f} s, nothing "
       "to change); **change** (every pod template patched at once; until every VirtualService "
-      "has weight 20 for the canary and every Rollout is Paused at step 1 with weight 20).")
+      "has weight 20 for the canary and every Rollout is Paused at step 1 with weight 20). A "
+      "phase's requests and CPU are counted until the controller has sent nothing but Lease "
+      "renewals for 6 s (its tail, e.g. Events sent asynchronously), so the idle window "
+      "starts idle; its times end at the last rollout's result.")
     w("- **Each controller's own API requests are counted exactly from its own client "
       "counter** on its /metrics: ours `rollouts_kube_api_requests_total{verb,resource,code}` "
       "(every request, a watch counted when opened), Argo's "
@@ -353,9 +356,9 @@ def start_bed(nodes: int) -> tuple[TestBed, float]:
         try:
             bed.start()
             return bed, time.monotonic() - t0
-        except Exception as e:
+        except BaseException as e:
             shutil.rmtree(bed.workdir, ignore_errors=True)
-            if attempt == 2:
+            if attempt == 2 or not isinstance(e, Exception):
                 raise
             log(f"test bed start failed ({type(e).__name__}: {e}); retrying once")
     raise AssertionError("unreachable")
