@@ -113,7 +113,8 @@ class AnalysisRunReconciler:
                 if e.not_found:
                     return None
                 raise
-            self.runs.store[key] = updated
+            # read-your-writes; the echo wakes the owning Rollout, not this run again
+            self.runs.wrote(updated)
         return requeue if status.get("phase") not in ar.TERMINAL else None
 
     async def _measure(self, spec: JSON, status: JSON, metrics: list[ar.MetricSpec],

@@ -99,7 +99,6 @@ class Controller:
 
     def _enqueue_run(self, _kind: str, run: JSON) -> None:
         self.queue.add(AR_PREFIX + key_of(run))
-        self._enqueue_owner(_kind, run)  # the rollout reacts to the run's phase
 
     def _enqueue_experiment(self, _kind: str, obj: JSON) -> None:
         self.queue.add(EX_PREFIX + key_of(obj))
@@ -223,7 +222,9 @@ class Controller:
             # the echo of our own writes is no news (the reconciler saw to it)
             rollouts.add_handler(self._enqueue_rollout, skip_own_writes=True)
             replicasets.add_handler(self._enqueue_owner, skip_own_writes=True)
-            runs.add_handler(self._enqueue_run)
+            # a run's own status write is no news to the run; its Rollout reacts to it
+            runs.add_handler(self._enqueue_run, skip_own_writes=True)
+            runs.add_handler(self._enqueue_owner)
             experiments = self.experiments = Informer(kube, EXPERIMENTS, self.opts.namespace,
                                                       label_selector=mine)
             experiments.add_handler(self._enqueue_experiment)
