@@ -7,7 +7,7 @@ Phases, timed from this process with one monotonic clock (watch events are stamp
 they arrive here):
 
 1. create: Services and VirtualServices, then all Rollouts; until every Rollout is
-   Healthy (observedGeneration 1);
+   Healthy at its observed generation;
 2. idle: a window with nothing to do (steady-state CPU and API requests);
 3. change: every pod template patched at once; until every VirtualService carries weight
    20 for the canary and every Rollout is Paused at step 1.

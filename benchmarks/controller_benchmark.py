@@ -231,7 +231,9 @@ def render(args: argparse.Namespace, m: dict[str, str], started: dt.datetime, wa
       "VirtualService `<app>` (host split, route `primary`), canary steps setWeight 20 + "
       "pause {}; the same spec as `rollouts.dev/v1alpha1` and `argoproj.io/v1alpha1`.")
     w(f"- Phases: **create** (all routing objects, then all Rollouts, 24 concurrent requests; "
-      f"until every Rollout is Healthy for generation 1); **idle** ({args.idle:.0f} s, nothing "
+      "until every Rollout is Healthy, at its observed generation: Argo writes defaults into "
+      "the template, so its first Healthy is generation 2); "
+      f"**idle** ({args.idle:.0f} s, nothing "
       "to change); **change** (every pod template patched at once; until every VirtualService "
       "has weight 20 for the canary and every Rollout is Paused at step 1 with weight 20). A "
       "phase's requests and CPU are counted until the controller has sent nothing but Lease "
