@@ -90,6 +90,7 @@ class Controller:
         self.experiment_reconciler: ExperimentReconciler | None = None
         self.experiments: Informer | None = None  # also read by the Rollout reconciler
         self.shared: SharedCache | None = None  # objects read by name, from informers
+        self.recorder: EventRecorder | None = None
         self._cert: ServingCert | None = None
 
     def _enqueue_rollout(self, kind: str, obj: JSON) -> None:
@@ -232,8 +233,10 @@ class Controller:
                       asyncio.create_task(runs.run()), asyncio.create_task(experiments.run())]
             self.analysis_reconciler = AnalysisRunReconciler(   # provider Secrets live there
                 kube, runs, controller_namespace=controller_namespace(self.opts.controller_namespace))
+            recorder = self.recorder = EventRecorder(kube.with_own_limits())
+            recorder.start()
             self.experiment_reconciler = ExperimentReconciler(kube, experiments, replicasets, runs,
-                                                              EventRecorder(kube))
+                                                              recorder)
             await asyncio.wait_for(asyncio.gather(rollouts.synced.wait(), replicasets.synced.wait()),
                                    timeout=60)
             await asyncio.wait_for(runs.synced.wait(), timeout=60)
@@ -241,7 +244,7 @@ class Controller:
             listeners, notifier = await self.telemetry.start(self.opts, kube, rollouts, runs)
             tasks.append(notifier)
             shared = self.shared = SharedCache(kube, self.opts.namespace, on_change=self.queue.add)
-            reconciler = Reconciler(kube, rollouts, replicasets, EventRecorder(kube), analysis_runs=runs,
+            reconciler = Reconciler(kube, rollouts, replicasets, recorder, analysis_runs=runs,
                                     listeners=listeners, experiments=experiments, shared=shared)
             tasks += [asyncio.create_task(self._worker(reconciler)) for _ in range(self.opts.workers)]
             tasks.append(asyncio.create_task(self._resync(rollouts)))
@@ -271,6 +274,8 @@ class Controller:
                 t.cancel()
             if self.shared is not None:
                 await self.shared.close()
+            if self.recorder is not None:
+                await self.recorder.close()
             await asyncio.gather(*tasks[n_servers:], return_exceptions=True)
             if elector is not None and exit_code != 2:
                 await elector.release()

@@ -139,6 +139,14 @@ class Kube:
         self.limiter = TokenBucket(qps, max(burst, 1)) if qps else None
         self.on_request = on_request
 
+    def with_own_limits(self) -> Kube:
+        """The same connection with its own --qps/--burst budget (client-go gives its Event
+        broadcaster a client of its own): one kind of request cannot starve the others."""
+        other = Kube(self.api, self.timeout, on_request=self.on_request)
+        if self.limiter is not None:
+            other.limiter = TokenBucket(self.limiter.qps, self.limiter.burst)
+        return other
+
     async def request(self, method: str, path: str, *, query: dict[str, Any] | None = None,
                       body: Any = None, content_type: str = "application/json",
                       timeout: float | None = None) -> Any:

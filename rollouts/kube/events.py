@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import logging
 from collections import OrderedDict
@@ -18,13 +20,54 @@ def _now() -> str:
 
 
 class EventRecorder:
-    def __init__(self, kube: Kube, cache_size: int = 4096) -> None:
+    """``start()`` sends Events from a background task, in order, as client-go's broadcaster
+    does: a reconcile never waits for them, and with their own client-side limits they do
+    not eat the request budget of the writes that move rollouts (at N = 1,000 they were 44 %
+    of a change's requests). Without ``start()`` each Event is sent before ``emit`` returns."""
+
+    def __init__(self, kube: Kube, cache_size: int = 4096, queue_size: int = 10_000) -> None:
         self.kube = kube
         self._seen: OrderedDict[str, tuple[str, int]] = OrderedDict()
         self.cache_size = cache_size
         self.failures = 0
+        self.dropped = 0
+        self._queue: asyncio.Queue[tuple[JSON, str, str, str]] = asyncio.Queue(queue_size)
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run())
+
+    async def _run(self) -> None:
+        while True:
+            obj, etype, reason, message = await self._queue.get()
+            try:
+                await self._send(obj, etype, reason, message)
+            finally:
+                self._queue.task_done()
+
+    async def close(self, drain_seconds: float = 2.0) -> None:
+        """Send what is queued (for at most ``drain_seconds``), then stop."""
+        if self._task is None:
+            return
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(drain_seconds):
+                await self._queue.join()
+        self._task.cancel()
+        await asyncio.gather(self._task, return_exceptions=True)
+        self._task = None
 
     async def emit(self, obj: JSON, etype: str, reason: str, message: str) -> None:
+        if self._task is None:
+            await self._send(obj, etype, reason, message)
+            return
+        try:
+            self._queue.put_nowait((obj, etype, reason, message))
+        except asyncio.QueueFull:  # the API server is far behind: never block a reconcile
+            self.dropped += 1
+            log.warning("event queue full: dropped %s on %s", reason,
+                        (obj.get("metadata") or {}).get("name"))
+
+    async def _send(self, obj: JSON, etype: str, reason: str, message: str) -> None:
         md = obj.get("metadata") or {}
         ns, name = md.get("namespace", "default"), md.get("name", "")
         key = hashlib.sha1(f"{ns}/{name}/{md.get('uid')}/{etype}/{reason}/{message}".encode()).hexdigest()
