@@ -94,7 +94,7 @@ class ReconnectBackoff:
 
 class Informer:
     def __init__(self, kube: Kube, resource: Resource, namespace: str | None = None,
-                 label_selector: str | None = None, watch_timeout: int = 240, *,
+                 label_selector: str | None = None, watch_timeout: int | None = None, *,
                  field_selector: str | None = None,
                  backoff: ReconnectBackoff | None = None,
                  sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
@@ -103,7 +103,9 @@ class Informer:
         self.namespace = namespace
         self.label_selector = label_selector
         self.field_selector = field_selector
-        self.watch_timeout = watch_timeout
+        # client-go's spread: 5-10 min, so an idle controller's watches are rarely reopened
+        # and never all at once (None: drawn at random in that range)
+        self.watch_timeout = watch_timeout or random.randint(300, 600)
         self.backoff = backoff or ReconnectBackoff()
         self._sleep = sleep
         self.store: dict[str, JSON] = {}

@@ -179,3 +179,12 @@ async def test_what_a_reader_edits_never_changes_the_shared_store() -> None:
     again = await cache.get_or_none(SERVICES.path("ns", "web"))
     assert again is not None and again["spec"]["selector"] == {"app": "a"}
     await cache.close()
+
+
+def test_watches_last_five_to_ten_minutes_spread_like_client_go() -> None:
+    # Regression (issue 14 benchmark): 8 watches reopened every 240 s made an idle
+    # controller at N = 1,000 send 23 % more requests than Argo.
+    kube = FakeKube({})
+    timeouts = {Informer(kube, SERVICES).watch_timeout for _ in range(50)}  # type: ignore[arg-type]
+    assert min(timeouts) >= 300 and max(timeouts) <= 600 and len(timeouts) > 5
+    assert Informer(kube, SERVICES, watch_timeout=30).watch_timeout == 30  # type: ignore[arg-type]
