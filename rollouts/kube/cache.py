@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
+from urllib.parse import unquote
 
 from rollouts.kube.client import JSON, Kube, KubeError, Resource
 from rollouts.kube.informer import Informer
@@ -72,7 +73,6 @@ def parse_path(path: str) -> ObjectRef | None:
         ns, rest = rest[1], rest[2:]
     if len(rest) != 2 or rest[0] == "namespaces":
         return None
-    from urllib.parse import unquote
     return ObjectRef(Resource(group, version, rest[0], namespaced=ns is not None),
                      unquote(ns) if ns else None, unquote(rest[1]))
 
@@ -171,7 +171,7 @@ class SharedCache:
         if kind is None or not kind.informer.synced.is_set():
             return
         if obj is None:
-            kind.informer.store.pop(ref.key, None)
+            kind.informer.forget(ref.key)
         elif isinstance(obj, dict) and obj.get("metadata"):
             kind.informer.wrote(obj, own=own)
 

@@ -166,6 +166,10 @@ class Informer:
         if rv and own:
             self._own_writes[k] = str(rv)
 
+    def forget(self, key: str) -> None:
+        """A delete of this process: out of the store (and the owner index) now."""
+        self._drop(key)
+
     def owned_by(self, uid: str) -> list[JSON]:
         """The objects with an ownerReference to ``uid`` (indexed, not a scan)."""
         return [self.store[k] for k in self._owned.get(uid, ()) if k in self.store]

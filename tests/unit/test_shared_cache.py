@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from rollouts.kube.cache import SharedCache, parse_path, reading_for
-from rollouts.kube.client import JSON, SERVICES, VIRTUAL_SERVICES, KubeError
+from rollouts.kube.client import JSON, REPLICASETS, SERVICES, VIRTUAL_SERVICES, KubeError
 from rollouts.kube.informer import Informer, lean
 
 
@@ -22,11 +22,6 @@ class FakeKube:
         self.gets: list[str] = []
         self.lists: list[str] = []
         self.events: dict[str, asyncio.Queue[JSON]] = {}
-
-    def _plural(self, path: str) -> str:
-        ref = parse_path(path + "/x") if parse_path(path) is None else parse_path(path)
-        assert ref is not None, path
-        return ref.resource.plural
 
     async def get_list(self, path: str, **_q: Any) -> JSON:
         plural = path.rstrip("/").split("/")[-1]
@@ -145,7 +140,7 @@ async def test_the_owner_index_follows_adds_changes_and_deletes() -> None:
         return {"metadata": {"name": name, "namespace": "ns", "resourceVersion": str(rv),
                              "ownerReferences": [{"uid": owner, "controller": True}]}}
     kube = FakeKube({"replicasets": [rs("a", "u1", 1), rs("b", "u2", 2)]})
-    inf = Informer(kube, SERVICES.__class__("apps", "v1", "replicasets"))  # type: ignore[arg-type]
+    inf = Informer(kube, REPLICASETS)  # type: ignore[arg-type]
     task = asyncio.create_task(inf.run())
     await inf.synced.wait()
     assert [o["metadata"]["name"] for o in inf.owned_by("u1")] == ["a"]
