@@ -1,26 +1,24 @@
 #!/usr/bin/env bash
-# podman and runc (Debian's packages) for the image tests (tests/e2e/test_image.py): they
-# run the controller from the OCI archive that `make image` builds. Building the image
-# itself (buildah, mmdebstrap, minutes) is left to `make image` (deploy/image/build.sh), so
-# a cold `make setup` pays only this install (~30 s); the tests skip, saying so, until an
-# archive exists. runc, not crun: crun refuses this machine's hybrid cgroup layout.
-# Idempotent: seconds when both are there.
+# The controller's image, for the image tests (tests/e2e/test_image.py): mmdebstrap, podman
+# and runc (Debian's packages), then `make image` (deploy/image/build.sh), which writes the
+# OCI archive the tests run. runc, not crun: crun refuses this machine's hybrid cgroup layout.
+# Cold: the Debian root filesystem and our dependencies' wheels, a few minutes once (cached
+# under $TESTBED_CACHE/image-rootfs-*, image-base-<hash of their inputs>); warm: our own
+# package's layer only, seconds, or nothing when the archive matches the sources.
 set -euo pipefail
+REPO=$(cd "$(dirname "$0")/../.." && pwd)
 
-have() { command -v podman >/dev/null 2>&1 && command -v runc >/dev/null 2>&1; }
+have() { command -v podman && command -v runc && command -v mmdebstrap; } >/dev/null 2>&1
 
-if have; then
-  exit 0
+if ! have; then
+  echo "[image] installing podman, runc and mmdebstrap (Debian packages)" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  install() { apt-get install -y -q --no-install-recommends podman runc mmdebstrap >/dev/null; }
+  if ! install; then
+    echo "[image] install failed; refreshing the package lists and retrying" >&2
+    apt-get update -q >/dev/null
+    install || { echo "[image] could not install podman, runc and mmdebstrap with apt-get" >&2; exit 1; }
+  fi
+  have || { echo "[image] podman, runc or mmdebstrap missing after install" >&2; exit 1; }
 fi
-echo "[image] installing podman and runc (Debian packages)" >&2
-export DEBIAN_FRONTEND=noninteractive
-install() { apt-get install -y -q --no-install-recommends podman runc >/dev/null; }
-if ! install; then
-  echo "[image] install failed; refreshing the package lists and retrying" >&2
-  apt-get update -q >/dev/null
-  install || { echo "[image] could not install podman and runc with apt-get" >&2; exit 1; }
-fi
-have || { echo "[image] podman or runc missing after install" >&2; exit 1; }
-ver=$(dpkg-query -W -f='${Version}' podman)
-mkdir -p "${TESTBED_CACHE:-$HOME/.cache/rollouts-testbed}/podman-$ver"
-echo "[image] podman $ver and runc ready" >&2
+"$REPO/deploy/image/build.sh" >/dev/null

@@ -1,17 +1,16 @@
 """The controller's container image and the Python packages (issue 15).
 
 What a user checks: `python -m build` makes a wheel and an sdist that install the
-`rollouts` command; the image built by `make image` (an OCI archive, see docs/install.md)
-runs as a numeric non-root user on a read-only root filesystem, answers `rollouts
-version`, and, started with a kubeconfig, is the controller: `/healthz` and `/readyz`
-answer and it rolls a Rollout out on the test bed.
+`rollouts` command; the image built from the Dockerfile (an OCI archive, see
+docs/install.md) runs as a numeric non-root user on a read-only root filesystem, answers
+`rollouts version`, and, started with a kubeconfig, is the controller: `/healthz` and
+`/readyz` answer and it rolls a Rollout out on the test bed.
 
 Where it runs: podman (Debian's, runc as the runtime, host network) on this machine; the
-container talks to the test bed's API server on 127.0.0.1. Building the image takes
-minutes (docs/install.md), so `make test` does not build it: the image tests run when
-`make image` has left the archive (the path below), and are skipped, saying so, when not.
+container talks to the test bed's API server on 127.0.0.1. `make setup` builds the archive
+(testbed/setup.d/70-image.sh runs `make image`'s deploy/image/build.sh: minutes once, then
+seconds), so a missing archive is a failure that says how to build it, never a skip.
 """
-
 from __future__ import annotations
 
 import asyncio
@@ -64,10 +63,11 @@ def _podman(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str
 
 @pytest.fixture(scope="module")
 def image() -> str:
-    """The archive of `make image`, loaded once into a podman store of the test cache
-    (again only when the archive changed)."""
+    """The archive of `make image`, loaded into a podman store of the test cache (again only
+    when the archive changed; the layers podman has already, the base's, are skipped)."""
     if not ARCHIVE.is_file():
-        pytest.skip(f"no image archive at {ARCHIVE}: `make image` builds it (minutes)")
+        pytest.fail(f"no image archive at {ARCHIVE}: `make setup` builds it "
+                    "(testbed/setup.d/70-image.sh), or run `make image`")
     if shutil.which("podman") is None or shutil.which("runc") is None:
         pytest.fail("podman and runc are missing: testbed/setup.d/70-image.sh installs them")
     st = ARCHIVE.stat()
@@ -75,9 +75,10 @@ def image() -> str:
     want = f"{ARCHIVE} {st.st_size} {st.st_mtime_ns}"
     if not (stamp.is_file() and stamp.read_text() == want
             and _podman("image", "exists", IMAGE).returncode == 0):
-        _podman("rmi", "-f", IMAGE)
         r = _podman("load", "-q", "-i", str(ARCHIVE), timeout=600)
         assert r.returncode == 0, r.stderr
+        # the image this one replaced, untagged now, and its own layers go
+        _podman("image", "prune", "-f", timeout=120)
         stamp.write_text(want)
     return IMAGE
 
