@@ -65,6 +65,19 @@ def controller(
     leader_elect: bool = typer.Option(False, help="run for leadership on a Lease before acting"),
     lease_namespace: str = typer.Option("default", help="namespace of the leader-election Lease"),
     lease_name: str = typer.Option("rollouts-controller", help="name of the Lease"),
+    lease_duration: str = typer.Option(
+        "15s", "--leader-election-lease-duration", metavar="DURATION",
+        help="a standby takes the Lease over after it has not changed for this long"),
+    renew_deadline: str = typer.Option(
+        "10s", "--leader-election-renew-deadline", metavar="DURATION",
+        help="the leader stops acting when it could not renew for this long"),
+    retry_period: str = typer.Option(
+        "2s", "--leader-election-retry-period", metavar="DURATION",
+        help="a standby, or a leader whose renewal failed, tries again this often"),
+    renew_period: str = typer.Option(
+        "5s", "--leader-election-renew-period", metavar="DURATION",
+        help="a leader renews this often (client-go: every retry period; a Lease renewal is "
+             "all an idle controller sends)"),
     listen: str = typer.Option("127.0.0.1:8443", help="address of the HTTP API, /metrics, /healthz "
                                                       "and /readyz (HTTPS unless --insecure-http)"),
     resync_seconds: float = typer.Option(
@@ -107,11 +120,14 @@ def controller(
 
     if (tls_cert_file is None) != (tls_key_file is None):
         raise typer.BadParameter("--tls-cert-file and --tls-private-key-file go together")
+    timings = _lease_timings(lease_duration=lease_duration, renew_deadline=renew_deadline,
+                             retry_period=retry_period, renew_period=renew_period)
     if insecure_http and tls_cert_file:
         raise typer.BadParameter("--insecure-http and --tls-cert-file contradict each other")
     raise typer.Exit(run_controller(ControllerOptions(
         kubeconfig=kubeconfig, context=context, namespace=namespace, workers=workers,
         leader_elect=leader_elect, lease_namespace=lease_namespace, lease_name=lease_name,
+        **timings,
         listen=listen, resync_seconds=resync_seconds, qps=qps, burst=burst,
         instance_id=instance_id, tls_cert_file=tls_cert_file,
         tls_key_file=tls_key_file, insecure_http=insecure_http, audiences=tuple(audience),
@@ -119,6 +135,26 @@ def controller(
         alertmanager_urls=tuple(alertmanager_url), notifications_configmap=notifications_configmap,
         controller_namespace=controller_namespace, alert_resend_seconds=alert_resend_seconds,
         rollout_alertmanager_urls=rollout_alertmanager_urls)))
+
+
+def _lease_timings(**flags: str) -> dict[str, float]:
+    """The --leader-election-* durations in seconds, checked as the elector will use them."""
+    from rollouts.api.duration import parse_duration
+
+    out: dict[str, float] = {}
+    for name, value in flags.items():
+        flag = "--leader-election-" + name.replace("_", "-")
+        try:
+            out[name] = parse_duration(value)
+        except ValueError as e:
+            raise typer.BadParameter(str(e), param_hint=flag) from None
+    if not out["retry_period"] < out["renew_deadline"] < out["lease_duration"]:
+        raise typer.BadParameter("need retry period < renew deadline < lease duration",
+                                 param_hint="--leader-election-*")
+    if not out["retry_period"] <= out["renew_period"] < out["renew_deadline"]:
+        raise typer.BadParameter("need retry period <= renew period < renew deadline",
+                                 param_hint="--leader-election-renew-period")
+    return out
 
 
 if __name__ == "__main__":

@@ -42,6 +42,11 @@ class ControllerOptions:
     leader_elect: bool = False
     lease_namespace: str = "default"
     lease_name: str = "rollouts-controller"
+    # Argo's --leader-election-* timings; a settled leader renews every renew period
+    lease_duration: float = 15.0
+    renew_deadline: float = 10.0
+    retry_period: float = 2.0
+    renew_period: float = 5.0
     listen: str = "127.0.0.1:8443"
     # a safety net only: every change arrives by watch and every timer re-queues its own
     # rollout (Argo's --rollout-resync default)
@@ -64,6 +69,35 @@ class ControllerOptions:
     insecure_http: bool = False  # plain HTTP on --listen: only when asked for
     audiences: tuple[str, ...] = ()  # token audiences accepted besides the API server's
     metrics_listen: str = ""  # plain, unauthenticated /metrics + probes ("": none)
+
+
+async def wait_synced(informers: list[Informer], *, unless: list[asyncio.Event],
+                      first: float = 5.0, every: float = 30.0) -> bool:
+    """True once every informer has listed; False as soon as one of ``unless`` is set (a
+    SIGTERM, a lost lease). A resource that cannot be listed (its CRD not installed, RBAC
+    forbidding it) is no reason to exit: the reason is logged after ``first`` seconds, then
+    every ``every``, the controller reports itself inactive, and the work starts once it is
+    fixed."""
+    wait = first
+    while True:
+        if any(e.is_set() for e in unless):
+            return False
+        pending = [i for i in informers if not i.synced.is_set()]
+        if not pending:
+            return True
+        waits = [asyncio.create_task(x.wait()) for x in [*(i.synced for i in pending), *unless]]
+        try:
+            done, _ = await asyncio.wait(waits, timeout=wait, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waits:
+                w.cancel()
+        if done:  # progress, or asked to stop: look again
+            continue
+        wait = every
+        for i in informers:
+            if not i.synced.is_set():
+                log.warning("cannot start: %s not listed yet: %s", i.resource.plural,
+                            i.last_error or "no answer")
 
 
 def instance_selector(instance_id: str) -> str:
@@ -204,7 +238,11 @@ class Controller:
         try:
             if self.opts.leader_elect:
                 lease = self.opts.lease_name + (f"-{self.opts.instance_id}" if self.opts.instance_id else "")
-                elector = LeaderElector(kube, self.opts.lease_namespace, lease)
+                elector = LeaderElector(
+                    kube, self.opts.lease_namespace, lease,
+                    lease_duration=self.opts.lease_duration,
+                    renew_deadline=self.opts.renew_deadline,
+                    retry_period=self.opts.retry_period, renew_period=self.opts.renew_period)
                 self.health.elector = elector
                 tasks.append(asyncio.create_task(elector.run()))
                 log.info("waiting to become leader (%s/%s)", self.opts.lease_namespace, lease)
@@ -237,10 +275,11 @@ class Controller:
             recorder.start()
             self.experiment_reconciler = ExperimentReconciler(kube, experiments, replicasets, runs,
                                                               recorder)
-            await asyncio.wait_for(asyncio.gather(rollouts.synced.wait(), replicasets.synced.wait()),
-                                   timeout=60)
-            await asyncio.wait_for(runs.synced.wait(), timeout=60)
-            await asyncio.wait_for(experiments.synced.wait(), timeout=60)
+            if not await wait_synced([rollouts, replicasets, runs, experiments],
+                                     unless=[stop] + ([elector.lost] if elector else [])):
+                if elector is not None and elector.lost.is_set():
+                    exit_code = 2
+                return exit_code
             listeners, notifier = await self.telemetry.start(self.opts, kube, rollouts, runs)
             tasks.append(notifier)
             shared = self.shared = SharedCache(kube, self.opts.namespace, on_change=self.queue.add)

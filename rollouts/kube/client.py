@@ -45,6 +45,24 @@ class KubeError(Exception):
         return self.status == 410
 
 
+def error_of(status: int, raw: bytes, reason: str | None, path: str) -> KubeError:
+    """The KubeError of a failed answer. The body is a Status object as a rule, but not
+    always: a path the API server does not serve (a CRD not installed) answers 404 with
+    the text "404 page not found", and a proxy in between may answer HTML."""
+    try:
+        data: Any = json.loads(raw) if raw else None
+    except ValueError:
+        data = None
+    if isinstance(data, dict):
+        msg = str(data.get("message") or "")
+    else:
+        msg = raw[:300].decode(errors="replace").strip()
+    if status == 404 and not isinstance(data, dict):
+        msg = f"the API server does not serve {path.split('?')[0]}" + (
+            " (is the CRD installed? kubectl apply -f crds/)" if path.startswith("/apis/") else "")
+    return KubeError(status, msg or reason or "", data)
+
+
 @dataclass(frozen=True)
 class Resource:
     group: str  # "" for the core API
@@ -164,13 +182,11 @@ class Kube:
             raw = await resp.read()
         finally:
             resp.release()
-        data = json.loads(raw) if raw else None
         if self.on_request is not None:
             self.on_request(method, plural_of(path), resp.status)
         if not 200 <= resp.status <= 299:
-            msg = data.get("message", "") if isinstance(data, dict) else raw[:300].decode(errors="replace")
-            raise KubeError(resp.status, msg or resp.reason or "", data)
-        return data
+            raise error_of(resp.status, raw, resp.reason, path)
+        return json.loads(raw) if raw else None
 
     async def _send(self, method: str, path: str, query: dict[str, Any] | None, body: Any,
                     content_type: str, timeout: float) -> Any:
@@ -239,9 +255,7 @@ class Kube:
             self.on_request("WATCH", plural_of(path), resp.status)
         try:
             if resp.status != 200:
-                raw = await resp.read()
-                data = json.loads(raw) if raw else {}
-                raise KubeError(resp.status, data.get("message", ""), data)
+                raise error_of(resp.status, await resp.read(), resp.reason, path)
             while True:
                 # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a
                 # cancellation that arrives as the line does, and a stopped informer (or a

@@ -114,6 +114,8 @@ class Informer:
         # forbids), so a caller waiting for ``synced`` can give up at once
         self.first_list_error: Exception | None = None
         self.first_list_done = asyncio.Event()
+        # the latest list or watch failure, until a list succeeds (why it is not synced)
+        self.last_error: Exception | None = None
         self._handlers: list[tuple[Handler, bool]] = []
         self._owned: dict[str, set[str]] = {}  # owner uid -> keys of the objects it owns
         # key -> resourceVersion this process wrote: its echo through the watch is not news
@@ -196,7 +198,7 @@ class Informer:
                     o.get("metadata", {}).get("resourceVersion"):
                 self._fire("ADDED" if prev is None else "MODIFIED", o)
         self._own_writes.clear()
-        self.first_list_error = None
+        self.first_list_error = self.last_error = None
         self.first_list_done.set()
         self.synced.set()
         return str(data.get("metadata", {}).get("resourceVersion", ""))
@@ -244,6 +246,7 @@ class Informer:
                 raise
             except KubeError as e:
                 rv = ""
+                self.last_error = e
                 if e.gone:
                     log.info("watch of %s expired (410): relisting", self.resource.plural)
                     continue
@@ -253,6 +256,7 @@ class Informer:
                 await self._sleep(delay)
             except Exception as e:  # network errors, timeouts, bad JSON
                 rv = ""
+                self.last_error = e
                 delay = self.backoff.failed(time.monotonic())
                 log.warning("watch of %s broke (%s: %s): relisting in %.1fs", self.resource.plural,
                             type(e).__name__, e, delay)

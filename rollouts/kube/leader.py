@@ -13,6 +13,12 @@ Two rules from client-go keep that promise:
 - Every attempt has a deadline: a renewal that hangs is abandoned when the renew
   deadline (shorter than the lease) runs out, and the lease is then given up as lost,
   before any other candidate may take it.
+
+One departure: a leader whose last renewal succeeded renews every ``renew_period`` (5 s)
+rather than every ``retry_period`` (2 s, client-go renews that often). Renewals are all an
+idle controller sends, and safety does not depend on their pace: a failed renewal is
+retried every retry period, and the renew deadline still counts from the last success, so
+the leader stops acting before a standby (which waits a whole lease unchanged) takes over.
 """
 
 from __future__ import annotations
@@ -67,13 +73,19 @@ class LeaderElector:
     def __init__(self, kube: Kube, namespace: str, name: str = "rollouts-controller",
                  identity: str | None = None, lease_duration: float = 15,
                  renew_deadline: float = 10, retry_period: float = 2,
+                 renew_period: float | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         if not retry_period < renew_deadline < lease_duration:
             raise ValueError("leader election needs retry_period < renew_deadline < lease_duration")
+        if renew_period is None:  # 5 s, or half the deadline when that is shorter
+            renew_period = max(retry_period, min(5.0, renew_deadline / 2))
+        if not retry_period <= renew_period < renew_deadline:
+            raise ValueError("leader election needs retry_period <= renew_period < renew_deadline")
         self.kube, self.namespace, self.name = kube, namespace, name
         self.identity = identity or f"{socket.gethostname()}_{os.getpid()}_{uuid.uuid4().hex[:6]}"
         self.lease_duration, self.renew_deadline, self.retry_period = (
             lease_duration, renew_deadline, retry_period)
+        self.renew_period = renew_period
         self.clock = clock
         self.observed = LeaseObserver()
         # the Lease as our last write returned it: a leader renews from it without a GET
@@ -164,7 +176,8 @@ class LeaderElector:
                 log.error("lost the lease %s/%s: stopping", self.namespace, self.name)
                 self.lost.set()
                 return
-            await asyncio.sleep(self.retry_period)
+            await asyncio.sleep(self.renew_period if ok and self.is_leader.is_set()
+                                else self.retry_period)
 
     async def release(self) -> None:
         """Give the lease up on a clean shutdown so a standby takes over at once."""

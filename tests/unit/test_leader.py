@@ -183,3 +183,50 @@ async def test_a_leader_renews_with_one_request_and_reads_only_after_a_conflict(
     kube.requests.clear()
     assert not await e.try_acquire_or_renew()
     assert kube.requests == ["PUT", "GET"]
+
+
+class FlakyLeases(CountingLeases):
+    """Counts renewals by the clock of the event loop; the next ``fail`` of them answer 500."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fail = 0
+        self.times: list[float] = []
+
+    async def replace(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        self.times.append(asyncio.get_running_loop().time())
+        if self.fail > 0:
+            self.fail -= 1
+            raise KubeError(500, "etcdserver: request timed out")
+        return await super().replace(path, body)
+
+
+async def test_a_settled_leader_renews_every_renew_period_and_retries_a_failure_sooner() -> None:
+    # Regression (issue 14): a leader renewed every retry period (2 s), 30 requests a minute
+    # that were all an idle controller sent; it now renews every renew period (5 s by
+    # default), while a failed renewal is still retried every retry period.
+    kube = FlakyLeases()
+    e = LeaderElector(kube, "ns", "lock", identity="me",  # type: ignore[arg-type]
+                      lease_duration=3, renew_deadline=2, retry_period=0.1, renew_period=0.5)
+    task = asyncio.create_task(e.run())
+    try:
+        await asyncio.wait_for(e.is_leader.wait(), 2)
+        await asyncio.sleep(1.6)
+        settled = [b - a for a, b in zip(kube.times, kube.times[1:], strict=False)]
+        assert settled and all(gap > 0.4 for gap in settled), settled
+        assert len(kube.times) <= 4
+        kube.fail, start = 1, len(kube.times)
+        await asyncio.sleep(0.8)
+        after = kube.times[start:]
+        assert len(after) >= 2 and after[1] - after[0] < 0.3, after  # retried, not waited out
+        assert e.is_leader.is_set() and not e.lost.is_set()
+    finally:
+        task.cancel()
+
+
+def test_renew_period_defaults_to_5_s_and_must_fit_inside_the_deadline() -> None:
+    assert LeaderElector(FakeLeases(), "ns").renew_period == 5  # type: ignore[arg-type]
+    with pytest.raises(ValueError):
+        LeaderElector(FakeLeases(), "ns", renew_period=10)  # type: ignore[arg-type]
+    with pytest.raises(ValueError):
+        LeaderElector(FakeLeases(), "ns", renew_period=1)  # type: ignore[arg-type]
