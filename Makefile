@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 TESTBED_ENV := $(HOME)/.cache/rollouts-testbed/current.env
 
-.PHONY: help venv setup test test-unit test-e2e lint demo demo-ci testbed testbed-down bench-analysis bench-controller clean image
+.PHONY: help venv setup test test-unit test-e2e lint demo demo-ci testbed testbed-down bench-analysis bench-controller clean image krew
 
 help:
 	@echo "make demo        - build/start the test bed, run the controller and a canary rollout end to end"
@@ -14,6 +14,7 @@ help:
 	@echo "make testbed     - start the test bed and leave it running; make testbed-down stops it"
 	@echo "make bench-analysis / bench-controller - benchmarks, figures written to docs/"
 	@echo "make image       - build the controller image into an OCI archive, no Docker daemon (docs/install.md)"
+	@echo "make krew        - the kubectl-rollouts krew archive and its manifest (docs/install.md)"
 
 $(STAMP): pyproject.toml
 	@echo "[make] creating virtualenv $(VENV)"
@@ -59,9 +60,13 @@ bench-analysis: venv
 bench-controller: setup
 	$(PY) -m benchmarks.controller_benchmark
 
-# buildah (vfs storage) + a base root filesystem made from Debian packages; minutes cold
+# the Dockerfile's stages from a Debian root filesystem, no daemon; minutes cold, then seconds
 image:
 	./deploy/image/build.sh
+
+# the plugin archive (launcher + wheels from the image's builder stage) and its krew manifest
+krew: venv
+	./deploy/krew/build.sh
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

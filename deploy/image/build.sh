@@ -41,7 +41,7 @@ command -v python3 >/dev/null || die "no python3 on PATH"
 t0=$(date +%s)
 PIP_CERT_IN=
 
-MMDEBSTRAP_OPTS=(--mode=root --variant=minbase "--include=$PACKAGES"
+MMDEBSTRAP_OPTS=(--mode=root --format=tar --variant=minbase "--include=$PACKAGES"
   --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-exclude=/usr/share/man/*'
   --dpkgopt='path-exclude=/usr/share/locale/*' --dpkgopt='path-exclude=/usr/share/info/*'
   --aptopt='Acquire::Retries "3"')
@@ -78,9 +78,10 @@ in_builder() {
 }
 
 # --- 1. the Debian root filesystem ----------------------------------------------------
-if [ ! -s "$ROOTFS" ]; then
+if [ ! -f "$ROOTFS" ]; then
   command -v mmdebstrap >/dev/null || die "mmdebstrap is missing (testbed/setup.d/70-image.sh installs it)"
   log "building the base root filesystem from Debian $SUITE packages (mmdebstrap, minutes, once)"
+  rm -rf "$(dirname "$ROOTFS")"
   mkdir -p "$(dirname "$ROOTFS")"
   sources=/etc/apt/sources.list.d/debian.sources
   [ -s "$sources" ] || sources="deb http://deb.debian.org/debian $SUITE main"
@@ -97,7 +98,7 @@ if [ ! -f "$BASE/.complete" ]; then
   log "builder stage: our dependencies' wheels into /opt/rollouts (key $KEY, minutes, once)"
   rm -rf "$BASE"
   mkdir -p "$BUILDER"
-  tar -xf "$ROOTFS" -C "$BUILDER"
+  tar -xf "$ROOTFS" -C "$BUILDER" || die "unpacking $ROOTFS"
   install -m 0755 "$HERE/steps.sh" "$BUILDER/usr/local/bin/rollouts-image-steps"
   mkdir -p "$BUILDER/src"
   cp "$REPO/pyproject.toml" "$REPO/README.md" "$BUILDER/src/"

@@ -9,8 +9,9 @@
 
 Each archive is named ``kubectl-rollouts_OS_ARCH.tar.gz`` and holds the executables
 ``kubectl-rollouts`` and ``kubectl_complete-rollouts`` (kubectl's shell completion of the
-plugin) at its top; the manifest gets the sha256 of each archive as krew requires, so it
-is written for the exact files published.
+plugin) at its top, and may hold more (``make krew``'s holds ``wheels/``, which the launcher
+installs from); the manifest gets the sha256 of each archive as krew requires, so it is
+written for the exact files published.
 """
 
 from __future__ import annotations
@@ -41,12 +42,16 @@ def platform(archive: Path, uri_base: str) -> dict[str, Any]:
         t = members.get(exe)
         if t is None or not t.isfile() or not t.mode & 0o111:
             raise ValueError(f"{archive.name}: no executable {exe} at the top of the archive")
+    # krew installs only what `files` names: the two executables, and the archive's top-level
+    # directories (make krew's wheels/, which the launcher installs from on its first run)
+    dirs = sorted({n.split("/", 1)[0] for n, t in members.items()
+                   if ("/" in n.strip("/") or t.isdir()) and n.split("/", 1)[0] not in ("", ".")})
     digest = hashlib.sha256(archive.read_bytes()).hexdigest()
     return {
         "selector": {"matchLabels": {"os": m.group(1), "arch": m.group(2)}},
         "uri": f"{uri_base.rstrip('/')}/{archive.name}",
         "sha256": digest,
-        "files": [{"from": BIN, "to": "."}, {"from": COMPLETION, "to": "."}],
+        "files": [{"from": f, "to": "."} for f in (BIN, COMPLETION, *dirs)],
         "bin": BIN,
     }
 
@@ -70,6 +75,12 @@ def manifest(version: str, homepage: str, uri_base: str, archives: list[Path]) -
                 "verdict; promote, abort, retry, pause, resume, undo, restart and set image\n"
                 "act with your own credentials.\n"),
             "caveats": (
+                "This plugin needs python3 >= 3.11 with its venv module on the host. Its first\n"
+                "run installs the wheels it carries into a virtualenv of its own,\n"
+                "${XDG_DATA_HOME:-~/.local/share}/kubectl-rollouts/<version> (about 300 MB),\n"
+                "offline with CPython 3.11 on the archive's platform; another Python version\n"
+                "fetches its compiled dependencies from the package index. ROLLOUTS_PYTHON\n"
+                "chooses the interpreter.\n"
                 "The rollouts controller must run in the cluster (see the project's Helm chart).\n"
                 f"Shell completion of `kubectl rollouts` (kubectl 1.26+): put {COMPLETION},\n"
                 "installed next to the plugin, on your PATH.\n"),
