@@ -77,7 +77,7 @@ def manifest(version: str, homepage: str, uri_base: str, archives: list[Path]) -
             "caveats": (
                 "This plugin needs python3 >= 3.11 with its venv module on the host. Its first\n"
                 "run installs the wheels it carries into a virtualenv of its own,\n"
-                "${XDG_DATA_HOME:-~/.local/share}/kubectl-rollouts/<version> (about 300 MB),\n"
+                "${XDG_DATA_HOME:-~/.local/share}/kubectl-rollouts/<version> (about 370 MB),\n"
                 "offline with CPython 3.11 on the archive's platform; another Python version\n"
                 "fetches its compiled dependencies from the package index. ROLLOUTS_PYTHON\n"
                 "chooses the interpreter.\n"
