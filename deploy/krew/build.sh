@@ -41,11 +41,15 @@ wheel=$builder/dist/rollouts-$VERSION-py3-none-any.whl
 stage=$(mktemp -d)
 trap 'rm -rf "$stage"' EXIT
 mkdir -p "$stage/wheels" "$OUT"
+exec 9>"$CACHE/image.lock"
+flock 9  # no image build replaces the builder's wheels while they are copied
+[ -f "$wheel" ] || die "no $wheel (deploy/image/build.sh builds it)"
 sed "s/@VERSION@/$VERSION/" "$REPO/deploy/krew/kubectl-rollouts" >"$stage/kubectl-rollouts"
 cp "$REPO/deploy/krew/kubectl_complete-rollouts" "$stage/"
 chmod 0755 "$stage/kubectl-rollouts" "$stage/kubectl_complete-rollouts"
 cp "$builder"/wheels/*.whl "$wheel" "$stage/wheels/"
 chmod 0644 "$stage"/wheels/*.whl
+exec 9>&-
 tar --sort=name --owner=0 --group=0 --numeric-owner --mtime=@0 -C "$stage" \
     -cf - kubectl-rollouts kubectl_complete-rollouts wheels | gzip -n -1 >"$ARCHIVE.part"
 mv "$ARCHIVE.part" "$ARCHIVE"

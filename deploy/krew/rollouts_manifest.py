@@ -89,6 +89,17 @@ def manifest(version: str, homepage: str, uri_base: str, archives: list[Path]) -
     }
 
 
+class _Dumper(yaml.SafeDumper):
+    """Multi-line strings (description, caveats) as literal blocks, as krew-index writes them."""
+
+
+def _str(dumper: yaml.SafeDumper, data: str) -> yaml.Node:
+    return dumper.represent_scalar("tag:yaml.org,2002:str", data, style="|" if "\n" in data else None)
+
+
+_Dumper.add_representer(str, _str)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--version", required=True)
@@ -101,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError, tarfile.TarError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    sys.stdout.write(yaml.safe_dump(doc, sort_keys=False))
+    sys.stdout.write(yaml.dump(doc, Dumper=_Dumper, sort_keys=False))
     return 0
 
 
