@@ -23,6 +23,7 @@ from scipy.stats import beta, norm
 
 from analysis import SequentialConfig
 
+from . import _analysis_bound as bnd
 from . import _analysis_methods as mth
 from ._analysis_sim import Batch, Scenario, nominal_weights, simulate
 
@@ -319,11 +320,13 @@ def main(argv: list[str] | None = None) -> int:
         )
     for s in lats:
         go(s, n1)
+    bounds = g8_bounds(results, errs, args.seed)
     elapsed = time.time() - t0
     if args.only is not None:
         print(summary_text(results))
+        print("\n".join(bound_lines(results, bounds)))
         return 0
-    report = render(results, nulls, errs, lats, args, n0, n1, elapsed)
+    report = render(results, nulls, errs, lats, args, n0, n1, elapsed, bounds)
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "analysis-benchmark.md"), "w") as f:
         f.write(report)
@@ -357,6 +360,7 @@ def render(
     n0: int,
     n1: int,
     elapsed: float,
+    bounds: dict[str, tuple[bnd.Bound, bnd.Bound]] | None = None,
 ) -> str:
     L: list[str] = []
     cmd = (
@@ -414,7 +418,7 @@ def render(
         f"{CFG.alpha_promote:g}) after {CFG.min_dwell_s:.0f} s.",
         "",
     ]
-    goals = goal_lines(results, nulls, errs, lats)
+    goals = goal_lines(results, nulls, errs, lats, bounds)
     L += ["## Goals (shipped default)", "", "| goal | status | evidence |", "|---|---|---|"]
     L += [f"| {g} | {st} | {ev} |" for g, st, ev in goals]
     L += ["", "## Null scenarios: false rollback rate (Clopper–Pearson 95 %)", ""]
@@ -475,6 +479,8 @@ def render(
             f"{pct(h2.rate) if h2 else '–'} | "
             f"{fmt(d.req_med) if d else '–'} |"
         )
+    L += ["", "## G8 (c): the new-pod policy's cost against what any valid test can do", ""]
+    L += bound_lines(results, bounds or {})
     L += ["", "## Honest cost at the design effect (1.5 x)", ""]
     L += cost_lines(results)
     L += ["", "## Plot", "", "![detection time vs effect](analysis-benchmark.png)", ""]
@@ -551,6 +557,7 @@ def goal_lines(
     nulls: list[Scenario],
     errs: list[Scenario],
     lats: list[Scenario],
+    bounds: dict[str, tuple[bnd.Bound, bnd.Bound]] | None = None,
 ) -> list[tuple[str, str, str]]:
     g: list[tuple[str, str, str]] = []
     m6 = "M6 ours"
@@ -682,12 +689,14 @@ def goal_lines(
             "(target 1,100)",
         )
     )
-    g.extend(_goals_8_9(results, errs))
+    g.extend(_goals_8_9(results, errs, bounds))
     return g
 
 
 def _goals_8_9(
-    results: dict[str, tuple[Scenario, dict[str, Outcome]]], errs: list[Scenario]
+    results: dict[str, tuple[Scenario, dict[str, Outcome]]],
+    errs: list[Scenario],
+    bounds: dict[str, tuple[bnd.Bound, bnd.Bound]] | None = None,
 ) -> list[tuple[str, str, str]]:
     out: list[tuple[str, str, str]] = []
     falls: list[str] = []
@@ -722,20 +731,8 @@ def _goals_8_9(
                 )
     # (c) per-pod input vs none, and the same with new pods included (no warm-up policy):
     # the difference is the new-pod policy's cost
-    slower: list[str] = []
-    slower_incl: list[str] = []
-    for s in errs:
-        res = results[s.name][1]
-        b = res["M6 without per-pod input"]
-        for m, out_list in (("M6 ours", slower), (INCLUDE, slower_incl)):
-            a = res.get(m)
-            if a is None:
-                continue
-            if a.rate < b.rate - 0.02 or (
-                a.rate >= 0.5 and b.rate >= 0.5 and a.t_med > 1.1 * b.t_med + 1e-9
-            ):
-                out_list.append(f"{s.name}: {pct(a.rate)} in {fmt(a.t_med, 1)} min vs "
-                                f"{pct(b.rate)} in {fmt(b.t_med, 1)} min")
+    slower = [_c_text(s, results) for s in c_missed(results, errs)]
+    slower_incl = [_c_text(s, results, INCLUDE) for s in c_missed(results, errs, INCLUDE)]
     ran_incl = any(INCLUDE in results[s.name][1] for s in errs)
     missed = [k for k, bad in (("a", falls), ("b", not lag_ok), ("c", slower)) if bad]
     text_a = ("(a) met: detection never falls as the ratio grows (1.25 x to 100 % errors, "
@@ -746,7 +743,7 @@ def _goals_8_9(
     text_c = (
         "(c) met: per-pod input never weaker/slower than none" if not slower
         else f"(c) MISSED: per-pod input slower or weaker than none in {len(slower)} effect "
-        "scenario(s), e.g. " + "; ".join(slower[:4])
+        "scenario(s), e.g. " + "; ".join(slower[:4]) + _bound_summary(results, bounds or {})
     ) + (
         f"; with new pods included (no warm-up policy) in {len(slower_incl)}"
         + (": " + "; ".join(slower_incl[:4]) if slower_incl else "")
@@ -769,6 +766,122 @@ def _goals_8_9(
     else:
         out.append(("G9 reach", "not run", "quick mode"))
     return out
+
+
+def c_missed(
+    results: dict[str, tuple[Scenario, dict[str, Outcome]]], errs: list[Scenario], m: str = "M6 ours"
+) -> list[Scenario]:
+    """Effect scenarios where method m (per-pod input) detects less (beyond 2 points) or
+    slower (median beyond 10 %) than the default without per-pod input: G8 (c)."""
+    out = []
+    for s in errs:
+        if s.name not in results:
+            continue
+        res = results[s.name][1]
+        a, b = res.get(m), res["M6 without per-pod input"]
+        if a is None:
+            continue
+        if a.rate < b.rate - 0.02 or (
+            a.rate >= 0.5 and b.rate >= 0.5 and a.t_med > 1.1 * b.t_med + 1e-9
+        ):
+            out.append(s)
+    return out
+
+
+def _c_text(s: Scenario, results: dict[str, tuple[Scenario, dict[str, Outcome]]], m: str = "M6 ours") -> str:
+    a, b = results[s.name][1][m], results[s.name][1]["M6 without per-pod input"]
+    return (f"{s.name}: {pct(a.rate)} in {fmt(a.t_med, 1)} min vs "
+            f"{pct(b.rate)} in {fmt(b.t_med, 1)} min")
+
+
+def g8_bounds(
+    results: dict[str, tuple[Scenario, dict[str, Outcome]]], errs: list[Scenario], seed: int
+) -> dict[str, tuple[bnd.Bound, bnd.Bound]]:
+    """For every G8 (c) miss, the best any valid test could do (see _analysis_bound): against
+    G1's slow-starting pods and against the documented new-pod allowance. Own random
+    stream (the other scenarios' draws are unchanged); 1,000 effect runs each."""
+    rng = np.random.default_rng([seed, 8])
+    out: dict[str, tuple[bnd.Bound, bnd.Bound]] = {}
+    for s in c_missed(results, errs):
+        b = simulate(s, 1000, rng, CFG.warmup_s)
+        out[s.name] = (
+            bnd.bound(b, s, "slow_start", rng),
+            bnd.bound(b, s, "allowance", rng, new_pod_r0=CFG.new_pod_r0),
+        )
+    return out
+
+
+def _unattainable(s_fb: Outcome, bd: bnd.Bound) -> bool:
+    """No test valid under bd's null can meet (c) against this fallback result."""
+    rate_short = bd.power_end < s_fb.rate - 0.02
+    slow = s_fb.rate >= 0.5 and bd.median_min > 1.1 * s_fb.t_med + 1e-9
+    return rate_short or slow
+
+
+def _bound_summary(
+    results: dict[str, tuple[Scenario, dict[str, Outcome]]],
+    bounds: dict[str, tuple[bnd.Bound, bnd.Bound]],
+) -> str:
+    if not bounds:
+        return ""
+    fb = {n: results[n][1]["M6 without per-pod input"] for n in bounds}
+    n_ss = sum(_unattainable(fb[n], v[0]) for n, v in bounds.items())
+    n_al = sum(_unattainable(fb[n], v[1]) for n, v in bounds.items())
+    return (f"; no test that keeps G1 under slow-starting pods can meet (c) in {n_ss} of them, "
+            f"none that honours the documented new-pod allowance in {n_al} (G8 (c) table)")
+
+
+def bound_lines(
+    results: dict[str, tuple[Scenario, dict[str, Outcome]]],
+    bounds: dict[str, tuple[bnd.Bound, bnd.Bound]],
+) -> list[str]:
+    if not bounds:
+        return ["No G8 (c) miss: nothing to bound."]
+    L = [
+        "For each scenario where per-pod input (the default, with its new-pod policy) is slower "
+        "or weaker than the fallback without it: the best detection that any test can reach "
+        "while it keeps its false-rollback rate <= 5 % under a null and, like both judges here, "
+        "conditions on each interval's bad events (so that trends common to both arms, G1's "
+        "common shock, cancel). Neyman–Pearson bound from 1,000 effect runs, the test told the "
+        "effect's exact ratio; see benchmarks/_analysis_bound.py. 'slow-start' is G1's scenario "
+        "(a new pod errs x5 at start, fading to x1 over 90 s): a test slower than this bound "
+        "cannot keep G1. For ratios below 5 the bound is the monotone one (while the cold pod "
+        "errs at least r x, its counts dominate the effect's, so a judge monotone in canary "
+        "errors rolls back no sooner; 'monotone'). 'allowance' is the documented policy's null "
+        f"(a young pod may err up to {CFG.new_pod_r0:g} x for its whole warm-up, profile "
+        "unknown). 'cannot' marks a bound that itself misses (c) (slower than 1.1 x the "
+        "fallback's median, or more than 2 points less detection). A bound that meets (c) does "
+        "not make (c) reachable: it is the power of a fixed test told the effect, while both "
+        "judges are sequential mixtures (about 30–40 % more requests at the design effect).",
+        "",
+        "| scenario | default: detected, median min | fallback | bound vs slow-start | "
+        "bound vs allowance |",
+        "|---|---|---|---|---|",
+    ]
+    n_ss = n_al = 0
+    for name, (ss, al) in bounds.items():
+        res = results[name][1]
+        a, b = res["M6 ours"], res["M6 without per-pod input"]
+        cells = []
+        for bd in (ss, al):
+            bad = _unattainable(b, bd)
+            if bd is ss:
+                n_ss += bad
+            else:
+                n_al += bad
+            kind = " (monotone)" if bd.monotone_only else f", {pct(bd.power_end)}"
+            cells.append(f"{fmt(bd.median_min, 2)} min{kind}{': cannot' if bad else ''}")
+        L.append(
+            f"| {name} | {pct(a.rate)}, {fmt(a.t_med, 2)} | {pct(b.rate)}, {fmt(b.t_med, 2)} | "
+            + " | ".join(cells) + " |"
+        )
+    L += [
+        "",
+        f"(c) cannot be met by any test that keeps G1 under slow-starting pods in {n_ss} of these "
+        f"{len(bounds)} scenarios, and by any test that honours the documented allowance in "
+        f"{n_al}.",
+    ]
+    return L
 
 
 def plot(
