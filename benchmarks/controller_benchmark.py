@@ -30,7 +30,7 @@ from pathlib import Path
 from testbed.cluster import TestBed
 
 from . import _controller_decide as dec
-from ._controller_scale import ARGO, ARGO_FAST, OURS, Flavor, Phase, SizeResult, log, run_one
+from ._controller_scale import ARGO, ARGO_FAST, OURS, OURS_FAST, Flavor, Phase, SizeResult, log, run_one
 
 REPO = Path(__file__).resolve().parent.parent
 PODS_PER_ROLLOUT = 2  # 1 stable + 1 canary while paused at setWeight 20
@@ -260,9 +260,12 @@ def render(args: argparse.Namespace, m: dict[str, str], started: dt.datetime, wa
         fig = {k: figures(at[k]) for k in at}
         argos = [f for f in fl if f.argo]
         w(f"### N = {n} ({at[fl[0].key].r.namespaces} namespaces)\n")
+        fast = OURS_FAST.key in at and ARGO_FAST.key in at  # both under --qps 1000
         heads = ["figure", *[f.label for f in fl],
                  *[f"ours / {f.label.split(' (')[0] if f.key == 'argo' else f.label}" for f in argos
-                   if OURS.key in at], "target (issue 14)"]
+                   if OURS.key in at],
+                 *(["ours / Argo, both --qps 1000 --burst 2000"] if fast else []),
+                 "target (issue 14)"]
         w("| " + " | ".join(heads) + " |")
         w("|---|" + "---:|" * (len(heads) - 2) + "---|")
         for key, label, how in ROWS:
@@ -270,6 +273,9 @@ def render(args: argparse.Namespace, m: dict[str, str], started: dt.datetime, wa
             cells = [label, *[fmt(v, how) for v in vals]]
             if OURS.key in at:
                 cells += [ratio(fig[OURS.key][key], fig[a.key][key]) for a in argos]
+            if fast:
+                cells.append(ratio(fig[OURS_FAST.key][key], fig[ARGO_FAST.key][key]))
+            if OURS.key in at:
                 cells.append(verdict(key, fig[OURS.key][key], [fig[a.key][key] for a in argos], n))
             else:
                 cells.append("")
@@ -371,7 +377,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true",
                     help="smoke run: N = 20, ours and Argo under its defaults")
     ap.add_argument("--sizes", default="100,1000,5000", help="comma-separated N (default %(default)s)")
-    ap.add_argument("--configs", default="ours,argo,argo-qps1000",
+    ap.add_argument("--configs", default="ours,argo,argo-qps1000,ours-qps1000",
                     help="comma-separated configurations (default %(default)s)")
     ap.add_argument("--idle", type=float, default=None, help="idle window, s (default 60; quick 20)")
     ap.add_argument("--timeout", type=float, default=None,
@@ -381,7 +387,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     # SIGTERM runs the finally blocks too: every test bed and controller started is stopped
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    all_flavors = {f.key: f for f in (OURS, ARGO, ARGO_FAST)}
+    all_flavors = {f.key: f for f in (OURS, ARGO, ARGO_FAST, OURS_FAST)}
     if args.quick:
         sizes, flavors, calls = [20], [OURS, ARGO], 1000
         args.idle = args.idle or 20.0

@@ -39,7 +39,7 @@ import copy
 import json
 import logging
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, NoReturn
 
@@ -185,6 +185,30 @@ def _settled(ro: RolloutInput, decided: RolloutStatus, obs: Observations, now: d
     return not again.actions and again.status == decided
 
 
+Versions = tuple[tuple[str, str], ...]  # (name, resourceVersion) of owned objects
+
+
+@dataclass(frozen=True)
+class _Inputs:
+    """The resourceVersions of what a reconcile of one Rollout reads."""
+
+    rollout: str
+    replica_sets: Versions
+    runs: Versions
+    experiments: Versions
+    reads: tuple[tuple[str, str, str | None], ...]  # SharedCache.versions
+
+    def unchanged_by_acting(self, after: _Inputs) -> bool:
+        """The reconcile's actions wrote nothing (they only made sure of what was there):
+        what it owns is as it was, and every object read before acting has the same
+        version (acting may have read more)."""
+        if (self.replica_sets, self.runs, self.experiments) != \
+                (after.replica_sets, after.runs, after.experiments):
+            return False
+        now = set(after.reads)
+        return all(dep in now for dep in self.reads)
+
+
 class Reconciler:
     def __init__(self, kube: Kube, rollouts: Informer, replicasets: Informer,
                  recorder: EventRecorder, clock: Callable[[], datetime] | None = None,
@@ -203,8 +227,38 @@ class Reconciler:
         self.replicasets = replicasets
         self.recorder = recorder
         self.clock = clock or (lambda: datetime.now(UTC))
+        # key -> the versions of everything its last reconcile read, when that reconcile
+        # found the rollout at rest (no action, no timer, a fixed point of decide)
+        self._at_rest: dict[str, _Inputs] = {}
+
+    def at_rest(self, key: str) -> bool:
+        """Nothing the rollout's last reconcile read has changed since, and that reconcile
+        found it at rest: a reconcile now would decide the same on the same inputs, so the
+        periodic resync may pass it by."""
+        seen = self._at_rest.get(key)
+        return seen is not None and seen == self._inputs(key)
+
+    def _inputs(self, key: str) -> _Inputs | None:
+        """The resourceVersions of what a reconcile of ``key`` reads (None: not all of it
+        comes from the stores, so a change could go unseen)."""
+        obj = self.rollouts.get(key)
+        deps = self.shared.versions(key) if self.shared is not None else None
+        if obj is None or deps is None:
+            return None
+        md = obj.get("metadata") or {}
+        uid = str(md.get("uid") or "")
+
+        def versions(objs: list[JSON]) -> Versions:
+            return tuple(sorted((str(o["metadata"].get("name")),
+                                 str(o["metadata"].get("resourceVersion"))) for o in objs))
+
+        return _Inputs(str(md.get("resourceVersion")), versions(self.replicasets.owned_by(uid)),
+                       versions(self._owned_runs(str(md.get("namespace")), uid)),
+                       versions(self.experiments.owned_by(uid) if self.experiments else []),
+                       deps)
 
     async def reconcile(self, key: str) -> float | None:
+        self._at_rest.pop(key, None)
         obj = self.rollouts.get(key)
         if obj is None:
             return None
@@ -229,6 +283,7 @@ class Reconciler:
                                describe(None, e, rollout=name, traffic_done=False), [])
         ro = RolloutInput(ns, name, int(md.get("generation") or 0), spec, tuple(spec_errors), status)
         decision = decide(ro, obs, self.clock())
+        observed = self._inputs(key)  # before acting: did the actions change anything?
 
         current: ClusterAction | None = None
         traffic_done = False
@@ -263,9 +318,14 @@ class Reconciler:
         replica_failure(decision.status, rs_conditions(owned), decision.status.current_pod_hash)
         recovered(status, decision.status, self.clock())
         settled = not decision.actions and _settled(ro, decision.status, obs, self.clock())
+        same_status = decision.status.to_dict() == (obj.get("status") or {})
         if not await self._write_status(obj, decision.status, echo_is_news=not settled):
             return 0.2  # someone wrote since we read: recompute from the new version
         await self._emit(obj, decision.status, decision.events)
+        if decision.requeue_after is None and (settled or same_status):
+            inputs = self._inputs(key)  # after the status write: the store holds its result
+            if inputs is not None and observed is not None and observed.unchanged_by_acting(inputs):
+                self._at_rest[key] = inputs
         return decision.requeue_after
 
     async def _observe(self, obj: JSON, spec: RolloutSpec | None, status: RolloutStatus,

@@ -100,11 +100,13 @@ class SharedCache:
         # (group/plural, object key) -> Rollout keys that read it; and the reverse
         self._readers: dict[tuple[str, str], set[str]] = {}
         self._read_by: dict[str, set[tuple[str, str]]] = {}
+        self._read_directly: set[str] = set()  # readers with a read the stores did not serve
 
     # --- dependencies -------------------------------------------------------------------
 
     def begin(self, rollout_key: str) -> None:
         """A reconcile of ``rollout_key`` starts: it will record what it reads anew."""
+        self._read_directly.discard(rollout_key)
         for dep in self._read_by.pop(rollout_key, set()):
             readers = self._readers.get(dep)
             if readers is not None:
@@ -122,6 +124,23 @@ class SharedCache:
         dep = (_kind_id(ref.resource), ref.key)
         self._readers.setdefault(dep, set()).add(reader)
         self._read_by.setdefault(reader, set()).add(dep)
+
+    def versions(self, rollout_key: str) -> tuple[tuple[str, str, str | None], ...] | None:
+        """The resourceVersion of each object the last reconcile of ``rollout_key`` read
+        (None for one that was absent), as the stores hold them now; None when one of its
+        reads did not come from a store (a direct read is not followed)."""
+        if rollout_key in self._read_directly:
+            return None
+        kinds = {_kind_id(k.informer.resource): k.informer for k in self._kinds.values()}
+        out: list[tuple[str, str, str | None]] = []
+        for kind_id, key in sorted(self._read_by.get(rollout_key, ())):
+            informer = kinds.get(kind_id)
+            if informer is None or not informer.synced.is_set():
+                return None
+            obj = informer.get(key)
+            rv = (obj.get("metadata") or {}).get("resourceVersion") if obj is not None else None
+            out.append((kind_id, key, None if rv is None else str(rv)))
+        return tuple(out)
 
     def _handler(self, informer: Informer, kind_id: str) -> Callable[[str, JSON], None]:
         def changed(_type: str, obj: JSON) -> None:
@@ -145,15 +164,21 @@ class SharedCache:
         ref = parse_path(path)
         if ref is None or (self.namespace is not None and ref.resource.namespaced
                            and ref.namespace != self.namespace):
-            return await self.kube.get_or_none(path)
+            return await self._direct(path)
         self._record(ref)
         informer = await self._informer(ref.resource)
         if informer is None:
-            return await self.kube.get_or_none(path)
+            return await self._direct(path)
         obj = informer.get(ref.key)
         # a copy, as a GET would give: callers may edit what they read to build a write,
         # and the store is shared by every reconcile
         return copy.deepcopy(obj) if obj is not None else None
+
+    async def _direct(self, path: str) -> JSON | None:
+        reader = reading_for.get()
+        if reader is not None:
+            self._read_directly.add(reader)
+        return await self.kube.get_or_none(path)
 
     async def get(self, path: str) -> JSON:
         obj = await self.get_or_none(path)

@@ -153,7 +153,7 @@ FILE_SECONDS = {
     "test_web_provider_tls.py": 7, "test_testbed.py": 2, "test_rbac.py": 1, "test_demo.py": 5,
     "test_routers.py": 125, "test_dashboard.py": 85, "test_scale.py": 90, "test_cli_tree.py": 70,
     "test_provider_influx_graphite.py": 60, "test_provider_saas.py": 35, "test_helm.py": 25,
-    "test_notify_services.py": 25, "test_image.py": 5,
+    "test_notify_services.py": 25, "test_image.py": 30, "test_krew.py": 45, "test_startup.py": 15,
 }
 DEFAULT_FILE_SECONDS = 60
 # shard 1 also runs the unit tests (testbed/run_tests.py): about this long beside the e2e

@@ -183,3 +183,29 @@ def test_watches_last_five_to_ten_minutes_spread_like_client_go() -> None:
     timeouts = {Informer(kube, SERVICES).watch_timeout for _ in range(50)}  # type: ignore[arg-type]
     assert min(timeouts) >= 300 and max(timeouts) <= 600 and len(timeouts) > 5
     assert Informer(kube, SERVICES, watch_timeout=30).watch_timeout == 30  # type: ignore[arg-type]
+
+
+async def test_versions_follow_what_a_rollout_read_and_refuse_when_a_read_was_direct() -> None:
+    # what lets the periodic resync pass by a rollout at rest (issue 14: no full resync of
+    # work a watch already delivers)
+    kube = FakeKube({"services": [svc("web", 5)], "virtualservices": []},
+                    missing=("virtualservices",))
+    cache = SharedCache(kube, None)  # type: ignore[arg-type]
+    cache.begin("ns/shop")
+    token = reading_for.set("ns/shop")
+    await cache.get_or_none(SERVICES.path("ns", "web"))
+    await cache.get_or_none(SERVICES.path("ns", "absent"))
+    reading_for.reset(token)
+    seen = cache.versions("ns/shop")
+    assert seen == (("services", "ns/absent", None), ("services", "ns/web", "5"))
+    kube.push("services", "MODIFIED", svc("web", 6))
+    await _settle()
+    assert cache.versions("ns/shop") != seen  # changed since: not at rest any more
+    assert cache.versions("ns/nobody") == ()
+
+    cache.begin("ns/shop")  # this time a read the stores cannot serve
+    token = reading_for.set("ns/shop")
+    await cache.get_or_none(VIRTUAL_SERVICES.path("ns", "web"))
+    reading_for.reset(token)
+    assert cache.versions("ns/shop") is None
+    await cache.close()
