@@ -176,8 +176,12 @@ class LeaderElector:
                 log.error("lost the lease %s/%s: stopping", self.namespace, self.name)
                 self.lost.set()
                 return
-            await asyncio.sleep(self.renew_period if ok and self.is_leader.is_set()
-                                else self.retry_period)
+            pause = self.renew_period if ok and self.is_leader.is_set() else self.retry_period
+            if self.is_leader.is_set() and last_renew is not None:
+                # never past the renew deadline: a slow write, or a retry just before the
+                # deadline, would otherwise keep us acting into the standby's lease
+                pause = min(pause, max(0.0, last_renew + self.renew_deadline - self.clock()))
+            await asyncio.sleep(pause)
 
     async def release(self) -> None:
         """Give the lease up on a clean shutdown so a standby takes over at once."""
