@@ -75,9 +75,10 @@ def controller(
         "2s", "--leader-election-retry-period", metavar="DURATION",
         help="a standby, or a leader whose renewal failed, tries again this often"),
     renew_period: str = typer.Option(
-        "5s", "--leader-election-renew-period", metavar="DURATION",
+        "", "--leader-election-renew-period", metavar="DURATION", show_default=False,
         help="a leader renews this often (client-go: every retry period; a Lease renewal is "
-             "all an idle controller sends)"),
+             "all an idle controller sends) [default: 5s, or half the renew deadline when "
+             "shorter, never below the retry period]"),
     listen: str = typer.Option("127.0.0.1:8443", help="address of the HTTP API, /metrics, /healthz "
                                                       "and /readyz (HTTPS unless --insecure-http)"),
     resync_seconds: float = typer.Option(
@@ -140,10 +141,13 @@ def controller(
 def _lease_timings(**flags: str) -> dict[str, float]:
     """The --leader-election-* durations in seconds, checked as the elector will use them."""
     from rollouts.api.duration import parse_duration
+    from rollouts.kube.leader import default_renew_period
 
     out: dict[str, float] = {}
     for name, value in flags.items():
         flag = "--leader-election-" + name.replace("_", "-")
+        if name == "renew_period" and not value:
+            continue  # derived below from the others, as Argo has no such flag
         try:
             out[name] = parse_duration(value)
         except ValueError as e:
@@ -151,6 +155,8 @@ def _lease_timings(**flags: str) -> dict[str, float]:
     if not out["retry_period"] < out["renew_deadline"] < out["lease_duration"]:
         raise typer.BadParameter("need retry period < renew deadline < lease duration",
                                  param_hint="--leader-election-*")
+    if "renew_period" not in out:
+        out["renew_period"] = default_renew_period(out["retry_period"], out["renew_deadline"])
     if not out["retry_period"] <= out["renew_period"] < out["renew_deadline"]:
         raise typer.BadParameter("need retry period <= renew period < renew deadline",
                                  param_hint="--leader-election-renew-period")

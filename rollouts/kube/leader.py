@@ -69,6 +69,12 @@ class LeaseObserver:
         return self.changed_at + valid_for > now
 
 
+def default_renew_period(retry_period: float, renew_deadline: float) -> float:
+    """5 s, or half the renew deadline when that is shorter, never below the retry period
+    (so any timings Argo accepts are accepted without a renew period)."""
+    return max(retry_period, min(5.0, renew_deadline / 2))
+
+
 class LeaderElector:
     def __init__(self, kube: Kube, namespace: str, name: str = "rollouts-controller",
                  identity: str | None = None, lease_duration: float = 15,
@@ -77,8 +83,8 @@ class LeaderElector:
                  clock: Callable[[], float] = time.monotonic) -> None:
         if not retry_period < renew_deadline < lease_duration:
             raise ValueError("leader election needs retry_period < renew_deadline < lease_duration")
-        if renew_period is None:  # 5 s, or half the deadline when that is shorter
-            renew_period = max(retry_period, min(5.0, renew_deadline / 2))
+        if renew_period is None:
+            renew_period = default_renew_period(retry_period, renew_deadline)
         if not retry_period <= renew_period < renew_deadline:
             raise ValueError("leader election needs retry_period <= renew_period < renew_deadline")
         self.kube, self.namespace, self.name = kube, namespace, name
