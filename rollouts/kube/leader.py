@@ -182,7 +182,12 @@ class LeaderElector:
                 log.error("lost the lease %s/%s: stopping", self.namespace, self.name)
                 self.lost.set()
                 return
-            pause = self.renew_period if ok and self.is_leader.is_set() else self.retry_period
+            if ok and self.is_leader.is_set():
+                # counted from this renewal's start: a slow answer leaves the next attempt
+                # as much of the renew deadline as a fast one does
+                pause = max(0.0, started + self.renew_period - self.clock())
+            else:
+                pause = self.retry_period
             if self.is_leader.is_set() and last_renew is not None:
                 # never past the renew deadline: a slow write, or a retry just before the
                 # deadline, would otherwise keep us acting into the standby's lease

@@ -230,3 +230,30 @@ def test_renew_period_defaults_to_5_s_and_must_fit_inside_the_deadline() -> None
         LeaderElector(FakeLeases(), "ns", renew_period=10)  # type: ignore[arg-type]
     with pytest.raises(ValueError):
         LeaderElector(FakeLeases(), "ns", renew_period=1)  # type: ignore[arg-type]
+
+
+class SlowLeases(FakeLeases):
+    """Every answer takes ``delay`` seconds (a loaded API server)."""
+
+    def __init__(self, delay: float) -> None:
+        super().__init__()
+        self.delay = delay
+
+    async def replace(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        await asyncio.sleep(self.delay)
+        return await super().replace(path, body)
+
+
+async def test_slow_renewals_keep_the_lease_when_they_fit_the_deadline() -> None:
+    # Regression (review of the renew period): the period was counted from the end of a
+    # renewal, so answers taking half the gap between period and deadline lost the lease.
+    kube = SlowLeases(0.25)
+    e = LeaderElector(kube, "ns", "lock", identity="me",  # type: ignore[arg-type]
+                      lease_duration=1.5, renew_deadline=0.8, retry_period=0.1, renew_period=0.5)
+    task = asyncio.create_task(e.run())
+    try:
+        await asyncio.wait_for(e.is_leader.wait(), 2)
+        await asyncio.sleep(2.0)
+        assert e.is_leader.is_set() and not e.lost.is_set()
+    finally:
+        task.cancel()
