@@ -156,28 +156,38 @@ class Controller:
 
     # Lanes of the work queue: a Rollout's own change (a new revision to start) and the
     # resync are normal; whatever a key owns or waits on changing is urgent (step work of a
-    # rollout in flight), and so are timers (add_after's default).
+    # rollout in flight), and so are timers (add_after's default). An informer's first list
+    # is a starting point, not news: its events are normal, or a restarted controller would
+    # put every rollout with a ReplicaSet in the urgent lane, and the lanes would mean nothing.
+
+    @staticmethod
+    def _news_after_first_list(informer: Informer,
+                               handler: Callable[..., None]) -> Callable[[str, JSON], None]:
+        def handle(kind: str, obj: JSON) -> None:
+            handler(kind, obj, urgent=informer.synced.is_set())
+        return handle
 
     def _enqueue_rollout(self, kind: str, obj: JSON) -> None:
         if kind == "DELETED" and self.shared is not None:
             self.shared.forget(key_of(obj))
         self.queue.add(key_of(obj))
 
-    def _enqueue_run(self, _kind: str, run: JSON) -> None:
+    def _enqueue_run(self, _kind: str, run: JSON, *, urgent: bool = True) -> None:
         # a run is created by a rollout (or experiment) in a step: its progress is step work
-        self.queue.add(AR_PREFIX + key_of(run), urgent=True)
+        self.queue.add(AR_PREFIX + key_of(run), urgent=urgent)
 
-    def _enqueue_experiment(self, _kind: str, obj: JSON) -> None:
-        self.queue.add(EX_PREFIX + key_of(obj), urgent=True)
-        self._enqueue_owner(_kind, obj)  # a Rollout's experiment step reacts to its phase
+    def _enqueue_experiment(self, _kind: str, obj: JSON, *, urgent: bool = True) -> None:
+        self.queue.add(EX_PREFIX + key_of(obj), urgent=urgent)
+        # a Rollout's experiment step reacts to its phase
+        self._enqueue_owner(_kind, obj, urgent=urgent)
 
-    def _enqueue_owner(self, _kind: str, rs: JSON) -> None:
+    def _enqueue_owner(self, _kind: str, rs: JSON, *, urgent: bool = True) -> None:
         md = rs.get("metadata") or {}
         for o in md.get("ownerReferences") or []:
             if o.get("kind") == "Rollout" and o.get("controller"):
-                self.queue.add(f"{md.get('namespace')}/{o.get('name')}", urgent=True)
+                self.queue.add(f"{md.get('namespace')}/{o.get('name')}", urgent=urgent)
             elif o.get("kind") == "Experiment" and o.get("controller"):
-                self.queue.add(f"{EX_PREFIX}{md.get('namespace')}/{o.get('name')}", urgent=True)
+                self.queue.add(f"{EX_PREFIX}{md.get('namespace')}/{o.get('name')}", urgent=urgent)
 
     def _enqueue_reader(self, key: str) -> None:
         """An object a rollout read (a Service, a route, a template) changed."""
@@ -317,13 +327,14 @@ class Controller:
             runs = Informer(kube, ANALYSIS_RUNS, self.opts.namespace, label_selector=mine)
             # the echo of our own writes is no news (the reconciler saw to it)
             rollouts.add_handler(self._enqueue_rollout, skip_own_writes=True)
-            replicasets.add_handler(self._enqueue_owner, skip_own_writes=True)
+            news = self._news_after_first_list
+            replicasets.add_handler(news(replicasets, self._enqueue_owner), skip_own_writes=True)
             # a run's own status write is no news to the run; its Rollout reacts to it
-            runs.add_handler(self._enqueue_run, skip_own_writes=True)
-            runs.add_handler(self._enqueue_owner)
+            runs.add_handler(news(runs, self._enqueue_run), skip_own_writes=True)
+            runs.add_handler(news(runs, self._enqueue_owner))
             experiments = self.experiments = Informer(kube, EXPERIMENTS, self.opts.namespace,
                                                       label_selector=mine)
-            experiments.add_handler(self._enqueue_experiment)
+            experiments.add_handler(news(experiments, self._enqueue_experiment))
             tasks += [asyncio.create_task(rollouts.run()), asyncio.create_task(replicasets.run()),
                       asyncio.create_task(runs.run()), asyncio.create_task(experiments.run())]
             self.analysis_reconciler = AnalysisRunReconciler(   # provider Secrets live there

@@ -105,3 +105,15 @@ async def test_a_failed_key_is_retried_in_its_own_lane() -> None:
     worker.cancel()
     await asyncio.gather(worker, return_exceptions=True)
     assert r.seen[:4] == [("ns/step", True), ("ns/new", False), ("ns/step", True), ("ns/new", False)]
+
+
+async def test_an_informers_first_list_is_no_news_and_its_later_events_are() -> None:
+    c = Controller(ControllerOptions())
+    informer = SimpleNamespace(synced=asyncio.Event())
+    handle = c._news_after_first_list(informer, c._enqueue_owner)  # type: ignore[arg-type]
+    handle("ADDED", _obj("web-6d4f", "Rollout", "web"))  # a restarted controller lists
+    assert _lanes(c) == (0, 1)
+    informer.synced.set()
+    handle("MODIFIED", _obj("api-7c9b", "Rollout", "api"))
+    handle("MODIFIED", _obj("web-6d4f", "Rollout", "web"))
+    assert _lanes(c) == (2, 0)
