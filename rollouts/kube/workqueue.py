@@ -11,9 +11,10 @@ available, write the weight" behind every other rollout's new ReplicaSet):
 
 ``get()`` serves urgent keys first. A key queued normal and added urgent moves up; one
 queued urgent stays urgent. So that normal keys cannot starve, a normal key that has waited
-``max_normal_wait`` seconds or more is served before urgent keys, oldest first, by workers
-that take both lanes (``get(urgent_only=True)``, for workers kept for the urgent lane,
-never takes a normal key).
+``max_normal_wait`` seconds or more is served before urgent keys, oldest first, but by one
+worker at a time: while one such key is being processed, the other workers stay on step
+work, so a backlog of aged new work slows step work down by one worker at most.
+``get(urgent_only=True)``, for workers kept for the urgent lane, never takes a normal key.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ class WorkQueue:
         self._queued: dict[str, tuple[bool, int]] = {}  # key -> (urgent, seq)
         self._seq = 0
         self._processing: dict[str, bool] = {}  # key -> served from the urgent lane
+        self._aged: str | None = None  # the normal key being processed ahead of urgent ones
         self._dirty: dict[str, bool] = {}  # added while processing -> urgent
         self._timers: dict[str, tuple[asyncio.TimerHandle, bool]] = {}
         self._failures: dict[str, int] = {}
@@ -143,9 +145,11 @@ class WorkQueue:
         normal = None if urgent_only else self._head(False)
         if normal is not None and (
                 urgent is None
-                or self._clock() - self._entered.get(normal[0], 0.0) >= self.max_normal_wait):
+                or (self._aged is None
+                    and self._clock() - self._entered.get(normal[0], 0.0) >= self.max_normal_wait)):
             if urgent is not None:
                 self.aged_total += 1
+                self._aged = normal[0]
             self._lanes[1].popleft()
             return normal[0], False
         if urgent is not None:
@@ -189,6 +193,8 @@ class WorkQueue:
 
     def done(self, key: str) -> None:
         self._processing.pop(key, None)
+        if self._aged == key:
+            self._aged = None
         if key in self._dirty and not self.shutting_down:
             self._enqueue(key, self._dirty.pop(key))  # counted when added during processing
 

@@ -72,6 +72,26 @@ async def test_a_normal_key_waiting_past_the_aging_bound_goes_ahead_of_urgent_on
     assert (await q.get())[0] == "ns/step-2"
 
 
+async def test_aged_normal_keys_take_one_worker_at_a_time_from_step_work() -> None:
+    now = [0.0]
+    q = _queue(now, max_normal_wait=10.0)
+    for i in range(3):
+        q.add(f"ns/new-{i}")
+    now[0] = 30.0  # all three aged
+    for i in range(3):
+        q.add(f"ns/step-{i}", urgent=True)
+    got = [(await q.get())[0] for _ in range(3)]
+    # one worker on the oldest aged key, the others on step work
+    assert got == ["ns/new-0", "ns/step-0", "ns/step-1"]
+    q.done("ns/step-0")
+    assert (await q.get())[0] == "ns/step-2"
+    q.done("ns/new-0")  # the aged one is done: the next aged one may go ahead
+    q.add("ns/step-3", urgent=True)
+    assert (await q.get())[0] == "ns/new-1"
+    assert (await q.get())[0] == "ns/step-3"
+    assert q.aged_total == 2
+
+
 async def test_upgrading_a_key_restarts_nothing_and_the_aging_clock_is_per_lane_entry() -> None:
     now = [0.0]
     q = _queue(now, max_normal_wait=10.0)
