@@ -61,7 +61,10 @@ def controller(
     kubeconfig: str = typer.Option(None, help="kubeconfig file (default: in-cluster or $KUBECONFIG)"),
     context: str = typer.Option(None, help="kubeconfig context"),
     namespace: str = typer.Option(None, "--namespace", "-n", help="watch one namespace (default: all)"),
-    workers: int = typer.Option(4, help="concurrent reconciles"),
+    workers: int = typer.Option(4, help="concurrent reconciles (step work first, then new work)"),
+    urgent_workers: int = typer.Option(
+        2, help="further concurrent reconciles of step work only (a rollout whose pods or "
+                "analysis changed, a timer), so it never waits for workers busy with new work"),
     leader_elect: bool = typer.Option(False, help="run for leadership on a Lease before acting"),
     lease_namespace: str = typer.Option("default", help="namespace of the leader-election Lease"),
     lease_name: str = typer.Option("rollouts-controller", help="name of the Lease"),
@@ -127,6 +130,7 @@ def controller(
         raise typer.BadParameter("--insecure-http and --tls-cert-file contradict each other")
     raise typer.Exit(run_controller(ControllerOptions(
         kubeconfig=kubeconfig, context=context, namespace=namespace, workers=workers,
+        urgent_workers=urgent_workers,
         leader_elect=leader_elect, lease_namespace=lease_namespace, lease_name=lease_name,
         **timings,
         listen=listen, resync_seconds=resync_seconds, qps=qps, burst=burst,

@@ -23,6 +23,7 @@ from rollouts.kube.client import JSON, REPLICASETS, Kube, make_api_client
 from rollouts.kube.events import EventRecorder
 from rollouts.kube.informer import Informer, key_of
 from rollouts.kube.leader import LeaderElector
+from rollouts.kube.ratelimit import urgent_context, urgent_requests
 from rollouts.kube.workqueue import WorkQueue
 from rollouts.observability.health import Health
 from rollouts.server.app import create_app, create_plain_metrics_app
@@ -38,7 +39,9 @@ class ControllerOptions:
     kubeconfig: str | None = None
     context: str | None = None
     namespace: str | None = None  # None: all namespaces
-    workers: int = 4
+    workers: int = 4  # take keys of both lanes (urgent first; see rollouts.kube.workqueue)
+    # take urgent keys only, so that step work never waits for a worker busy with new work
+    urgent_workers: int = 2
     leader_elect: bool = False
     lease_namespace: str = "default"
     lease_name: str = "rollouts-controller"
@@ -151,39 +154,54 @@ class Controller:
         self.recorder: EventRecorder | None = None
         self._cert: ServingCert | None = None
 
+    # Lanes of the work queue: a Rollout's own change (a new revision to start) and the
+    # resync are normal; whatever a key owns or waits on changing is urgent (step work of a
+    # rollout in flight), and so are timers (add_after's default). An informer's first list
+    # is a starting point, not news: its events are normal, or a restarted controller would
+    # put every rollout with a ReplicaSet in the urgent lane, and the lanes would mean nothing.
+
+    @staticmethod
+    def _news_after_first_list(informer: Informer,
+                               handler: Callable[..., None]) -> Callable[[str, JSON], None]:
+        def handle(kind: str, obj: JSON) -> None:
+            handler(kind, obj, urgent=informer.synced.is_set())
+        return handle
+
     def _enqueue_rollout(self, kind: str, obj: JSON) -> None:
         if kind == "DELETED" and self.shared is not None:
             self.shared.forget(key_of(obj))
         self.queue.add(key_of(obj))
 
-    def _enqueue_run(self, _kind: str, run: JSON) -> None:
-        self.queue.add(AR_PREFIX + key_of(run))
+    def _enqueue_run(self, _kind: str, run: JSON, *, urgent: bool = True) -> None:
+        # a run is created by a rollout (or experiment) in a step: its progress is step work
+        self.queue.add(AR_PREFIX + key_of(run), urgent=urgent)
 
-    def _enqueue_experiment(self, _kind: str, obj: JSON) -> None:
-        self.queue.add(EX_PREFIX + key_of(obj))
-        self._enqueue_owner(_kind, obj)  # a Rollout's experiment step reacts to its phase
+    def _enqueue_experiment(self, _kind: str, obj: JSON, *, urgent: bool = True) -> None:
+        self.queue.add(EX_PREFIX + key_of(obj), urgent=urgent)
+        # a Rollout's experiment step reacts to its phase
+        self._enqueue_owner(_kind, obj, urgent=urgent)
 
-    def _enqueue_owner(self, _kind: str, rs: JSON) -> None:
+    def _enqueue_owner(self, _kind: str, rs: JSON, *, urgent: bool = True) -> None:
         md = rs.get("metadata") or {}
         for o in md.get("ownerReferences") or []:
             if o.get("kind") == "Rollout" and o.get("controller"):
-                self.queue.add(f"{md.get('namespace')}/{o.get('name')}")
+                self.queue.add(f"{md.get('namespace')}/{o.get('name')}", urgent=urgent)
             elif o.get("kind") == "Experiment" and o.get("controller"):
-                self.queue.add(f"{EX_PREFIX}{md.get('namespace')}/{o.get('name')}")
+                self.queue.add(f"{EX_PREFIX}{md.get('namespace')}/{o.get('name')}", urgent=urgent)
 
-    async def _worker(self, reconciler: Reconciler) -> None:
+    def _enqueue_reader(self, key: str) -> None:
+        """An object a rollout read (a Service, a route, a template) changed."""
+        self.queue.add(key, urgent=True)
+
+    async def _worker(self, reconciler: Reconciler, *, urgent_only: bool = False) -> None:
         while True:
-            key, waited = await self.queue.get()
-            self.telemetry.started(key, waited)
+            key, waited = await self.queue.get(urgent_only=urgent_only)
+            urgent = self.queue.is_urgent(key)
+            self.telemetry.started(key, waited, urgent=urgent)
             try:
-                if key.startswith(AR_PREFIX):
-                    assert self.analysis_reconciler is not None
-                    requeue = await self.analysis_reconciler.reconcile(key[len(AR_PREFIX):])
-                elif key.startswith(EX_PREFIX):
-                    assert self.experiment_reconciler is not None
-                    requeue = await self.experiment_reconciler.reconcile(key[len(EX_PREFIX):])
-                else:
-                    requeue = await reconciler.reconcile(key)
+                # the requests of an urgent key's reconcile get the throttle's urgent lane
+                with urgent_requests(urgent):
+                    requeue = await self._reconcile(reconciler, key)
                 self.queue.forget(key)
                 self.telemetry.finished(key, requeue)
                 if requeue is not None:
@@ -192,15 +210,24 @@ class Controller:
                 raise
             except ActionFailed as e:  # already in status and Events (and logged)
                 self.telemetry.finished(key, error=True)
-                self.queue.add_rate_limited(key)
+                self.queue.add_rate_limited(key, urgent=urgent)
                 if e.requeue_after is not None:  # the progress deadline falls due before
                     self.queue.add_after(key, e.requeue_after)
             except Exception as e:  # one bad object must never stop the others
                 self.telemetry.finished(key, error=True)
                 log.warning("reconcile %s failed: %s: %s", key, type(e).__name__, e)
-                self.queue.add_rate_limited(key)
+                self.queue.add_rate_limited(key, urgent=urgent)
             finally:
                 self.queue.done(key)
+
+    async def _reconcile(self, reconciler: Reconciler, key: str) -> float | None:
+        if key.startswith(AR_PREFIX):
+            assert self.analysis_reconciler is not None
+            return await self.analysis_reconciler.reconcile(key[len(AR_PREFIX):])
+        if key.startswith(EX_PREFIX):
+            assert self.experiment_reconciler is not None
+            return await self.experiment_reconciler.reconcile(key[len(EX_PREFIX):])
+        return await reconciler.reconcile(key)
 
     async def _resync(self, informer: Informer, prefix: str = "",
                       at_rest: Callable[[str], bool] | None = None) -> None:
@@ -283,7 +310,8 @@ class Controller:
                     renew_deadline=self.opts.renew_deadline,
                     retry_period=self.opts.retry_period, renew_period=self.opts.renew_period)
                 self.health.elector = elector
-                tasks.append(asyncio.create_task(elector.run()))
+                # renewals never wait behind reconciles' requests: losing the Lease stops all
+                tasks.append(asyncio.create_task(elector.run(), context=urgent_context()))
                 log.info("waiting to become leader (%s/%s)", self.opts.lease_namespace, lease)
                 got = asyncio.create_task(elector.is_leader.wait())
                 stopped = asyncio.create_task(stop.wait())
@@ -299,13 +327,14 @@ class Controller:
             runs = Informer(kube, ANALYSIS_RUNS, self.opts.namespace, label_selector=mine)
             # the echo of our own writes is no news (the reconciler saw to it)
             rollouts.add_handler(self._enqueue_rollout, skip_own_writes=True)
-            replicasets.add_handler(self._enqueue_owner, skip_own_writes=True)
+            news = self._news_after_first_list
+            replicasets.add_handler(news(replicasets, self._enqueue_owner), skip_own_writes=True)
             # a run's own status write is no news to the run; its Rollout reacts to it
-            runs.add_handler(self._enqueue_run, skip_own_writes=True)
-            runs.add_handler(self._enqueue_owner)
+            runs.add_handler(news(runs, self._enqueue_run), skip_own_writes=True)
+            runs.add_handler(news(runs, self._enqueue_owner))
             experiments = self.experiments = Informer(kube, EXPERIMENTS, self.opts.namespace,
                                                       label_selector=mine)
-            experiments.add_handler(self._enqueue_experiment)
+            experiments.add_handler(news(experiments, self._enqueue_experiment))
             tasks += [asyncio.create_task(rollouts.run()), asyncio.create_task(replicasets.run()),
                       asyncio.create_task(runs.run()), asyncio.create_task(experiments.run())]
             self.analysis_reconciler = AnalysisRunReconciler(   # provider Secrets live there
@@ -321,10 +350,13 @@ class Controller:
                 return exit_code
             listeners, notifier = await self.telemetry.start(self.opts, kube, rollouts, runs)
             tasks.append(notifier)
-            shared = self.shared = SharedCache(kube, self.opts.namespace, on_change=self.queue.add)
+            shared = self.shared = SharedCache(kube, self.opts.namespace,
+                                               on_change=self._enqueue_reader)
             reconciler = Reconciler(kube, rollouts, replicasets, recorder, analysis_runs=runs,
                                     listeners=listeners, experiments=experiments, shared=shared)
             tasks += [asyncio.create_task(self._worker(reconciler)) for _ in range(self.opts.workers)]
+            tasks += [asyncio.create_task(self._worker(reconciler, urgent_only=True))
+                      for _ in range(self.opts.urgent_workers)]
             tasks.append(asyncio.create_task(self._resync(rollouts, at_rest=reconciler.at_rest)))
             tasks.append(asyncio.create_task(self._resync(experiments, EX_PREFIX)))
             self.health.synced = True

@@ -47,8 +47,8 @@ class Telemetry:
         self.metrics.register(WorkQueueCollector(queue, self.metrics.in_flight))
         self.notifier: Notifier | None = None
 
-    def started(self, key: str, waited: float) -> None:
-        self.metrics.start_work(key, waited)
+    def started(self, key: str, waited: float, *, urgent: bool = False) -> None:
+        self.metrics.start_work(key, waited, urgent=urgent)
 
     def finished(self, key: str, requeue: float | None = None, error: bool = False) -> None:
         controller = ("analysisrun" if key.startswith(_ANALYSIS_RUN_KEY)

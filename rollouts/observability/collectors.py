@@ -21,8 +21,10 @@ ANALYSIS_PHASES: Final = ("Pending", "Running", "Successful", "Failed", "Inconcl
 class QueueLike(Protocol):
     adds_total: int
     retries_total: int
+    aged_total: int
 
     def __len__(self) -> int: ...
+    def depth(self, urgent: bool) -> int: ...
 
 
 class WorkQueueCollector(Collector):
@@ -48,7 +50,14 @@ class WorkQueueCollector(Collector):
                                     "Seconds the longest running reconcile has been running.",
                                     labels=["name"])
         longest.add_metric([QUEUE], max(running, default=0.0))
-        yield from (depth, adds, retries, unfinished, longest)
+        lanes = GaugeMetricFamily("rollouts_workqueue_lane_depth", "Keys waiting, by lane "
+                                  "(urgent: step work; normal: new work).", labels=["name", "lane"])
+        lanes.add_metric([QUEUE, "urgent"], self.queue.depth(True))
+        lanes.add_metric([QUEUE, "normal"], self.queue.depth(False))
+        aged = CounterMetricFamily("rollouts_workqueue_aged", "Normal keys served ahead of "
+                                   "urgent ones after waiting the aging bound.", labels=["name"])
+        aged.add_metric([QUEUE], self.queue.aged_total)
+        yield from (depth, adds, retries, unfinished, longest, lanes, aged)
 
 
 def _num(v: Any) -> int | None:

@@ -46,6 +46,11 @@ class ControllerMetrics:
         self.queue_duration = Histogram(
             "workqueue_queue_duration_seconds", "How long a key waited in the queue.",
             ["name"], buckets=QUEUE_BUCKETS, registry=r)
+        # ours, beside controller-runtime's: the wait per lane (rollouts.kube.workqueue)
+        self.lane_wait = Histogram(
+            "rollouts_workqueue_lane_wait_seconds",
+            "How long a key waited in the queue, by lane (urgent: step work; normal: new work).",
+            ["name", "lane"], buckets=QUEUE_BUCKETS, registry=r)
         self.work_duration = Histogram(
             "workqueue_work_duration_seconds", "How long processing a key took.",
             ["name"], buckets=QUEUE_BUCKETS, registry=r)
@@ -72,8 +77,9 @@ class ControllerMetrics:
         self.registry.register(collector)
 
     # --- the worker -------------------------------------------------------------------
-    def start_work(self, key: str, waited: float) -> None:
+    def start_work(self, key: str, waited: float, *, urgent: bool = False) -> None:
         self.queue_duration.labels(QUEUE).observe(max(waited, 0.0))
+        self.lane_wait.labels(QUEUE, "urgent" if urgent else "normal").observe(max(waited, 0.0))
         self.in_flight[key] = time.monotonic()
 
     def end_work(self, key: str, result: str, controller: str = CONTROLLER) -> None:

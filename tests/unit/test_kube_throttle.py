@@ -13,8 +13,9 @@ async def test_a_burst_goes_at_once_then_requests_wait_for_the_rate() -> None:
     now = [0.0]
     waits: list[float] = []
 
-    async def sleep(s: float) -> None:
+    async def sleep(s: float) -> None:  # a fake clock that moves while the bucket sleeps
         waits.append(s)
+        now[0] += s
 
     b = TokenBucket(qps=10, burst=3, clock=lambda: now[0], sleep=sleep)
     for _ in range(3):
@@ -22,7 +23,8 @@ async def test_a_burst_goes_at_once_then_requests_wait_for_the_rate() -> None:
     assert waits == []
     await b.acquire()
     await b.acquire()
-    assert waits == pytest.approx([0.1, 0.2])  # queued behind each other at 10/s
+    assert waits == pytest.approx([0.1, 0.1])  # one after the other at 10/s
+    assert now[0] == pytest.approx(0.2)
     now[0] = 10.0  # a quiet period refills the bucket, never beyond the burst
     waits.clear()
     for _ in range(3):
