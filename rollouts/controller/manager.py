@@ -218,6 +218,9 @@ class Controller:
                 log.warning("reconcile %s failed: %s: %s", key, type(e).__name__, e)
                 self.queue.add_rate_limited(key, urgent=urgent)
             finally:
+                if key in reconciler.follow_up:  # its status write is step work: look again
+                    reconciler.follow_up.discard(key)
+                    self.queue.add(key, urgent=True)
                 self.queue.done(key)
 
     async def _reconcile(self, reconciler: Reconciler, key: str) -> float | None:

@@ -230,6 +230,10 @@ class Reconciler:
         # key -> the versions of everything its last reconcile read, when that reconcile
         # found the rollout at rest (no action, no timer, a fixed point of decide)
         self._at_rest: dict[str, _Inputs] = {}
+        # keys whose status write needs another look (the write changed what decide sees):
+        # the manager queues them again as step work, instead of waiting for the write's
+        # echo through the watch, which would arrive as a Rollout change, i.e. new work
+        self.follow_up: set[str] = set()
 
     def at_rest(self, key: str) -> bool:
         """Nothing the rollout's last reconcile read has changed since, and that reconcile
@@ -385,7 +389,8 @@ class Reconciler:
     async def _write_status(self, obj: JSON, status: RolloutStatus, *,
                             echo_is_news: bool = True) -> bool:
         """Write ``status`` unless unchanged; False on a conflict (someone wrote since we read).
-        ``echo_is_news=False``: the write coming back through the watch needs no reconcile."""
+        ``echo_is_news=False``: the written status needs no further reconcile; otherwise the
+        key goes into ``follow_up``."""
         new_status = status.to_dict()
         if new_status == (obj.get("status") or {}):
             return True
@@ -400,7 +405,9 @@ class Reconciler:
             if e.not_found:
                 return True  # deleted meanwhile: nothing left to describe
             raise
-        self.rollouts.wrote(updated, own=not echo_is_news)  # read-your-writes
+        self.rollouts.wrote(updated, own=True)  # read-your-writes; the echo is no news
+        if echo_is_news:
+            self.follow_up.add(f"{md['namespace']}/{md['name']}")
         return True
 
     async def _emit(self, obj: JSON, status: RolloutStatus, events: list[Event]) -> None:
