@@ -237,7 +237,12 @@ class Informer:
                         own = new_rv is not None and self._own_writes.get(k) == str(new_rv)
                         if own:
                             del self._own_writes[k]
-                        self._put(k, obj)
+                        # a watch event older than our own write already stored (the
+                        # watch lags behind the write's answer) must not roll the store
+                        # back: a reconcile reading it then writes with a stale version
+                        # and meets a conflict
+                        if newer_or_same(obj, self.store.get(k)):
+                            self._put(k, obj)
                     self._fire(str(kind), obj, own)
                 if not events and time.monotonic() - started < 1:
                     # ended at once without a line (a server shutting down): never spin

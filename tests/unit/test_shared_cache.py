@@ -209,3 +209,25 @@ async def test_versions_follow_what_a_rollout_read_and_refuse_when_a_read_was_di
     reading_for.reset(token)
     assert cache.versions("ns/shop") is None
     await cache.close()
+
+
+async def test_a_lagging_watch_event_never_rolls_our_own_write_back() -> None:
+    # Regression (bench-controller with step-first scheduling): the follow-up reconcile of a
+    # status write ran before the watch had caught up; an older event (someone's earlier
+    # change) replaced our written version in the store, the reconcile wrote with it and
+    # met a conflict, and the retry queued behind every other rollout's step work.
+    kube = FakeKube({"replicasets": [svc("web", 5)]})
+    informer = Informer(kube, REPLICASETS, None)  # type: ignore[arg-type]
+    task = asyncio.create_task(informer.run())
+    await asyncio.wait_for(informer.synced.wait(), 1)
+    informer.wrote(svc("web", 9, selector="ours"))  # our write's answer
+    kube.push("replicasets", "MODIFIED", svc("web", 7, selector="theirs"))  # older, late
+    await _settle()
+    stored = informer.get("ns/web")
+    assert stored is not None and stored["metadata"]["resourceVersion"] == "9"
+    kube.push("replicasets", "MODIFIED", svc("web", 11, selector="later"))  # newer: taken
+    await _settle()
+    stored = informer.get("ns/web")
+    assert stored is not None and stored["spec"]["selector"] == {"app": "later"}
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
