@@ -170,7 +170,10 @@ class Controller:
     def _enqueue_rollout(self, kind: str, obj: JSON) -> None:
         if kind == "DELETED" and self.shared is not None:
             self.shared.forget(key_of(obj))
-        self.queue.add(key_of(obj))
+        # a person's promote, abort, retry, pause or resume (status.pendingAction) is a gate
+        # someone is waiting at: step work, not behind a fleet's worth of new revisions
+        pending = (obj.get("status") or {}).get("pendingAction") if kind != "DELETED" else None
+        self.queue.add(key_of(obj), urgent=bool(pending))
 
     def _enqueue_run(self, _kind: str, run: JSON, *, urgent: bool = True) -> None:
         # a run is created by a rollout (or experiment) in a step: its progress is step work

@@ -138,3 +138,17 @@ async def test_a_status_write_that_needs_another_look_is_followed_up_as_step_wor
     worker.cancel()
     await asyncio.gather(worker, return_exceptions=True)
     assert r.seen[:3] == [("ns/other", False), ("ns/web", False), ("ns/web", True)]
+
+
+async def test_a_persons_promote_is_step_work() -> None:
+    # Regression: a promote or abort (recorded in status.pendingAction) went to the normal
+    # lane with every spec change, so under a fleet-wide change it waited up to the aging
+    # bound (10 s) behind new revisions.
+    c = Controller(ControllerOptions())
+    c._enqueue_rollout("MODIFIED", _obj("other"))
+    promoted = _obj("web")
+    promoted["status"] = {"pendingAction": {"action": "promote", "user": "ann"}}
+    c._enqueue_rollout("MODIFIED", promoted)
+    assert _lanes(c) == (1, 1)
+    key, _ = await c.queue.get()
+    assert key == "ns/web" and c.queue.is_urgent(key)
