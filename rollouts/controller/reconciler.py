@@ -287,7 +287,9 @@ class Reconciler:
                                describe(None, e, rollout=name, traffic_done=False), [])
         ro = RolloutInput(ns, name, int(md.get("generation") or 0), spec, tuple(spec_errors), status)
         decision = decide(ro, obs, self.clock())
-        observed = self._inputs(key)  # before acting: did the actions change anything?
+        # before acting: did the actions change anything? Only a decision with no timer can
+        # leave the rollout at rest, so only then is it worth the fingerprint
+        observed = self._inputs(key) if decision.requeue_after is None else None
 
         current: ClusterAction | None = None
         traffic_done = False
