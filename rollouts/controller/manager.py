@@ -32,6 +32,9 @@ from rollouts.server.tls import ServingCert, load_serving_cert
 log = logging.getLogger("rollouts.controller")
 AR_PREFIX = "AnalysisRun:"  # work-queue keys of AnalysisRuns; plain "ns/name" keys are Rollouts
 EX_PREFIX = "Experiment:"  # work-queue keys of Experiments
+# Further passes a worker gives a key at once when its status write needs another look (a
+# step that leads straight to the next: setWeight, then a pause); past them it is queued.
+INLINE_FOLLOW_UPS = 2
 
 
 @dataclass
@@ -200,31 +203,48 @@ class Controller:
         while True:
             key, waited = await self.queue.get(urgent_only=urgent_only)
             urgent = self.queue.is_urgent(key)
-            self.telemetry.started(key, waited, urgent=urgent)
             try:
-                # the requests of an urgent key's reconcile get the throttle's urgent lane
-                with urgent_requests(urgent):
-                    requeue = await self._reconcile(reconciler, key)
-                self.queue.forget(key)
-                self.telemetry.finished(key, requeue)
-                if requeue is not None:
-                    self.queue.add_after(key, requeue)
-            except asyncio.CancelledError:
-                raise
-            except ActionFailed as e:  # already in status and Events (and logged)
-                self.telemetry.finished(key, error=True)
-                self.queue.add_rate_limited(key, urgent=urgent)
-                if e.requeue_after is not None:  # the progress deadline falls due before
-                    self.queue.add_after(key, e.requeue_after)
-            except Exception as e:  # one bad object must never stop the others
-                self.telemetry.finished(key, error=True)
-                log.warning("reconcile %s failed: %s: %s", key, type(e).__name__, e)
-                self.queue.add_rate_limited(key, urgent=urgent)
+                ok = await self._pass(reconciler, key, waited, urgent=urgent)
+                # A status write that needs another look (the step it completed leads
+                # straight to the next) is looked at again now, by the worker that holds
+                # the key: queued, even in the urgent lane, it waited behind every other
+                # rollout's step work (benchmark: weight written -> next step written).
+                for _ in range(INLINE_FOLLOW_UPS):
+                    if not ok or key not in reconciler.follow_up:
+                        break
+                    reconciler.follow_up.discard(key)
+                    ok = await self._pass(reconciler, key, 0.0, urgent=True)
             finally:
-                if key in reconciler.follow_up:  # its status write is step work: look again
+                if key in reconciler.follow_up:  # still more to look at: step work, queued
                     reconciler.follow_up.discard(key)
                     self.queue.add(key, urgent=True)
                 self.queue.done(key)
+
+    async def _pass(self, reconciler: Reconciler, key: str, waited: float, *,
+                    urgent: bool) -> bool:
+        """One reconcile of ``key``; False if it failed (then retried with backoff)."""
+        self.telemetry.started(key, waited, urgent=urgent)
+        try:
+            # the requests of an urgent key's reconcile get the throttle's urgent lane
+            with urgent_requests(urgent):
+                requeue = await self._reconcile(reconciler, key)
+            self.queue.forget(key)
+            self.telemetry.finished(key, requeue)
+            if requeue is not None:
+                self.queue.add_after(key, requeue)
+            return True
+        except asyncio.CancelledError:
+            raise
+        except ActionFailed as e:  # already in status and Events (and logged)
+            self.telemetry.finished(key, error=True)
+            self.queue.add_rate_limited(key, urgent=urgent)
+            if e.requeue_after is not None:  # the progress deadline falls due before
+                self.queue.add_after(key, e.requeue_after)
+        except Exception as e:  # one bad object must never stop the others
+            self.telemetry.finished(key, error=True)
+            log.warning("reconcile %s failed: %s: %s", key, type(e).__name__, e)
+            self.queue.add_rate_limited(key, urgent=urgent)
+        return False
 
     async def _reconcile(self, reconciler: Reconciler, key: str) -> float | None:
         if key.startswith(AR_PREFIX):

@@ -152,3 +152,59 @@ async def test_a_persons_promote_is_step_work() -> None:
     assert _lanes(c) == (1, 1)
     key, _ = await c.queue.get()
     assert key == "ns/web" and c.queue.is_urgent(key)
+
+
+async def test_a_status_write_that_needs_another_look_is_looked_at_before_other_step_work() -> None:
+    # Regression (benchmark at N = 1,000, "weight written -> next step written" p99 2.6 s,
+    # p50 0.03 s): the follow-up went to the back of the urgent lane, behind every other
+    # rollout whose pods had just become available. The worker that holds the key now looks
+    # again at once (a bounded number of times).
+    c = Controller(ControllerOptions())
+    r = _Reconciler(write_news={"ns/web"})
+    c.queue.add("ns/web", urgent=True)  # its canary pods are available: set the weight
+    for i in range(3):
+        c.queue.add(f"ns/other-{i}", urgent=True)
+    worker = asyncio.create_task(c._worker(r))  # type: ignore[arg-type]
+    for _ in range(40):
+        await asyncio.sleep(0)
+    worker.cancel()
+    await asyncio.gather(worker, return_exceptions=True)
+    assert [k for k, _ in r.seen[:3]] == ["ns/web", "ns/web", "ns/other-0"]
+    assert r.seen[1] == ("ns/web", True)  # the second look is step work too
+
+
+class _AlwaysNews(_Reconciler):
+    async def reconcile(self, key: str) -> float | None:
+        self.seen.append((key, requests_are_urgent()))
+        await asyncio.sleep(0)
+        self.follow_up.add(key)  # every pass writes a status that needs another look
+        return None
+
+
+async def test_follow_ups_at_once_are_bounded_then_queued() -> None:
+    c = Controller(ControllerOptions())
+    r = _AlwaysNews()
+    c.queue.add("ns/web", urgent=True)
+    c.queue.add("ns/other", urgent=True)
+    worker = asyncio.create_task(c._worker(r))  # type: ignore[arg-type]
+    for _ in range(60):
+        await asyncio.sleep(0)
+    worker.cancel()
+    await asyncio.gather(worker, return_exceptions=True)
+    keys = [k for k, _ in r.seen]
+    # three passes at once at most, then the key waits its turn behind the other one
+    assert keys[:5] == ["ns/web", "ns/web", "ns/web", "ns/other", "ns/other"]
+
+
+async def test_a_failed_pass_is_not_looked_at_again_at_once() -> None:
+    c = Controller(ControllerOptions())
+    c.queue.base_delay = 10.0
+    r = _Reconciler(fail={"ns/web"}, write_news={"ns/web"})  # wrote its failure, then raised
+    c.queue.add("ns/web", urgent=True)
+    c.queue.add("ns/other", urgent=True)
+    worker = asyncio.create_task(c._worker(r))  # type: ignore[arg-type]
+    for _ in range(40):
+        await asyncio.sleep(0)
+    worker.cancel()
+    await asyncio.gather(worker, return_exceptions=True)
+    assert [k for k, _ in r.seen[:2]] == ["ns/web", "ns/other"]
