@@ -84,10 +84,6 @@ ARGO_FAST = Flavor("argo-qps1000", "Argo --qps 1000 --burst 2000", True,
 # ours under the same raised client limits, to set beside ARGO_FAST
 OURS_FAST = Flavor("ours-qps1000", "ours --qps 1000 --burst 2000", False,
                    ("--qps", "1000", "--burst", "2000"))
-# the same with 6 workers for step work only (10 in all, as Argo's rollout threads): the knob
-# for step latency when the API server, not the client limit, is what step work waits for
-OURS_FAST_UW6 = Flavor("ours-qps1000-uw6", "ours --qps 1000 --burst 2000 --urgent-workers 6",
-                       False, ("--qps", "1000", "--burst", "2000", "--urgent-workers", "6"))
 
 
 def log(msg: str) -> None:

@@ -30,18 +30,7 @@ from pathlib import Path
 from testbed.cluster import TestBed
 
 from . import _controller_decide as dec
-from ._controller_scale import (
-    ARGO,
-    ARGO_FAST,
-    OURS,
-    OURS_FAST,
-    OURS_FAST_UW6,
-    Flavor,
-    Phase,
-    SizeResult,
-    log,
-    run_one,
-)
+from ._controller_scale import ARGO, ARGO_FAST, OURS, OURS_FAST, Flavor, Phase, SizeResult, log, run_one
 
 REPO = Path(__file__).resolve().parent.parent
 PODS_PER_ROLLOUT = 2  # 1 stable + 1 canary while paused at setWeight 20
@@ -398,7 +387,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     # SIGTERM runs the finally blocks too: every test bed and controller started is stopped
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    all_flavors = {f.key: f for f in (OURS, ARGO, ARGO_FAST, OURS_FAST, OURS_FAST_UW6)}
+    all_flavors = {f.key: f for f in (OURS, ARGO, ARGO_FAST, OURS_FAST)}
     if args.quick:
         sizes, flavors, calls = [20], [OURS, ARGO], 1000
         args.idle = args.idle or 20.0
