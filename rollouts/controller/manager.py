@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -203,8 +204,9 @@ class Controller:
         while True:
             key, waited = await self.queue.get(urgent_only=urgent_only)
             urgent = self.queue.is_urgent(key)
+            started = time.monotonic()
             try:
-                ok = await self._pass(reconciler, key, waited, urgent=urgent)
+                ok = await self._pass(reconciler, key, waited, urgent=urgent, since=started)
                 # A status write that needs another look (the step it completed leads
                 # straight to the next) is looked at again now, by the worker that holds
                 # the key: queued, even in the urgent lane, it waited behind every other
@@ -213,7 +215,7 @@ class Controller:
                     if not ok or key not in reconciler.follow_up:
                         break
                     reconciler.follow_up.discard(key)
-                    ok = await self._pass(reconciler, key, 0.0, urgent=True)
+                    ok = await self._pass(reconciler, key, 0.0, urgent=True, since=started)
             finally:
                 if key in reconciler.follow_up:  # still more to look at: step work, queued
                     reconciler.follow_up.discard(key)
@@ -221,12 +223,13 @@ class Controller:
                 self.queue.done(key)
 
     async def _pass(self, reconciler: Reconciler, key: str, waited: float, *,
-                    urgent: bool) -> bool:
+                    urgent: bool, since: float) -> bool:
         """One reconcile of ``key``; False if it failed (then retried with backoff)."""
         self.telemetry.started(key, waited, urgent=urgent)
         try:
-            # the requests of an urgent key's reconcile get the throttle's urgent lane
-            with urgent_requests(urgent):
+            # the requests of an urgent key's reconcile get the throttle's urgent lane, the
+            # key that a worker took first going first (it finishes its step sooner)
+            with urgent_requests(urgent, since=since):
                 requeue = await self._reconcile(reconciler, key)
             self.queue.forget(key)
             self.telemetry.finished(key, requeue)

@@ -9,6 +9,10 @@ Waiting requests queue in two FIFO lanes. Those sent for the reconcile of an urg
 new ReplicaSets does not stand between a rollout and its next weight. The rate and burst
 are the same overall. A normal request that has waited ``max_normal_wait`` seconds goes
 first: a stream of urgent requests slows normal work down but never stops it.
+
+Within the urgent lane, requests of the reconcile that started first go first (``since``):
+a pass that has written a VirtualService's weight sends its status write next, before
+passes that started after it, so a step is written soon after its traffic.
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import heapq
+import itertools
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterator
@@ -29,16 +35,22 @@ _ONE: Final = 1 - 1e-9  # a whole token, give or take rounding (0.2 s x 5/s is n
 
 _URGENT: contextvars.ContextVar[bool] = contextvars.ContextVar("rollouts_urgent_requests",
                                                                default=False)
+# when the reconcile sending the request started (the urgent lane's order); None: the request
+# itself is the start
+_SINCE: contextvars.ContextVar[float | None] = contextvars.ContextVar("rollouts_requests_since",
+                                                                     default=None)
 
 
 @contextlib.contextmanager
-def urgent_requests(urgent: bool = True) -> Iterator[None]:
+def urgent_requests(urgent: bool = True, *, since: float | None = None) -> Iterator[None]:
     """Requests sent inside (by this task, and tasks it creates meanwhile) use the urgent
-    lane of every TokenBucket."""
-    token = _URGENT.set(urgent)
+    lane of every TokenBucket; ``since`` (a TokenBucket clock reading, when the work they
+    serve started) orders them within the urgent lane, earliest first."""
+    token, since_token = _URGENT.set(urgent), _SINCE.set(since)
     try:
         yield
     finally:
+        _SINCE.reset(since_token)
         _URGENT.reset(token)
 
 
@@ -65,8 +77,11 @@ class TokenBucket:
         self._clock, self._sleep = clock, sleep
         self._tokens = float(burst)
         self._at = clock()
-        # waiters: (future, when it started waiting); [0] urgent, [1] normal
-        self._lanes: tuple[deque[tuple[asyncio.Future[None], float]], ...] = (deque(), deque())
+        # urgent waiters: a heap of (when their work started, arrival, future); normal
+        # waiters: (future, when it started waiting) in arrival order
+        self._urgent: list[tuple[float, int, asyncio.Future[None]]] = []
+        self._normal: deque[tuple[asyncio.Future[None], float]] = deque()
+        self._arrival = itertools.count()
         self._pump: asyncio.Task[None] | None = None
         self.granted = [0, 0]  # tokens given after a wait, per lane (urgent, normal)
         self.aged_total = 0  # normal waiters served ahead of urgent ones
@@ -77,18 +92,25 @@ class TokenBucket:
         self._at = now
 
     def waiting(self, urgent: bool) -> int:
-        return sum(1 for f, _ in self._lanes[0 if urgent else 1] if not f.done())
+        if urgent:
+            return sum(1 for _, _, f in self._urgent if not f.done())
+        return sum(1 for f, _ in self._normal if not f.done())
 
     async def acquire(self, urgent: bool | None = None) -> None:
         """Wait for a token. ``urgent``: the lane (default: ``urgent_requests()``'s)."""
         if urgent is None:
             urgent = _URGENT.get()
         self._refill()
-        if not self._lanes[0] and not self._lanes[1] and self._tokens >= _ONE:
+        if not self._urgent and not self._normal and self._tokens >= _ONE:
             self._tokens -= 1
             return
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._lanes[0 if urgent else 1].append((fut, self._clock()))
+        now = self._clock()
+        if urgent:
+            since = _SINCE.get()
+            heapq.heappush(self._urgent, (now if since is None else since, next(self._arrival), fut))
+        else:
+            self._normal.append((fut, now))
         if self._pump is None or self._pump.done():
             self._pump = asyncio.create_task(self._serve())
         await fut
@@ -97,13 +119,13 @@ class TokenBucket:
         """The waiter the next token goes to: urgent first, unless the oldest normal one
         has waited too long."""
         self._prune()
-        urgent, normal = self._lanes
+        urgent, normal = self._urgent, self._normal
         if normal and (not urgent or self._clock() - normal[0][1] >= self.max_normal_wait):
             if urgent:
                 self.aged_total += 1
             return normal.popleft()[0], 1
         if urgent:
-            return urgent.popleft()[0], 0
+            return heapq.heappop(urgent)[2], 0
         return None
 
     async def _serve(self) -> None:
@@ -119,11 +141,12 @@ class TokenBucket:
                 self._tokens -= 1
                 self.granted[lane] += 1
             self._prune()
-            if not self._lanes[0] and not self._lanes[1]:
+            if not self._urgent and not self._normal:
                 return
             await self._sleep((1 - self._tokens) / self.qps)
 
     def _prune(self) -> None:
-        for lane in self._lanes:
-            while lane and lane[0][0].done():  # given up (cancelled)
-                lane.popleft()
+        while self._urgent and self._urgent[0][2].done():  # given up (cancelled)
+            heapq.heappop(self._urgent)
+        while self._normal and self._normal[0][0].done():
+            self._normal.popleft()
