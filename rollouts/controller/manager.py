@@ -313,7 +313,8 @@ class Controller:
     async def run(self) -> int:
         api = await make_api_client(self.opts.kubeconfig, self.opts.context)
         kube = Kube(api, qps=self.opts.qps or None, burst=self.opts.burst,
-                    on_request=self.telemetry.metrics.api_request)
+                    on_request=self.telemetry.metrics.api_request,
+                    on_timing=self.telemetry.metrics.api_timing)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import time
 import urllib.parse
 import urllib.request
 from collections.abc import AsyncIterator, Callable
@@ -20,7 +21,7 @@ from urllib.parse import quote
 import aiohttp
 from kubernetes_asyncio import client, config
 
-from rollouts.kube.ratelimit import TokenBucket
+from rollouts.kube.ratelimit import TokenBucket, requests_are_urgent
 
 JSON = dict[str, Any]
 
@@ -145,22 +146,37 @@ async def _without_env_lookups(api: client.ApiClient) -> None:
         trust_env=False, read_bufsize=2**21)
 
 
+@dataclass(frozen=True)
+class RequestTiming:
+    """Where one request's time went: waiting for a token of the client-side throttle, then
+    for the API server's answer (client-go's rate_limiter_duration / request_duration)."""
+
+    verb: str
+    resource: str
+    urgent: bool  # sent in the throttle's urgent lane
+    throttled: float
+    answered: float
+
+
 class Kube:
     """``qps``/``burst``: client-side throttling (client-go's flags; None: none). ``on_request``
-    is told each request's verb, resource plural and status code (metrics, benchmarks)."""
+    is told each request's verb, resource plural and status code (metrics, benchmarks);
+    ``on_timing`` its :class:`RequestTiming`."""
 
     def __init__(self, api: client.ApiClient, timeout: float = 30.0, *,
                  qps: float | None = None, burst: int = 1,
-                 on_request: Callable[[str, str, int], None] | None = None) -> None:
+                 on_request: Callable[[str, str, int], None] | None = None,
+                 on_timing: Callable[[RequestTiming], None] | None = None) -> None:
         self.api = api
         self.timeout = timeout
         self.limiter = TokenBucket(qps, max(burst, 1)) if qps else None
         self.on_request = on_request
+        self.on_timing = on_timing
 
     def with_own_limits(self) -> Kube:
         """The same connection with its own --qps/--burst budget (client-go gives its Event
         broadcaster a client of its own): one kind of request cannot starve the others."""
-        other = Kube(self.api, self.timeout, on_request=self.on_request)
+        other = Kube(self.api, self.timeout, on_request=self.on_request, on_timing=self.on_timing)
         if self.limiter is not None:
             other.limiter = TokenBucket(self.limiter.qps, self.limiter.burst)
         return other
@@ -168,8 +184,10 @@ class Kube:
     async def request(self, method: str, path: str, *, query: dict[str, Any] | None = None,
                       body: Any = None, content_type: str = "application/json",
                       timeout: float | None = None) -> Any:
+        asked = time.monotonic()
         if self.limiter is not None:
             await self.limiter.acquire()
+        sent = time.monotonic()
         try:
             resp = await self._send(method, path, query, body, content_type, timeout or self.timeout)
         except aiohttp.ServerDisconnectedError:
@@ -184,6 +202,10 @@ class Kube:
             resp.release()
         if self.on_request is not None:
             self.on_request(method, plural_of(path), resp.status)
+        if self.on_timing is not None:
+            self.on_timing(RequestTiming(method, plural_of(path), requests_are_urgent(),
+                                         throttled=sent - asked,
+                                         answered=time.monotonic() - sent))
         if not 200 <= resp.status <= 299:
             raise error_of(resp.status, raw, resp.reason, path)
         return json.loads(raw) if raw else None

@@ -18,10 +18,16 @@ from prometheus_client import (
 )
 from prometheus_client.registry import Collector
 
+from rollouts.kube.client import RequestTiming
+
 CONTROLLER: Final = "rollout"
 QUEUE: Final = "rollouts"
 # controller-runtime's buckets: workqueue 1e-8 .. 10 s (x10), reconcile 5 ms .. 60 s
 QUEUE_BUCKETS: Final = tuple(10.0 ** e for e in range(-8, 2))
+# a token or an answer: milliseconds when all is well, seconds when the budget or the API
+# server is the bottleneck
+THROTTLE_BUCKETS: Final = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0,
+                           15.0, 30.0, 60.0)
 RECONCILE_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5,
                             0.6, 0.7, 0.8, 0.9, 1.0, 1.25, 1.5, 1.75, 2.0, 2.5, 3.0, 3.5, 4.0, 4.5, 5,
                             6, 7, 8, 9, 10, 15, 20, 25, 30, 40, 50, 60)
@@ -65,6 +71,16 @@ class ControllerMetrics:
             "rollouts_kube_api_requests_total",
             "Requests this controller sent to the Kubernetes API server (WATCH: a watch opened).",
             ["verb", "resource", "code"], registry=r)
+        # client-go's rest_client_rate_limiter_duration_seconds and
+        # rest_client_request_duration_seconds, with our throttle's lane and the resource
+        self.throttle_wait = Histogram(
+            "rollouts_kube_throttle_wait_seconds",
+            "How long a request waited for the client-side throttle (--qps/--burst), by lane.",
+            ["lane"], buckets=THROTTLE_BUCKETS, registry=r)
+        self.api_request_duration = Histogram(
+            "rollouts_kube_api_request_duration_seconds",
+            "From sending a request to the API server's answer (watches: until opened).",
+            ["verb", "resource"], buckets=THROTTLE_BUCKETS, registry=r)
         for res in RESULTS:  # present from the start, so rate() works after the first error
             self.reconcile_total.labels(CONTROLLER, res)
         self.reconcile_errors.labels(CONTROLLER)
@@ -72,6 +88,10 @@ class ControllerMetrics:
 
     def api_request(self, verb: str, resource: str, code: int) -> None:
         self.api_requests.labels(verb, resource, str(code)).inc()
+
+    def api_timing(self, t: RequestTiming) -> None:
+        self.throttle_wait.labels("urgent" if t.urgent else "normal").observe(t.throttled)
+        self.api_request_duration.labels(t.verb, t.resource).observe(t.answered)
 
     def register(self, collector: Collector) -> None:
         self.registry.register(collector)
