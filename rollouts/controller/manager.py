@@ -33,9 +33,6 @@ from rollouts.server.tls import ServingCert, load_serving_cert
 log = logging.getLogger("rollouts.controller")
 AR_PREFIX = "AnalysisRun:"  # work-queue keys of AnalysisRuns; plain "ns/name" keys are Rollouts
 EX_PREFIX = "Experiment:"  # work-queue keys of Experiments
-# Further passes a worker gives a key at once when its status write needs another look (a
-# step that leads straight to the next: setWeight, then a pause); past them it is queued.
-INLINE_FOLLOW_UPS = 2
 
 
 @dataclass
@@ -206,18 +203,9 @@ class Controller:
             urgent = self.queue.is_urgent(key)
             started = time.monotonic()
             try:
-                ok = await self._pass(reconciler, key, waited, urgent=urgent, since=started)
-                # A status write that needs another look (the step it completed leads
-                # straight to the next) is looked at again now, by the worker that holds
-                # the key: queued, even in the urgent lane, it waited behind every other
-                # rollout's step work (benchmark: weight written -> next step written).
-                for _ in range(INLINE_FOLLOW_UPS):
-                    if not ok or key not in reconciler.follow_up:
-                        break
-                    reconciler.follow_up.discard(key)
-                    ok = await self._pass(reconciler, key, 0.0, urgent=True, since=started)
+                await self._pass(reconciler, key, waited, urgent=urgent, since=started)
             finally:
-                if key in reconciler.follow_up:  # still more to look at: step work, queued
+                if key in reconciler.follow_up:  # its status write is step work: look again
                     reconciler.follow_up.discard(key)
                     self.queue.add(key, urgent=True)
                 self.queue.done(key)
