@@ -1,15 +1,16 @@
 """Gauges computed at scrape time: the work queue's counters and every cached Rollout's
-state (phase, step, weight, replicas, analysis). Nothing is stored between scrapes, so a
-deleted rollout's series disappear at once."""
+state (phase, step, weight, replicas, analysis). A deleted rollout's series disappear at the
+next scrape."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any, Final, Protocol
+from typing import Any, Final, Protocol, cast
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 from rollouts.api.analysis_readout import MetricObs, analysis_metrics, analysis_runs
 from rollouts.observability.metrics import QUEUE
@@ -64,17 +65,115 @@ def _num(v: Any) -> int | None:
     return v if isinstance(v, int) and not isinstance(v, bool) else None
 
 
+_BASE: Final = ("namespace", "rollout")
+# (name, help, label names): one gauge family each, in the order they are exported
+FAMILIES: Final[tuple[tuple[str, str, tuple[str, ...]], ...]] = (
+    ("rollout_info", "A Rollout exists (value 1).", (*_BASE, "strategy", "traffic_router")),
+    ("rollout_phase", "1 for the rollout's current phase, 0 for others.", (*_BASE, "phase")),
+    ("rollout_current_step", "Index of the current canary step "
+     "(equal to rollout_step_count when all steps are done).", _BASE),
+    ("rollout_step_count", "Number of canary steps.", _BASE),
+    ("rollout_canary_weight", "Traffic weight on the canary (0-100).", _BASE),
+    ("rollout_replicas", "Pods of the rollout by state.", (*_BASE, "state")),
+    ("rollout_aborted", "1 while the rollout is aborted.", _BASE),
+    ("rollout_paused", "1 while the rollout is paused.", _BASE),
+    ("rollout_progress_deadline_exceeded",
+     "1 while the Progressing condition says ProgressDeadlineExceeded.", _BASE),
+    ("rollout_analysis_run_phase", "1 for the current phase of the rollout's analysis runs.",
+     (*_BASE, "kind", "phase")),
+    ("rollout_analysis_metric_phase",
+     "1 for the current phase of each analysis metric, 0 for others.", (*_BASE, "metric", "phase")),
+    ("rollout_analysis_metric_value", "Last measured value of each analysis metric.",
+     (*_BASE, "metric")),
+    ("rollout_analysis_metric_evalue", "E-value of the sequential judge for each metric (evidence "
+     "against the canary; rollback at 1/alpha).", (*_BASE, "metric")),
+)
+(INFO, PHASE, STEP, NSTEPS, WEIGHT, REPLICAS, ABORTED, PAUSED, DEADLINE, RUN_PHASE, M_PHASE,
+ M_VALUE, M_EVALUE) = range(len(FAMILIES))
+
+Sample = tuple[tuple[str, ...], float]  # label values (in the family's label order), value
+
+
+def rollout_samples(obj: dict[str, Any], metrics: Iterable[MetricObs]) -> list[list[Sample]]:
+    """One rollout's samples, per family of FAMILIES."""
+    out: list[list[Sample]] = [[] for _ in FAMILIES]
+    md = obj.get("metadata") or {}
+    ns, name = str(md.get("namespace", "")), str(md.get("name", ""))
+    spec = obj.get("spec") or {}
+    st = obj.get("status") or {}
+    strategy = spec.get("strategy") or {}
+    canary = strategy.get("canary") or {}
+    router = ",".join(sorted((canary.get("trafficRouting") or {}).keys())) or "none"
+    out[INFO].append(((ns, name, "blueGreen" if "blueGreen" in strategy else "canary", router), 1))
+    cur = st.get("phase")
+    out[PHASE].extend(((ns, name, p), 1 if cur == p else 0) for p in PHASES)
+    steps = canary.get("steps")
+    if isinstance(steps, list):
+        out[NSTEPS].append(((ns, name), len(steps)))
+    idx = _num(st.get("currentStepIndex"))
+    if idx is not None:
+        out[STEP].append(((ns, name), idx))
+    w = (((st.get("canary") or {}).get("weights") or {}).get("canary") or {}).get("weight")
+    out[WEIGHT].append(((ns, name), _num(w) or 0))
+    out[REPLICAS].append(((ns, name, "desired"), _num(spec.get("replicas")) or 0))
+    for state, key in (("updated", "updatedReplicas"), ("ready", "readyReplicas"),
+                       ("available", "availableReplicas")):
+        out[REPLICAS].append(((ns, name, state), _num(st.get(key)) or 0))
+    out[ABORTED].append(((ns, name), 1 if st.get("abort") is True else 0))
+    out[PAUSED].append(((ns, name), 1 if cur == "Paused" else 0))
+    conds = st.get("conditions")
+    pde = isinstance(conds, list) and any(
+        isinstance(c, dict) and c.get("type") == "Progressing"
+        and c.get("reason") == "ProgressDeadlineExceeded" for c in conds)
+    out[DEADLINE].append(((ns, name), 1 if pde else 0))
+    for run in analysis_runs(st):
+        out[RUN_PHASE].append(((ns, name, run.kind, run.phase or "Unknown"), 1))
+    for m in metrics:
+        out[M_PHASE].extend(((ns, name, m.name, p), 1 if m.phase == p else 0)
+                            for p in ANALYSIS_PHASES)
+        if m.value is not None:
+            out[M_VALUE].append(((ns, name, m.name), m.value))
+        if m.e_value is not None:
+            out[M_EVALUE].append(((ns, name, m.name), m.e_value))
+    return out
+
+
+# prometheus_client's own value format ("1.0", "+Inf"), so the text is the same as its writer's
+_go_float = cast(Callable[[float], str], floatToGoString)
+
+
+def _escape(v: str) -> str:
+    return v.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
+
+
+def _lines(family: int, samples: list[Sample]) -> str:
+    """The text exposition format's sample lines, as prometheus_client writes them (labels
+    sorted by name)."""
+    name, _, labels = FAMILIES[family]
+    order = sorted(range(len(labels)), key=lambda i: labels[i])
+    return "".join(
+        name + "{" + ",".join(f'{labels[i]}="{_escape(values[i])}"' for i in order) + "} "
+        + _go_float(value) + "\n" for values, value in samples)
+
+
 class RolloutCollector(Collector):
     """Labels are ``namespace`` and ``rollout`` (plus a small fixed set); never revisions,
     run names, users or messages, which would make a series per release.
 
     Analysis metrics come from the rollout's newest AnalysisRun (``runs``, an informer's
-    cache) when given, else from ``status.analysis.metrics``."""
+    cache) when given, else from ``status.analysis.metrics``.
+
+    ``exposition()`` writes the same samples as ``collect()`` in the text format, keeping each
+    rollout's lines until its resourceVersion (or its runs' results) change: at thousands of
+    rollouts, building and formatting every sample on each scrape cost ~0.15 s of CPU per
+    1,000 rollouts, the better part of an idle controller's CPU."""
 
     def __init__(self, rollouts: Callable[[], Iterable[dict[str, Any]]],
                  runs: Callable[[], Iterable[dict[str, Any]]] | None = None) -> None:
         self.rollouts = rollouts
         self.runs = runs
+        # (namespace, name) -> ((resourceVersion, analysis metrics), lines per family)
+        self._lines: dict[tuple[str, str], tuple[tuple[str, tuple[MetricObs, ...]], list[str]]] = {}
 
     def _run_metrics(self) -> dict[tuple[str, str], list[MetricObs]]:
         """(namespace, rollout) -> metric results of its newest AnalysisRun per metric name."""
@@ -95,77 +194,43 @@ class RolloutCollector(Collector):
             out.setdefault((ns, ro), []).append(m)
         return out
 
-    def collect(self) -> Iterator[Metric]:
-        base = ["namespace", "rollout"]
-        info = GaugeMetricFamily("rollout_info", "A Rollout exists (value 1).",
-                                 labels=[*base, "strategy", "traffic_router"])
-        phase = GaugeMetricFamily("rollout_phase", "1 for the rollout's current phase, 0 for others.",
-                                  labels=[*base, "phase"])
-        step = GaugeMetricFamily("rollout_current_step", "Index of the current canary step "
-                                 "(equal to rollout_step_count when all steps are done).", labels=base)
-        nsteps = GaugeMetricFamily("rollout_step_count", "Number of canary steps.", labels=base)
-        weight = GaugeMetricFamily("rollout_canary_weight", "Traffic weight on the canary (0-100).",
-                                   labels=base)
-        replicas = GaugeMetricFamily("rollout_replicas", "Pods of the rollout by state.",
-                                     labels=[*base, "state"])
-        aborted = GaugeMetricFamily("rollout_aborted", "1 while the rollout is aborted.", labels=base)
-        paused = GaugeMetricFamily("rollout_paused", "1 while the rollout is paused.", labels=base)
-        deadline = GaugeMetricFamily("rollout_progress_deadline_exceeded",
-                                     "1 while the Progressing condition says ProgressDeadlineExceeded.",
-                                     labels=base)
-        run_phase = GaugeMetricFamily("rollout_analysis_run_phase",
-                                      "1 for the current phase of the rollout's analysis runs.",
-                                      labels=[*base, "kind", "phase"])
-        m_phase = GaugeMetricFamily("rollout_analysis_metric_phase",
-                                    "1 for the current phase of each analysis metric, 0 for others.",
-                                    labels=[*base, "metric", "phase"])
-        m_value = GaugeMetricFamily("rollout_analysis_metric_value",
-                                    "Last measured value of each analysis metric.",
-                                    labels=[*base, "metric"])
-        m_evalue = GaugeMetricFamily("rollout_analysis_metric_evalue",
-                                     "E-value of the sequential judge for each metric (evidence "
-                                     "against the canary; rollback at 1/alpha).",
-                                     labels=[*base, "metric"])
+    def _per_rollout(self) -> Iterator[tuple[dict[str, Any], list[MetricObs]]]:
         from_runs = self._run_metrics()
         for obj in self.rollouts():
             md = obj.get("metadata") or {}
-            lv = [str(md.get("namespace", "")), str(md.get("name", ""))]
-            spec = obj.get("spec") or {}
-            st = obj.get("status") or {}
-            strategy = spec.get("strategy") or {}
-            canary = strategy.get("canary") or {}
-            router = ",".join(sorted((canary.get("trafficRouting") or {}).keys())) or "none"
-            info.add_metric([*lv, "blueGreen" if "blueGreen" in strategy else "canary", router], 1)
-            cur = st.get("phase")
-            for p in PHASES:
-                phase.add_metric([*lv, p], 1 if cur == p else 0)
-            steps = canary.get("steps")
-            if isinstance(steps, list):
-                nsteps.add_metric(lv, len(steps))
-            idx = _num(st.get("currentStepIndex"))
-            if idx is not None:
-                step.add_metric(lv, idx)
-            w = (((st.get("canary") or {}).get("weights") or {}).get("canary") or {}).get("weight")
-            weight.add_metric(lv, _num(w) or 0)
-            replicas.add_metric([*lv, "desired"], _num(spec.get("replicas")) or 0)
-            for state, key in (("updated", "updatedReplicas"), ("ready", "readyReplicas"),
-                               ("available", "availableReplicas")):
-                replicas.add_metric([*lv, state], _num(st.get(key)) or 0)
-            aborted.add_metric(lv, 1 if st.get("abort") is True else 0)
-            paused.add_metric(lv, 1 if cur == "Paused" else 0)
-            conds = st.get("conditions")
-            pde = isinstance(conds, list) and any(
-                isinstance(c, dict) and c.get("type") == "Progressing"
-                and c.get("reason") == "ProgressDeadlineExceeded" for c in conds)
-            deadline.add_metric(lv, 1 if pde else 0)
-            for run in analysis_runs(st):
-                run_phase.add_metric([*lv, run.kind, run.phase or "Unknown"], 1)
-            for m in from_runs.get((lv[0], lv[1])) or analysis_metrics(st):
-                for p in ANALYSIS_PHASES:
-                    m_phase.add_metric([*lv, m.name, p], 1 if m.phase == p else 0)
-                if m.value is not None:
-                    m_value.add_metric([*lv, m.name], m.value)
-                if m.e_value is not None:
-                    m_evalue.add_metric([*lv, m.name], m.e_value)
-        yield from (info, phase, step, nsteps, weight, replicas, aborted, paused, deadline, run_phase,
-                    m_phase, m_value, m_evalue)
+            key = (str(md.get("namespace", "")), str(md.get("name", "")))
+            yield obj, from_runs.get(key) or analysis_metrics(obj.get("status") or {})
+
+    def collect(self) -> Iterator[Metric]:
+        families = [GaugeMetricFamily(name, doc, labels=list(labels))
+                    for name, doc, labels in FAMILIES]
+        for obj, metrics in self._per_rollout():
+            for fam, samples in zip(families, rollout_samples(obj, metrics), strict=True):
+                for values, value in samples:
+                    fam.add_metric(list(values), value)
+        yield from families
+
+    def exposition(self) -> str:
+        cache: dict[tuple[str, str], tuple[tuple[str, tuple[MetricObs, ...]], list[str]]] = {}
+        per_family: list[list[str]] = [[] for _ in FAMILIES]
+        for obj, metrics in self._per_rollout():
+            md = obj.get("metadata") or {}
+            key = (str(md.get("namespace", "")), str(md.get("name", "")))
+            rv = md.get("resourceVersion")
+            stamp = (str(rv), tuple(metrics))
+            hit = self._lines.get(key) if isinstance(rv, str) and rv else None
+            if hit is not None and hit[0] == stamp:
+                lines = hit[1]
+            else:
+                lines = [_lines(i, s) for i, s in enumerate(rollout_samples(obj, metrics))]
+            if isinstance(rv, str) and rv:
+                cache[key] = (stamp, lines)  # a deleted rollout's lines go with this scrape
+            for i, text in enumerate(lines):
+                per_family[i].append(text)
+        self._lines = cache
+        return "".join(f"# HELP {name} {_escape_help(doc)}\n# TYPE {name} gauge\n" + "".join(texts)
+                       for (name, doc, _), texts in zip(FAMILIES, per_family, strict=True))
+
+
+def _escape_help(doc: str) -> str:
+    return doc.replace("\\", r"\\").replace("\n", r"\n")

@@ -4,7 +4,7 @@ notifications. One registry per controller, so tests can run several in one proc
 from __future__ import annotations
 
 import time
-from typing import Final
+from typing import Final, Protocol, runtime_checkable
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -32,6 +32,14 @@ RECONCILE_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3,
                             0.6, 0.7, 0.8, 0.9, 1.0, 1.25, 1.5, 1.75, 2.0, 2.5, 3.0, 3.5, 4.0, 4.5, 5,
                             6, 7, 8, 9, 10, 15, 20, 25, 30, 40, 50, 60)
 RESULTS: Final = ("success", "requeue_after", "error")
+
+
+@runtime_checkable
+class TextCollector(Protocol):
+    """A collector that writes its own text exposition (families with many samples, e.g. one
+    per rollout, whose lines it can keep between scrapes)."""
+
+    def exposition(self) -> str: ...
 
 
 class ControllerMetrics:
@@ -85,6 +93,7 @@ class ControllerMetrics:
             self.reconcile_total.labels(CONTROLLER, res)
         self.reconcile_errors.labels(CONTROLLER)
         self.in_flight: dict[str, float] = {}
+        self._text: list[TextCollector] = []
 
     def api_request(self, verb: str, resource: str, code: int) -> None:
         self.api_requests.labels(verb, resource, str(code)).inc()
@@ -94,7 +103,10 @@ class ControllerMetrics:
         self.api_request_duration.labels(t.verb, t.resource).observe(t.answered)
 
     def register(self, collector: Collector) -> None:
-        self.registry.register(collector)
+        if isinstance(collector, TextCollector):
+            self._text.append(collector)
+        else:
+            self.registry.register(collector)
 
     # --- the worker -------------------------------------------------------------------
     def start_work(self, key: str, waited: float, *, urgent: bool = False) -> None:
@@ -119,4 +131,7 @@ class ControllerMetrics:
         self.notifications_failed.labels(receiver_type, receiver, reason).inc()
 
     def render(self) -> tuple[bytes, str]:
-        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+        body = generate_latest(self.registry)
+        if self._text:
+            body += "".join(c.exposition() for c in self._text).encode()
+        return body, CONTENT_TYPE_LATEST
