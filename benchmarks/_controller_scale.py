@@ -16,6 +16,13 @@ The controller's RSS (VmRSS, VmHWM) and CPU (utime + stime) come from /proc/PID;
 API requests from its own client counters on its /metrics (ours:
 ``rollouts_kube_api_requests_total``, Argo's: ``controller_clientset_k8s_request_total``);
 the whole bed's from the apiserver's ``apiserver_request_total``.
+
+The step latencies are measured twice. As seen by the benchmark's watches: the arrival
+here of the first object version that met each milestone. And from the API server's
+commit times: the bed runs with an audit policy that logs every write to ReplicaSets,
+VirtualServices and Rollouts with its response; the ``stageTimestamp`` of the write whose
+response carries the resourceVersion the watch saw is that version's commit time, so
+both ends of a step come from the API server's clock and no watch lag is in it.
 """
 
 from __future__ import annotations
@@ -23,6 +30,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
+import datetime as dt
+import json
 import os
 import re
 import signal
@@ -32,7 +41,7 @@ import sys
 import time
 import urllib.request
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -61,6 +70,7 @@ HASH = "rollouts-pod-template-hash"
 STEPS: list[JSON] = [{"setWeight": 20}, {"pause": {}}]
 REPLICAS = 1
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+AUDIT_FLUSH_S = 3.0  # for the API server to write out its queue of audit events
 
 
 @dataclass(frozen=True)
@@ -208,6 +218,13 @@ def apiserver_requests(bed: TestBed) -> Counter[tuple[str, str]]:
             res += "/" + lb["subresource"]
         c[(res, lb.get("verb", ""))] += int(v)
     return c
+
+
+def apiserver_audit_errors(bed: TestBed) -> float:
+    """Audit events the API server failed to log (e.g. dropped: its queue was full)."""
+    assert bed.state
+    text = _get_text(bed.state.apiserver_url + "/metrics", bed.state.admin_token)
+    return sum(v for _, _, v in parse_samples(text, "apiserver_audit_error_total"))
 
 
 VERBS = {"GET": "get", "POST": "create", "PUT": "update", "PATCH": "patch",
@@ -378,6 +395,124 @@ class ArgoController(Controller):
         return "Started controller" in self.log.read_text(errors="replace")
 
 
+# --- API server commit times (audit log) ----------------------------------------------------
+
+# Every write (create, update, patch; status and scale subresources too) to the objects whose
+# versions mark a step, logged once the response is complete, with the response: its
+# metadata.resourceVersion names the version the write committed. Nothing else is logged.
+AUDIT_POLICY = """\
+apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived, ResponseStarted, Panic]
+omitManagedFields: true
+rules:
+  - level: RequestResponse
+    verbs: [create, update, patch]
+    resources:
+      - group: apps
+        resources: [replicasets, replicasets/status, replicasets/scale]
+      - group: networking.istio.io
+        resources: [virtualservices]
+      - group: argoproj.io
+        resources: [rollouts, rollouts/status]
+      - group: rollouts.dev
+        resources: [rollouts, rollouts/status]
+  - level: None
+"""
+AUDIT_WRITES = frozenset({"create", "update", "patch"})
+# step latencies from the API server's commit times (both ends from its clock)
+SRV_AVAIL_HEALTHY = "pods available -> Healthy written (API server commit times)"
+SRV_AVAIL_W20 = "pod available -> weight 20 written (API server commit times)"
+SRV_W20_STEP = "weight 20 written -> step 1 (Paused) written (API server commit times)"
+
+
+@dataclass(frozen=True)
+class Version:
+    """One committed version of one object: what a watch event and an audit event share."""
+
+    group: str  # "" for the core API
+    resource: str  # plural, without the subresource
+    namespace: str
+    name: str
+    rv: str  # metadata.resourceVersion
+
+
+def version_of(res: Resource, o: JSON) -> Version:
+    md = o["metadata"]
+    return Version(res.group, res.plural, md.get("namespace") or "", md["name"],
+                   str(md["resourceVersion"]))
+
+
+def audit_time(ts: str) -> float:
+    """An audit stageTimestamp (RFC 3339, microseconds, UTC) as seconds since the epoch."""
+    return dt.datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp()
+
+
+def audit_commit_times(lines: Iterable[str], wanted: Collection[Version]
+                       ) -> tuple[dict[Version, float], int]:
+    """The commit time of each wanted version: the earliest ``stageTimestamp`` of a
+    successful write (audit.k8s.io/v1 Event, stage ResponseComplete) whose response object
+    carries that resourceVersion (a later no-op write returns the same one). Streams the
+    lines; returns the times found and the number of write events read."""
+    want = set(wanted)
+    out: dict[Version, float] = {}
+    writes = 0
+    for line in lines:
+        if "ResponseComplete" not in line:
+            continue
+        try:
+            ev = json.loads(line)
+        except ValueError:
+            continue  # a line cut short (the log is read while it is written)
+        if not isinstance(ev, dict) or ev.get("kind") != "Event" \
+                or ev.get("stage") != "ResponseComplete" or ev.get("verb") not in AUDIT_WRITES:
+            continue
+        writes += 1
+        if int((ev.get("responseStatus") or {}).get("code") or 0) >= 300:
+            continue
+        resp = ev.get("responseObject") or {}
+        md = resp.get("metadata") or {}
+        rv = md.get("resourceVersion")
+        ref = ev.get("objectRef") or {}
+        if not rv or resp.get("kind") == "Status" or not ref.get("resource"):
+            continue
+        v = Version(ref.get("apiGroup") or "", ref["resource"],
+                    ref.get("namespace") or md.get("namespace") or "",
+                    ref.get("name") or md.get("name") or "", str(rv))
+        if v in want:
+            t = audit_time(ev["stageTimestamp"])
+            if v not in out or t < out[v]:
+                out[v] = t
+    return out, writes
+
+
+@dataclass
+class ServerLatencies:
+    """One step's latencies from commit times, and how many rollouts' pairs of versions
+    were found in the audit log (both ends) or not (skipped)."""
+
+    values: list[float] = field(default_factory=list)
+    matched: int = 0
+    unmatched: int = 0
+
+
+def server_latencies(pairs: dict[str, list[tuple[Version, Version]]],
+                     times: dict[Version, float]) -> dict[str, ServerLatencies]:
+    """Per step, ``times[end] - times[start]`` for each (start, end) pair of versions; a
+    pair with either end missing from ``times`` is skipped and counted as unmatched."""
+    out: dict[str, ServerLatencies] = {}
+    for step, ps in pairs.items():
+        s = out[step] = ServerLatencies()
+        for a, b in ps:
+            ta, tb = times.get(a), times.get(b)
+            if ta is None or tb is None:
+                s.unmatched += 1
+            else:
+                s.matched += 1
+                s.values.append(tb - ta)
+    return out
+
+
 # --- watches -----------------------------------------------------------------------------
 
 
@@ -420,11 +555,17 @@ class RolloutTimes:
     weight20: float | None = None
     rs_seen: dict[str, float] = field(default_factory=dict)
     rs_available: dict[str, float] = field(default_factory=dict)  # all replicas of the RS
+    # the first version that met each milestone, to look up its commit time
+    healthy_v: Version | None = None
+    paused_v: Version | None = None
+    weight20_v: Version | None = None
+    rs_available_v: dict[str, Version] = field(default_factory=dict)
 
 
 class Observer:
-    def __init__(self, keys: list[str]) -> None:
+    def __init__(self, keys: list[str], rollouts: Resource = ROLLOUTS) -> None:
         self.t: dict[str, RolloutTimes] = {k: RolloutTimes() for k in keys}
+        self.rollouts = rollouts
 
     def on_rollout(self, o: JSON, now: float) -> None:
         md = o["metadata"]
@@ -441,11 +582,13 @@ class Observer:
         # happens only after it (a first rollout skips the steps).
         if rt.patched is None and st.get("phase") == "Healthy" and rt.healthy is None:
             rt.healthy = now
+            rt.healthy_v = version_of(self.rollouts, o)
             rt.stable_hash = st.get("stableRS")
         weight = (((st.get("canary") or {}).get("weights") or {}).get("canary") or {}).get("weight")
         if (rt.patched is not None and st.get("phase") == "Paused"
                 and st.get("currentStepIndex") == 1 and weight == 20 and rt.paused is None):
             rt.paused = now
+            rt.paused_v = version_of(self.rollouts, o)
 
     def on_vs(self, o: JSON, now: float) -> None:
         md = o["metadata"]
@@ -453,6 +596,7 @@ class Observer:
         if rt is not None and rt.patched is not None and rt.weight20 is None \
                 and vs_canary_weight(o) == 20:
             rt.weight20 = now
+            rt.weight20_v = version_of(VIRTUAL_SERVICES, o)
 
     def on_rs(self, o: JSON, now: float) -> None:
         md = o["metadata"]
@@ -465,8 +609,27 @@ class Observer:
         rt.rs_seen.setdefault(h, now)
         want = int((o.get("spec") or {}).get("replicas") or 0)
         avail = int((o.get("status") or {}).get("availableReplicas") or 0)
-        if want > 0 and avail >= want:
-            rt.rs_available.setdefault(h, now)
+        if want > 0 and avail >= want and h not in rt.rs_available:
+            rt.rs_available[h] = now
+            rt.rs_available_v[h] = version_of(REPLICASETS, o)
+
+    def version_pairs(self) -> dict[str, list[tuple[Version, Version]]]:
+        """Per server-side step, the (start, end) versions of every rollout that reached
+        both ends (the same rollouts as the watch-based figure of that step)."""
+        pairs: dict[str, list[tuple[Version, Version]]] = {
+            SRV_AVAIL_HEALTHY: [], SRV_AVAIL_W20: [], SRV_W20_STEP: []}
+        for r in self.t.values():
+            if r.healthy_v is not None and r.stable_hash is not None \
+                    and r.stable_hash in r.rs_available_v:
+                pairs[SRV_AVAIL_HEALTHY].append((r.rs_available_v[r.stable_hash], r.healthy_v))
+            if r.patched is None:
+                continue
+            canary = [h for h in r.rs_seen if h != r.stable_hash]
+            if len(canary) == 1 and r.weight20_v is not None and canary[0] in r.rs_available_v:
+                pairs[SRV_AVAIL_W20].append((r.rs_available_v[canary[0]], r.weight20_v))
+            if r.weight20_v is not None and r.paused_v is not None:
+                pairs[SRV_W20_STEP].append((r.weight20_v, r.paused_v))
+        return pairs
 
 
 # --- phases --------------------------------------------------------------------------------
@@ -494,6 +657,8 @@ class Phase:
     total: int
     max_depth: float = 0.0
     latencies: dict[str, list[float]] = field(default_factory=dict)
+    # the steps from the API server's commit times (also in ``latencies``), with counts
+    server: dict[str, ServerLatencies] = field(default_factory=dict)
 
     @property
     def wall(self) -> float:
@@ -576,7 +741,7 @@ class Run:
         nss = [f"bench-{n}-{i}" for i in range(n_ns)]
         apps = [(nss[i % n_ns], f"app-{i:04d}") for i in range(n)]
         keys = [f"{ns}/{a}" for ns, a in apps]
-        obs = Observer(keys)
+        obs = Observer(keys, self.flavor.rollouts)
         for ns in nss:
             await self.kube.create(NAMESPACES.path(), {"metadata": {"name": ns}})
         logs, tag = Path(self.bed.workdir) / "logs", f"{self.flavor.key}-n{n}"
@@ -612,6 +777,12 @@ class Run:
                     f"{k!r} x{v}" for k, v in kinds.most_common(3)))
         finally:
             ctl.stop()
+        if self.bed.audit_log is not None:
+            await asyncio.sleep(AUDIT_FLUSH_S)
+            failed = await asyncio.to_thread(apiserver_audit_errors, self.bed)
+            note = await asyncio.to_thread(self.add_server_latencies, obs, phases,
+                                           self.bed.audit_log)
+            notes.append(f"{note}; audit events the API server failed to log: {failed:.0f}")
         result = SizeResult(n, n_ns, ready, mem["VmRSS"], mem["VmHWM"], phases, created_s,
                             sum(t.events for t in trackers), notes=notes)
         return result
@@ -695,6 +866,32 @@ class Run:
         p.latencies = self._change_latencies(obs)
         phases.append(p)
         return phases, created_s
+
+    @staticmethod
+    def add_server_latencies(obs: Observer, phases: list[Phase], audit_log: Path) -> str:
+        """Look up the commit time of every milestone version the watches saw in the audit
+        log (streamed) and add each step's server-side latencies to its phase."""
+        pairs = obs.version_pairs()
+        wanted = {v for ps in pairs.values() for pair in ps for v in pair}
+        t0 = time.monotonic()
+        try:
+            with open(audit_log, encoding="utf-8", errors="replace") as f:
+                times, writes = audit_commit_times(f, wanted)
+            size = audit_log.stat().st_size
+        except FileNotFoundError:
+            times, writes, size = {}, 0, 0
+        srv = server_latencies(pairs, times)
+        by_phase = {SRV_AVAIL_HEALTHY: "create", SRV_AVAIL_W20: "change", SRV_W20_STEP: "change"}
+        for p in phases:
+            for step, s in srv.items():
+                if by_phase[step] == p.name:
+                    p.server[step] = s
+                    p.latencies[step] = s.values
+        counts = "; ".join(f"{step.removesuffix(' (API server commit times)')}: {s.matched} "
+                           f"matched, {s.unmatched} not found" for step, s in srv.items())
+        return (f"API server commit times: audit log {size / 2**20:.1f} MiB, {writes} writes, "
+                f"read in {time.monotonic() - t0:.1f} s; {len(times)} of {len(wanted)} "
+                f"versions found; per step (rollouts): {counts}")
 
     @staticmethod
     async def _quiet(ctl: Controller, limit: float) -> float:

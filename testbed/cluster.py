@@ -117,7 +117,7 @@ class TestBed:
     __test__ = False  # not a pytest test class
 
     def __init__(self, workdir: Path | None = None, nodes: int = FAKE_NODES, *,
-                 kcm_api_qps: int | None = None) -> None:
+                 kcm_api_qps: int | None = None, audit_policy: str | None = None) -> None:
         RUN_ROOT.mkdir(parents=True, exist_ok=True)
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="bed-", dir=RUN_ROOT))
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -125,6 +125,9 @@ class TestBed:
         # kube-controller-manager's client limit (default 20/s, burst 30): the scale
         # benchmark raises it so that pod creation is not what it measures
         self.kcm_api_qps = kcm_api_qps
+        # an audit.k8s.io/v1 Policy (YAML): kube-apiserver then logs the events it selects
+        # as JSON lines to ``audit_log``, written from a queue (requests do not wait on it)
+        self.audit_policy = audit_policy
         self.state: State | None = None
         self._procs: list[tuple[Proc, subprocess.Popen[bytes]]] = []
 
@@ -150,6 +153,11 @@ class TestBed:
     def kubeconfig(self) -> str:
         assert self.state
         return self.state.kubeconfig
+
+    @property
+    def audit_log(self) -> Path | None:
+        """kube-apiserver's audit log (JSON lines), or None: started without a policy."""
+        return self.workdir / "audit.log" if self.audit_policy is not None else None
 
     @property
     def prometheus_url(self) -> str:
@@ -305,6 +313,7 @@ class TestBed:
             f"--service-account-signing-key-file={pki / 'sa.key'}",
             "--service-cluster-ip-range=10.96.0.0/16", "--endpoint-reconciler-type=none",
             "--allow-privileged=true", "--profiling=false", "--v=1",
+            *self._audit_flags(),
         ])
         self._wait("kube-apiserver /readyz", lambda: _http_ok(api_url + "/readyz"), 90, apiserver)
 
@@ -335,6 +344,21 @@ class TestBed:
         self._wait("Prometheus /-/ready", lambda: _http_ok(st.prometheus_url + "/-/ready"), 30, prom)
         self._wait("Alertmanager /-/ready", lambda: _http_ok(st.alertmanager_url + "/-/ready"), 30, am)
         self._wait_for_ready_node_and_sa(kcm, sched, kwok)
+
+    def _audit_flags(self) -> list[str]:
+        if self.audit_policy is None:
+            return []
+        policy = self.workdir / "audit-policy.yaml"
+        policy.write_text(self.audit_policy)
+        return [
+            f"--audit-policy-file={policy}", f"--audit-log-path={self.audit_log}",
+            "--audit-log-format=json",
+            # batch: a request only queues its event (dropped if the queue is full) and one
+            # goroutine writes the queue out, event by event, so no request waits on the file
+            "--audit-log-mode=batch", "--audit-log-batch-buffer-size=100000",
+            # one file, never rotated (the default rotates at 100 MB)
+            "--audit-log-maxsize=0",
+        ]
 
     def _kubectl_like(self) -> Kube:
         assert self.state
