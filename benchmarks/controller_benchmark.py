@@ -242,7 +242,7 @@ def target_cell(key: str, fig: dict[str, float], argos: list[dict[str, float]], 
     only when the API server's twin is missing (a run without the audit log), and says so."""
     twin = SERVER_TWIN.get(key)
     if twin is not None:
-        if fig[twin] == fig[twin]:
+        if not math.isnan(fig[twin]):
             return ("information: includes the benchmark's own watch lag; the target is judged "
                     "on the API server row")
         v = verdict(key, fig[key], [a[key] for a in argos], n)

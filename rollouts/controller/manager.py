@@ -211,8 +211,8 @@ class Controller:
                 self.queue.done(key)
 
     async def _pass(self, reconciler: Reconciler, key: str, waited: float, *,
-                    urgent: bool, since: float) -> bool:
-        """One reconcile of ``key``; False if it failed (then retried with backoff)."""
+                    urgent: bool, since: float) -> None:
+        """One reconcile of ``key``; a failure is retried with backoff."""
         self.telemetry.started(key, waited, urgent=urgent)
         try:
             # the requests of an urgent key's reconcile get the throttle's urgent lane, the
@@ -223,7 +223,6 @@ class Controller:
             self.telemetry.finished(key, requeue)
             if requeue is not None:
                 self.queue.add_after(key, requeue)
-            return True
         except asyncio.CancelledError:
             raise
         except ActionFailed as e:  # already in status and Events (and logged)
@@ -235,7 +234,6 @@ class Controller:
             self.telemetry.finished(key, error=True)
             log.warning("reconcile %s failed: %s: %s", key, type(e).__name__, e)
             self.queue.add_rate_limited(key, urgent=urgent)
-        return False
 
     async def _reconcile(self, reconciler: Reconciler, key: str) -> float | None:
         if key.startswith(AR_PREFIX):

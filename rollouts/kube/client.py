@@ -200,12 +200,13 @@ class Kube:
             raw = await resp.read()
         finally:
             resp.release()
+        answered = time.monotonic() - sent
+        resource = plural_of(path)
         if self.on_request is not None:
-            self.on_request(method, plural_of(path), resp.status)
+            self.on_request(method, resource, resp.status)
         if self.on_timing is not None:
-            self.on_timing(RequestTiming(method, plural_of(path), requests_are_urgent(),
-                                         throttled=sent - asked,
-                                         answered=time.monotonic() - sent))
+            self.on_timing(RequestTiming(method, resource, requests_are_urgent(),
+                                         throttled=sent - asked, answered=answered))
         if not 200 <= resp.status <= 299:
             raise error_of(resp.status, raw, resp.reason, path)
         return json.loads(raw) if raw else None

@@ -146,11 +146,19 @@ def _escape(v: str) -> str:
     return v.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
 
 
+def _escape_help(doc: str) -> str:
+    return doc.replace("\\", r"\\").replace("\n", r"\n")
+
+
+# per family, its labels' positions in name order (prometheus_client writes them sorted)
+_LABEL_ORDER: Final = tuple(tuple(sorted(range(len(labels)), key=lambda i: labels[i]))
+                            for _, _, labels in FAMILIES)
+
+
 def _lines(family: int, samples: list[Sample]) -> str:
-    """The text exposition format's sample lines, as prometheus_client writes them (labels
-    sorted by name)."""
+    """The text exposition format's sample lines, as prometheus_client writes them."""
     name, _, labels = FAMILIES[family]
-    order = sorted(range(len(labels)), key=lambda i: labels[i])
+    order = _LABEL_ORDER[family]
     return "".join(
         name + "{" + ",".join(f'{labels[i]}="{_escape(values[i])}"' for i in order) + "} "
         + _go_float(value) + "\n" for values, value in samples)
@@ -194,18 +202,25 @@ class RolloutCollector(Collector):
             out.setdefault((ns, ro), []).append(m)
         return out
 
-    def _per_rollout(self) -> Iterator[tuple[dict[str, Any], list[MetricObs]]]:
+    def _per_rollout(self) -> Iterator[tuple[dict[str, Any], tuple[str, str], list[MetricObs]]]:
+        """Each cached rollout, its key, and its newest runs' metric results (none: the
+        rollout's own ``status.analysis`` is read instead)."""
         from_runs = self._run_metrics()
         for obj in self.rollouts():
             md = obj.get("metadata") or {}
             key = (str(md.get("namespace", "")), str(md.get("name", "")))
-            yield obj, from_runs.get(key) or analysis_metrics(obj.get("status") or {})
+            yield obj, key, from_runs.get(key) or []
+
+    @staticmethod
+    def _metrics(obj: dict[str, Any], run_metrics: list[MetricObs]) -> list[MetricObs]:
+        return run_metrics or analysis_metrics(obj.get("status") or {})
 
     def collect(self) -> Iterator[Metric]:
         families = [GaugeMetricFamily(name, doc, labels=list(labels))
                     for name, doc, labels in FAMILIES]
-        for obj, metrics in self._per_rollout():
-            for fam, samples in zip(families, rollout_samples(obj, metrics), strict=True):
+        for obj, _, run_metrics in self._per_rollout():
+            samples_per_family = rollout_samples(obj, self._metrics(obj, run_metrics))
+            for fam, samples in zip(families, samples_per_family, strict=True):
                 for values, value in samples:
                     fam.add_metric(list(values), value)
         yield from families
@@ -213,16 +228,16 @@ class RolloutCollector(Collector):
     def exposition(self) -> str:
         cache: dict[tuple[str, str], tuple[tuple[str, tuple[MetricObs, ...]], list[str]]] = {}
         per_family: list[list[str]] = [[] for _ in FAMILIES]
-        for obj, metrics in self._per_rollout():
-            md = obj.get("metadata") or {}
-            key = (str(md.get("namespace", "")), str(md.get("name", "")))
-            rv = md.get("resourceVersion")
-            stamp = (str(rv), tuple(metrics))
+        for obj, key, run_metrics in self._per_rollout():
+            rv = (obj.get("metadata") or {}).get("resourceVersion")
+            # the rollout's own status.analysis is covered by its resourceVersion
+            stamp = (str(rv), tuple(run_metrics))
             hit = self._lines.get(key) if isinstance(rv, str) and rv else None
             if hit is not None and hit[0] == stamp:
                 lines = hit[1]
             else:
-                lines = [_lines(i, s) for i, s in enumerate(rollout_samples(obj, metrics))]
+                samples = rollout_samples(obj, self._metrics(obj, run_metrics))
+                lines = [_lines(i, s) for i, s in enumerate(samples)]
             if isinstance(rv, str) and rv:
                 cache[key] = (stamp, lines)  # a deleted rollout's lines go with this scrape
             for i, text in enumerate(lines):
@@ -231,6 +246,3 @@ class RolloutCollector(Collector):
         return "".join(f"# HELP {name} {_escape_help(doc)}\n# TYPE {name} gauge\n" + "".join(texts)
                        for (name, doc, _), texts in zip(FAMILIES, per_family, strict=True))
 
-
-def _escape_help(doc: str) -> str:
-    return doc.replace("\\", r"\\").replace("\n", r"\n")
